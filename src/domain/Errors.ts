@@ -1,0 +1,26 @@
+import { Data } from "effect"
+
+/** The peer broke the protocol: malformed, oversized or unexpected input. Closes that connection. */
+export class ProtocolError extends Data.TaggedError("ProtocolError")<{ readonly reason: string }> {}
+
+/** The connection ended (EOF, reset, idle timeout, or closed by us). */
+export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{ readonly reason: string }> {}
+
+/** The handshake failed; `reason` says why, for the log. */
+export class HandshakeError extends Data.TaggedError("HandshakeError")<{ readonly reason: string }> {}
+
+/** Bad user input (flags, config file): one clear line for the user. */
+export class ConfigError extends Data.TaggedError("ConfigError")<{ readonly message: string }> {}
+
+/** A path from a peer that we refuse to touch. */
+export class UnsafePath extends Data.TaggedError("UnsafePath")<{ readonly path: string; readonly reason: string }> {}
+
+/** A local filesystem operation failed. */
+export class FsError extends Data.TaggedError("FsError")<{ readonly op: string; readonly path: string; readonly cause: unknown }> {
+  override get message() {
+    return `${this.op} ${this.path}: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+  }
+}
+
+/** Listening or dialing failed. */
+export class TransportError extends Data.TaggedError("TransportError")<{ readonly message: string }> {}

@@ -1,0 +1,35 @@
+import { Schema } from "effect"
+
+/** Per-file version vector: replica id -> counter of edits made on that replica. */
+export const VersionVector = Schema.Record({
+  key: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{16}$/)),
+  value: Schema.Int.pipe(Schema.nonNegative())
+})
+export type VersionVector = typeof VersionVector.Type
+
+export type Ordering = "equal" | "newer" | "older" | "concurrent"
+
+/** How `a` relates to `b`: newer means `a` has seen everything `b` has, and more. */
+export const compare = (a: VersionVector, b: VersionVector): Ordering => {
+  let aAhead = false
+  let bAhead = false
+  for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    const x = a[key] ?? 0
+    const y = b[key] ?? 0
+    if (x > y) aAhead = true
+    if (y > x) bAhead = true
+  }
+  if (aAhead && bAhead) return "concurrent"
+  if (aAhead) return "newer"
+  if (bAhead) return "older"
+  return "equal"
+}
+
+export const merge = (a: VersionVector, b: VersionVector): VersionVector => {
+  const out: Record<string, number> = { ...a }
+  for (const [key, value] of Object.entries(b)) out[key] = Math.max(out[key] ?? 0, value)
+  return out
+}
+
+/** The vector after `replica` made one more edit on top of everything in `v`. */
+export const bump = (v: VersionVector, replica: string): VersionVector => ({ ...v, [replica]: (v[replica] ?? 0) + 1 })

@@ -1,0 +1,19 @@
+import { Context } from "effect"
+
+/**
+ * ChaCha20-Poly1305 AEAD (RFC 8439): 32-byte key, 12-byte nonce, 16-byte tag appended.
+ * Synchronous because it sits on the per-block hot path.
+ */
+export interface CipherApi {
+  readonly name: string
+  /** ciphertext || tag */
+  readonly seal: (key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array) => Uint8Array
+  /** The plaintext, or undefined when the tag does not verify. */
+  readonly open: (key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array) => Uint8Array | undefined
+}
+
+export class Cipher extends Context.Tag("dsync/Cipher")<Cipher, CipherApi>() {}
+
+export const TAG_BYTES = 16
+export const KEY_BYTES = 32
+export const NONCE_BYTES = 12

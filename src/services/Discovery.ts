@@ -1,0 +1,16 @@
+import { Context, Stream } from "effect"
+import type { PeerAddress } from "../domain/Config.js"
+
+export interface DiscoveredPeer {
+  readonly address: PeerAddress
+  /** The id the peer advertised, when known; the handshake must prove it. */
+  readonly peerId?: string
+}
+
+/** Finds peers to dial. */
+export interface DiscoveryApi {
+  /** Each peer as it is found; a peer may appear again after it was lost. */
+  readonly peers: Stream.Stream<DiscoveredPeer>
+}
+
+export class Discovery extends Context.Tag("dsync/Discovery")<Discovery, DiscoveryApi>() {}

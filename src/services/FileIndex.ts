@@ -1,0 +1,42 @@
+import { Context, Effect, Option, Stream } from "effect"
+import type { FileRecord } from "../domain/FileRecord.js"
+
+/** A record plus what only this machine needs: the stat key that lets a scan skip re-hashing. */
+export interface LocalRecord extends FileRecord {
+  readonly inode: number
+}
+
+export type NewRecord = Omit<LocalRecord, "sequence">
+
+/** Where a block with a given hash can be read locally. */
+export interface BlockLocation {
+  readonly path: string
+  readonly offset: number
+  readonly size: number
+}
+
+/**
+ * The folder's index: one record per path ever seen (deleted ones stay as tombstones),
+ * numbered by a local sequence so peers can be sent "everything since N".
+ */
+export interface FileIndexApi {
+  /** Random id of this folder replica, kept in the index across runs. */
+  readonly replicaId: string
+  readonly get: (path: string) => Effect.Effect<Option.Option<LocalRecord>>
+  /** Store `record` under the next local sequence and announce it. */
+  readonly put: (record: NewRecord) => Effect.Effect<LocalRecord>
+  /** Refresh the stat key (mtime, inode) of an unchanged file without announcing anything. */
+  readonly touch: (path: string, mtimeMs: number, inode: number) => Effect.Effect<void>
+  /** Records with sequence > `after`, oldest first, at most `limit`. */
+  readonly since: (after: number, limit: number) => Effect.Effect<ReadonlyArray<LocalRecord>>
+  /** Every record that is not a tombstone. */
+  readonly live: Effect.Effect<ReadonlyArray<LocalRecord>>
+  /** A local file that held a block with this hash when it was last scanned. */
+  readonly findBlock: (hash: string) => Effect.Effect<Option.Option<BlockLocation>>
+  /** The highest sequence stored so far. */
+  readonly sequence: Effect.Effect<number>
+  /** The current sequence, then each new one. */
+  readonly sequenceChanges: Stream.Stream<number>
+}
+
+export class FileIndex extends Context.Tag("dsync/FileIndex")<FileIndex, FileIndexApi>() {}

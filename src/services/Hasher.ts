@@ -1,0 +1,11 @@
+import { Context } from "effect"
+
+/** BLAKE3, synchronous for the hot path. */
+export interface HasherApi {
+  /** Hex digest (32 bytes) of `data`. */
+  readonly hash: (data: Uint8Array) => string
+  /** Hash several parts as one message, without concatenating them. */
+  readonly hashParts: (parts: ReadonlyArray<Uint8Array>) => string
+}
+
+export class Hasher extends Context.Tag("dsync/Hasher")<Hasher, HasherApi>() {}

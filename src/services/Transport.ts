@@ -1,0 +1,32 @@
+import { Context, Effect, Scope } from "effect"
+import type { PeerAddress } from "../domain/Config.js"
+import type { ConnectionClosed, TransportError } from "../domain/Errors.js"
+
+/** A reliable, ordered byte stream to one remote (a TCP socket, or an in-memory pipe). */
+export interface Connection {
+  /** Remote IP (or memory host name), used for per-source rate limiting and logs. */
+  readonly remoteHost: string
+  readonly remoteLabel: string
+  /** Next chunk of bytes, as the transport delivers them; fails once the stream has ended. */
+  readonly read: Effect.Effect<Uint8Array, ConnectionClosed>
+  /** Queue bytes for sending; waits while the transport applies backpressure. */
+  readonly write: (bytes: Uint8Array) => Effect.Effect<void, ConnectionClosed>
+  /** Close both directions now. Idempotent. */
+  readonly close: Effect.Effect<void>
+}
+
+export interface TransportApi {
+  /**
+   * Listen for connections; each one is handed to `onConnection` in its own fiber,
+   * and closed when that effect ends. Stops listening when the scope closes.
+   * Returns the bound address (port 0 picks a free port).
+   */
+  readonly listen: (
+    address: PeerAddress,
+    onConnection: (connection: Connection) => Effect.Effect<void>
+  ) => Effect.Effect<PeerAddress, TransportError, Scope.Scope>
+  /** Dial a peer; the connection closes with the scope. */
+  readonly dial: (address: PeerAddress) => Effect.Effect<Connection, TransportError, Scope.Scope>
+}
+
+export class Transport extends Context.Tag("dsync/Transport")<Transport, TransportApi>() {}
