@@ -1,0 +1,51 @@
+import { type FileRecord, sameContent } from "./FileRecord.js"
+import { compare } from "./VersionVector.js"
+
+/**
+ * What to do with a record a peer announced, given ours:
+ * - ignore: we already have it (or something newer)
+ * - record: same content, only the version differs: store the peer's version, touch nothing
+ * - apply: the peer's version replaces ours on disk
+ * - conflict: concurrent edits and the peer's side wins: keep ours as a conflict copy, then apply
+ * - keep: concurrent edits and our side wins: the peer will make the conflict copy
+ */
+export type Decision = "ignore" | "record" | "apply" | "conflict" | "keep"
+
+/**
+ * Deterministic winner of two concurrent versions, the same on every peer:
+ * an edit beats a delete, then the later mtime, then the larger hash.
+ */
+export const remoteWins = (local: FileRecord, remote: FileRecord): boolean => {
+  if (local.deleted !== remote.deleted) return local.deleted
+  if (local.mtimeMs !== remote.mtimeMs) return remote.mtimeMs > local.mtimeMs
+  return remote.hash > local.hash
+}
+
+export const decide = (local: FileRecord | undefined, remote: FileRecord): Decision => {
+  if (local === undefined) return remote.deleted ? "record" : "apply"
+  switch (compare(remote.version, local.version)) {
+    case "older":
+    case "equal":
+      return "ignore"
+    case "newer":
+      return sameContent(local, remote) && local.mode === remote.mode ? "record" : "apply"
+    case "concurrent":
+      if (sameContent(local, remote) && local.mode === remote.mode) return "record"
+      if (!remoteWins(local, remote)) return "keep"
+      // a deleted or directory loser has no content worth a copy
+      return local.deleted || local.kind === "dir" ? "apply" : "conflict"
+  }
+}
+
+/** `name.sync-conflict-YYYYMMDD-HHMMSS-<replica>.ext`, next to the original. */
+export const conflictPath = (relPath: string, when: Date, replicaId: string): string => {
+  const slash = relPath.lastIndexOf("/")
+  const dir = relPath.slice(0, slash + 1)
+  const base = relPath.slice(slash + 1)
+  const dot = base.lastIndexOf(".")
+  const [stem, ext] = dot > 0 ? [base.slice(0, dot), base.slice(dot)] : [base, ""]
+  const pad = (n: number) => String(n).padStart(2, "0")
+  const stamp = `${when.getUTCFullYear()}${pad(when.getUTCMonth() + 1)}${pad(when.getUTCDate())}-` +
+    `${pad(when.getUTCHours())}${pad(when.getUTCMinutes())}${pad(when.getUTCSeconds())}`
+  return `${dir}${stem}.sync-conflict-${stamp}-${replicaId.slice(0, 7)}${ext}`
+}

@@ -1,0 +1,220 @@
+import { Data, Effect, Either, Option } from "effect"
+import { randomBytes } from "node:crypto"
+import * as fsp from "node:fs/promises"
+import * as path from "node:path"
+import { FsError, type UnsafePath } from "../domain/Errors.js"
+import { blockLength, type FileRecord } from "../domain/FileRecord.js"
+import { conflictPath, decide } from "../domain/Reconcile.js"
+import { merge } from "../domain/VersionVector.js"
+import { resolveInside, validatePeerPath } from "../lib/SafePath.js"
+import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
+import { Folder } from "../services/Folder.js"
+import { Hasher } from "../services/Hasher.js"
+import { fileHash } from "./Content.js"
+import { diskState, scanLocked, scanPath, statMatches } from "./Scanner.js"
+import { moveToTrash, preserveInTrash } from "./Trash.js"
+
+/** A block could not be had from the peer (gone, changed while sent, timed out, bad data). */
+export class BlockUnavailable extends Data.TaggedError("BlockUnavailable")<{ readonly reason: string }> {}
+
+/** Where remote blocks come from: the peer session. */
+export interface BlockSource {
+  readonly fetch: (request: { path: string; offset: number; size: number; hash: string }) => Effect.Effect<Uint8Array, BlockUnavailable>
+}
+
+/** Blocks requested at once per file: keeps the pipe full without holding much memory. */
+const BLOCKS_IN_FLIGHT = 8
+
+const fsTry = <A>(op: string, p: string, f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (cause) => new FsError({ op, path: p, cause }) })
+
+/** A block with this hash from any local file, re-verified (the file may have changed since its scan). */
+const localBlock = (hash: string, size: number) =>
+  Effect.gen(function*() {
+    const index = yield* FileIndex
+    const folder = yield* Folder
+    const hasher = yield* Hasher
+    const location = yield* index.findBlock(hash)
+    if (Option.isNone(location) || location.value.size !== size) return undefined
+    const abs = path.join(folder.root, location.value.path)
+    const data = yield* fsTry("read", abs, async () => {
+      const handle = await fsp.open(abs, "r")
+      try {
+        const buffer = Buffer.allocUnsafe(size)
+        const { bytesRead } = await handle.read(buffer, 0, size, location.value.offset)
+        return bytesRead === size ? buffer : undefined
+      } finally {
+        await handle.close()
+      }
+    }).pipe(Effect.orElseSucceed(() => undefined))
+    return data && hasher.hash(data) === hash ? data : undefined
+  })
+
+/**
+ * Download `remote` into a `.part` file next to its target: blocks found locally are
+ * copied, the rest fetched from the peer; every block is hash-checked, the file fsynced.
+ * The part file is removed if anything fails or the fiber is interrupted.
+ */
+const downloadToPart = (remote: FileRecord, target: string, source: BlockSource) =>
+  Effect.gen(function*() {
+    const hasher = yield* Hasher
+    if (fileHash(hasher, remote.blocks, remote.size) !== remote.hash || remote.blocks.length !== Math.ceil(remote.size / remote.blockSize)) {
+      return yield* new BlockUnavailable({ reason: "record's block list does not match its hash" })
+    }
+    yield* fsTry("mkdir", path.dirname(target), () => fsp.mkdir(path.dirname(target), { recursive: true }))
+    const part = path.join(path.dirname(target), `.dsync-${remote.hash.slice(0, 8)}-${randomBytes(4).toString("hex")}.part`)
+    const handle = yield* Effect.acquireRelease(
+      fsTry("create", part, () => fsp.open(part, "wx", 0o600)),
+      (h, exit) => Effect.promise(() => h.close().catch(() => {})).pipe(
+        Effect.zipRight(exit._tag === "Failure" ? Effect.promise(() => fsp.unlink(part).catch(() => {})) : Effect.void)
+      )
+    )
+    yield* Effect.forEach(remote.blocks, (hash, i) =>
+      Effect.gen(function*() {
+        const offset = i * remote.blockSize
+        const size = blockLength(remote, i)
+        const data = (yield* localBlock(hash, size)) ??
+          (yield* source.fetch({ path: remote.path, offset, size, hash }))
+        if (data.length !== size || hasher.hash(data) !== hash) {
+          return yield* new BlockUnavailable({ reason: `block at ${offset} failed its hash check` })
+        }
+        yield* fsTry("write", part, () => handle.write(data, 0, size, offset))
+      }), { concurrency: BLOCKS_IN_FLIGHT, discard: true })
+    yield* fsTry("sync", part, () => handle.sync())
+    return part
+  })
+
+/** Create a symlink at a temporary name, to be renamed over the target. */
+const symlinkToPart = (remote: FileRecord, target: string) =>
+  Effect.gen(function*() {
+    const part = path.join(path.dirname(target), `.dsync-0-${randomBytes(4).toString("hex")}.part`)
+    yield* fsTry("mkdir", path.dirname(target), () => fsp.mkdir(path.dirname(target), { recursive: true }))
+    yield* Effect.acquireRelease(
+      fsTry("symlink", part, () => fsp.symlink(remote.target ?? "", part)),
+      (_, exit) => exit._tag === "Failure" ? Effect.promise(() => fsp.unlink(part).catch(() => {})) : Effect.void
+    )
+    return part
+  })
+
+const storeApplied = (remote: FileRecord, local: LocalRecord | undefined, abs: string) =>
+  Effect.gen(function*() {
+    const index = yield* FileIndex
+    const st = yield* fsTry("stat", abs, () => fsp.lstat(abs))
+    // The stat key is ours (so our watcher sees no change); content and version are the peer's.
+    yield* index.put({ ...remote, version: merge(local?.version ?? {}, remote.version), mtimeMs: st.mtimeMs, inode: st.ino })
+  })
+
+/**
+ * With the path locked: make sure the index reflects the disk (an edit not yet scanned
+ * becomes a version of its own), then decide again against the peer's record.
+ */
+const freshDecision = (remote: FileRecord) =>
+  Effect.gen(function*() {
+    const index = yield* FileIndex
+    let local = Option.getOrUndefined(yield* index.get(remote.path))
+    const st = yield* diskState(remote.path)
+    if (local ? !statMatches(local, st) : st !== undefined) {
+      yield* scanLocked(remote.path)
+      local = Option.getOrUndefined(yield* index.get(remote.path))
+    }
+    return { local, decision: decide(local, remote) }
+  })
+
+/** Swap a finished part file (or symlink) into place, keeping whatever it replaces. */
+const commitPart = (remote: FileRecord, target: string, part: string) =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const index = yield* FileIndex
+    const { local, decision } = yield* freshDecision(remote)
+    if (decision === "ignore" || decision === "keep") {
+      yield* fsTry("unlink", part, () => fsp.unlink(part))
+      return undefined
+    }
+    let conflictCopy: string | undefined
+    const present = yield* diskState(remote.path)
+    if (decision === "conflict" && present) {
+      conflictCopy = conflictPath(remote.path, new Date(), index.replicaId)
+      yield* fsTry("rename", target, () => fsp.rename(target, path.join(folder.root, conflictCopy!)))
+      yield* Effect.logWarning(`conflict: ${remote.path} changed here and on a peer; kept ours as ${conflictCopy}`)
+    } else if (present?.isFile()) {
+      yield* preserveInTrash(folder.root, remote.path)
+    } else if (present?.isDirectory()) {
+      yield* fsTry("rmdir", target, () => fsp.rmdir(target)) // only if empty: never drop a tree
+    }
+    if (remote.kind === "file") {
+      yield* fsTry("chmod", part, () => fsp.chmod(part, remote.mode))
+      yield* fsTry("utimes", part, () => fsp.utimes(part, new Date(), remote.mtimeMs / 1000))
+    }
+    yield* fsTry("rename", part, () => fsp.rename(part, target))
+    yield* storeApplied(remote, local, target)
+    return conflictCopy
+  })
+
+/** Apply a peer's deletion: the file goes to the trash, an empty directory is removed. */
+const applyDelete = (remote: FileRecord, target: string) =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const index = yield* FileIndex
+    const { local, decision } = yield* freshDecision(remote)
+    if (decision === "ignore" || decision === "keep") return
+    const present = yield* diskState(remote.path)
+    if (present?.isDirectory()) {
+      const removed = yield* fsTry("rmdir", target, () => fsp.rmdir(target)).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
+      if (!removed) return yield* Effect.logInfo(`kept folder ${remote.path}: a peer deleted it but it still holds files`)
+    } else if (present) {
+      yield* moveToTrash(folder.root, remote.path)
+    }
+    yield* index.put({ ...remote, version: merge(local?.version ?? {}, remote.version), inode: 0 })
+    yield* Effect.logInfo(`deleted: ${remote.path}`)
+  })
+
+const applyDir = (remote: FileRecord, target: string) =>
+  Effect.gen(function*() {
+    const { local, decision } = yield* freshDecision(remote)
+    if (decision === "ignore" || decision === "keep") return
+    const present = yield* diskState(remote.path)
+    if (present && !present.isDirectory()) {
+      yield* moveToTrash((yield* Folder).root, remote.path)
+    }
+    yield* fsTry("mkdir", target, () => fsp.mkdir(target, { recursive: true }))
+    yield* fsTry("chmod", target, () => fsp.chmod(target, remote.mode | 0o700))
+    yield* storeApplied(remote, local, target)
+  })
+
+/** Store the peer's version for content we already have; nothing on disk changes. */
+const recordOnly = (remote: FileRecord) =>
+  Effect.gen(function*() {
+    const index = yield* FileIndex
+    const { local, decision } = yield* freshDecision(remote)
+    if (decision !== "record") return
+    yield* index.put({ ...(local ?? { ...remote, inode: 0 }), version: merge(local?.version ?? {}, remote.version) })
+  })
+
+/**
+ * Bring one record a peer announced into this folder, if it should win: download
+ * outside the lock, then decide again and commit under the path's lock.
+ */
+export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<void, never, FileIndex | Folder | Hasher> =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const index = yield* FileIndex
+    const valid = validatePeerPath(remote.path)
+    if (Either.isLeft(valid)) return yield* Effect.logWarning(`refused path from peer: ${JSON.stringify(remote.path)}: ${valid.left.reason}`)
+    if (yield* folder.isIgnored(remote.path, remote.kind === "dir")) return
+    const initial = decide(Option.getOrUndefined(yield* index.get(remote.path)), remote)
+    if (initial === "ignore" || initial === "keep") return
+    const target = yield* resolveInside(folder.root, remote.path)
+    const locked = folder.withPathLock(remote.path)
+    if (initial === "record") return yield* locked(recordOnly(remote))
+    if (remote.deleted) return yield* locked(applyDelete(remote, target))
+    if (remote.kind === "dir") return yield* locked(applyDir(remote, target))
+    const part = remote.kind === "file" ? yield* downloadToPart(remote, target, source) : yield* symlinkToPart(remote, target)
+    const conflictCopy = yield* locked(commitPart(remote, target, part))
+    if (conflictCopy) yield* scanPath(conflictCopy)
+    yield* Effect.logInfo(`received: ${remote.path}${remote.kind === "file" ? ` (${remote.size} bytes)` : ""}`)
+  }).pipe(
+    Effect.scoped,
+    Effect.catchAll((e: FsError | UnsafePath | BlockUnavailable) =>
+      Effect.logWarning(`could not apply ${remote.path} from peer: ${"reason" in e ? e.reason : e.message}`)
+    )
+  )

@@ -1,0 +1,157 @@
+import { Effect, Option } from "effect"
+import type { Stats } from "node:fs"
+import * as fsp from "node:fs/promises"
+import * as path from "node:path"
+import { FsError } from "../domain/Errors.js"
+import { type FileKind, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
+import { bump } from "../domain/VersionVector.js"
+import { FileIndex, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
+import { Folder } from "../services/Folder.js"
+import { Hasher } from "../services/Hasher.js"
+import { hashFileContent } from "./Content.js"
+
+/** Our own temporary download files: `.dsync-<hex>-<hex>.part`. */
+export const PART_FILE = /^\.dsync-[0-9a-f]+-[0-9a-f]+\.part$/
+
+export type ScanOutcome = "unchanged" | "changed" | "unstable" | "ignored"
+
+const kindOf = (st: Stats): FileKind | undefined =>
+  st.isFile() ? "file" : st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : undefined
+
+const lstatOrUndefined = (abs: string) =>
+  Effect.tryPromise({ try: () => fsp.lstat(abs), catch: (cause) => new FsError({ op: "stat", path: abs, cause }) }).pipe(
+    Effect.catchIf((e) => (e.cause as NodeJS.ErrnoException)?.code === "ENOENT" || (e.cause as NodeJS.ErrnoException)?.code === "ENOTDIR", () => Effect.succeed(undefined))
+  )
+
+/** Does the disk still look like what the index says (so the stored hash can be trusted)? */
+export const statMatches = (record: LocalRecord, st: Stats | undefined): boolean => {
+  if (record.deleted) return st === undefined
+  if (st === undefined || kindOf(st) !== record.kind) return false
+  if (record.kind === "dir") return (st.mode & 0o777) === record.mode
+  return st.size === record.size && st.mtimeMs === record.mtimeMs && st.ino === record.inode
+}
+
+export const diskState = (relPath: string) =>
+  Effect.flatMap(Folder, (folder) => lstatOrUndefined(path.join(folder.root, relPath)))
+
+/** Record a local deletion of `existing`: a tombstone with a new version. */
+const tombstone = (existing: LocalRecord) =>
+  Effect.gen(function*() {
+    const index = yield* FileIndex
+    yield* index.put({
+      ...existing,
+      size: 0,
+      hash: "",
+      blocks: [],
+      blockSize: MIN_BLOCK_SIZE,
+      deleted: true,
+      inode: 0,
+      version: bump(existing.version, index.replicaId)
+    })
+    yield* Effect.logInfo(`deleted locally: ${existing.path}`)
+  })
+
+/** Read what is on disk at `relPath` now, as a record without version and sequence. */
+const readEntry = (relPath: string, abs: string, st: Stats, kind: FileKind) =>
+  Effect.gen(function*() {
+    const hasher = yield* Hasher
+    const base = { path: relPath, kind, mtimeMs: st.mtimeMs, inode: st.ino, deleted: false }
+    if (kind === "dir") {
+      return { ...base, size: 0, mode: st.mode & 0o777, hash: "", blockSize: MIN_BLOCK_SIZE, blocks: [] }
+    }
+    if (kind === "symlink") {
+      const target = yield* Effect.tryPromise({ try: () => fsp.readlink(abs), catch: (cause) => new FsError({ op: "readlink", path: abs, cause }) })
+      return { ...base, size: 0, mode: 0, hash: hasher.hash(Buffer.from(target)), target, blockSize: MIN_BLOCK_SIZE, blocks: [] }
+    }
+    const content = yield* hashFileContent(abs, st.size)
+    return { ...base, size: st.size, mode: st.mode & 0o777, ...content, blocks: [...content.blocks] }
+  })
+
+/**
+ * Bring the index entry of one path up to date with the disk; the caller holds the
+ * path's lock. A new version is made only when content, kind or mode changed; a file
+ * that changes while being hashed is reported unstable (its next watcher event rescans it).
+ */
+export const scanLocked = (relPath: string): Effect.Effect<ScanOutcome, FsError, FileIndex | Folder | Hasher> =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const index = yield* FileIndex
+    const abs = path.join(folder.root, relPath)
+    const st = yield* lstatOrUndefined(abs)
+    const existing = Option.getOrUndefined(yield* index.get(relPath))
+    if (st === undefined) {
+      if (existing === undefined || existing.deleted) return "unchanged" as const
+      yield* tombstone(existing)
+      return "changed" as const
+    }
+    const kind = kindOf(st)
+    if (kind === undefined || (yield* folder.isIgnored(relPath, kind === "dir"))) return "ignored" as const
+    if (existing && statMatches(existing, st)) return "unchanged" as const
+    const entry = yield* readEntry(relPath, abs, st, kind)
+    const after = yield* lstatOrUndefined(abs)
+    if (after === undefined || after.size !== st.size || after.mtimeMs !== st.mtimeMs) return "unstable" as const
+    if (
+      existing && !existing.deleted && existing.kind === entry.kind && existing.hash === entry.hash &&
+      existing.size === entry.size && existing.mode === entry.mode
+    ) {
+      yield* index.touch(relPath, entry.mtimeMs, entry.inode)
+      return "unchanged" as const
+    }
+    const record: NewRecord = { ...entry, version: bump(existing?.version ?? {}, index.replicaId) }
+    yield* index.put(record)
+    yield* Effect.logDebug(`indexed ${kind}: ${relPath}`)
+    return "changed" as const
+  })
+
+/** `scanLocked` under the path's lock; a failure is logged and reported as unstable. */
+export const scanPath = (relPath: string): Effect.Effect<ScanOutcome, never, FileIndex | Folder | Hasher> =>
+  Effect.flatMap(Folder, (folder) => folder.withPathLock(relPath)(scanLocked(relPath))).pipe(
+    Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot scan ${relPath}: ${e.message}`), "unstable" as const))
+  )
+
+/** Tombstone everything the index holds under a directory that is gone. */
+export const scanMissingUnder = (dirPath: string) =>
+  Effect.gen(function*() {
+    const index = yield* FileIndex
+    const prefix = `${dirPath}/`
+    const under = (yield* index.live).filter((r) => r.path.startsWith(prefix))
+    yield* Effect.forEach(under.reverse(), (r) => scanPath(r.path), { discard: true })
+  })
+
+const removeStalePart = (abs: string) =>
+  Effect.tryPromise(() => fsp.unlink(abs)).pipe(
+    Effect.zipRight(Effect.logDebug(`removed stale partial file ${abs}`)),
+    Effect.ignore
+  )
+
+/** Walk the folder (never following symlinks), skipping ignored paths; returns the paths seen. */
+const walk = (relDir: string, seen: Set<string>): Effect.Effect<void, never, FileIndex | Folder | Hasher> =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const absDir = path.join(folder.root, relDir)
+    const entries = yield* Effect.tryPromise(() => fsp.readdir(absDir, { withFileTypes: true })).pipe(
+      Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot read folder ${absDir}: ${e.message}`), []))
+    )
+    yield* Effect.forEach(entries, (entry) =>
+      Effect.gen(function*() {
+        const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
+        if (entry.isFile() && PART_FILE.test(entry.name)) return yield* removeStalePart(path.join(absDir, entry.name))
+        if (yield* folder.isIgnored(rel, entry.isDirectory())) return
+        seen.add(rel)
+        yield* scanPath(rel)
+        if (entry.isDirectory()) yield* walk(rel, seen)
+      }), { discard: true, concurrency: 4 })
+  })
+
+/** Full scan: index everything on disk, and record as deleted what vanished while we were away. */
+export const scanAll = Effect.gen(function*() {
+  const index = yield* FileIndex
+  const folder = yield* Folder
+  const seen = new Set<string>()
+  yield* walk("", seen)
+  const gone = (yield* index.live).filter((r) => !seen.has(r.path))
+  for (const record of gone.reverse()) {
+    if (!(yield* folder.isIgnored(record.path, record.kind === "dir"))) yield* scanPath(record.path)
+  }
+  return seen.size
+})

@@ -1,0 +1,20 @@
+import { Context, Effect } from "effect"
+
+/** Decides whether a relative path is excluded from sync. */
+export type IgnoreMatcher = (relPath: string, isDir: boolean) => boolean
+
+/** The synced folder: where it is, what is ignored, and who may touch a path right now. */
+export interface FolderApi {
+  /** Absolute real path of the folder. */
+  readonly root: string
+  readonly isIgnored: (relPath: string, isDir: boolean) => Effect.Effect<boolean>
+  /** Re-read `.dsyncignore` (after it changed on disk). */
+  readonly reloadIgnore: Effect.Effect<void>
+  /**
+   * Run `effect` holding the lock of `relPath`: a local scan and the commit of a remote
+   * change to the same path never interleave.
+   */
+  readonly withPathLock: (relPath: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+}
+
+export class Folder extends Context.Tag("dsync/Folder")<Folder, FolderApi>() {}
