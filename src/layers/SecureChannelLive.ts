@@ -1,0 +1,329 @@
+import {
+  createHash,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  type KeyObject,
+  randomBytes,
+  verify
+} from "node:crypto"
+import { Data, Duration, Effect, Either, Layer, Schema } from "effect"
+import { ConnectionClosed, HandshakeError, ProtocolError } from "../domain/Errors.js"
+import { encodeFrame, FrameReader } from "../lib/Framing.js"
+import { Cipher, type CipherApi, KEY_BYTES, NONCE_BYTES, TAG_BYTES } from "../services/Cipher.js"
+import { Identity, type IdentityApi, shortId } from "../services/Identity.js"
+import {
+  type Channel,
+  MAX_FRAME_PLAINTEXT,
+  MAX_HANDSHAKE_FRAME,
+  SecureChannel,
+  type SecureChannelApi
+} from "../services/SecureChannel.js"
+import type { Connection } from "../services/Transport.js"
+
+/** Handshake protocol label and version; also the first bytes of every signed transcript. */
+export const HANDSHAKE_PROTOCOL = "dsync-hs/1"
+/** A handshake not finished within this is dropped. */
+export const HANDSHAKE_TIMEOUT: Duration.DurationInput = Duration.seconds(5)
+/** The session ends before a nonce counter gets here (far below where 8 bytes would wrap). */
+export const NONCE_LIMIT = 2 ** 48
+
+// ---- wire messages (plaintext JSON frames; byte fields are lowercase hex) ----
+
+const Hex = (bytes: number) => Schema.String.pipe(Schema.pattern(new RegExp(`^[0-9a-f]{${bytes * 2}}$`)))
+const Proto = Schema.Literal(HANDSHAKE_PROTOCOL)
+
+const Hello = Schema.Struct({ t: Schema.Literal("hello"), proto: Proto, challenge: Hex(32), eph: Hex(32) })
+const InitiatorAuth = Schema.Struct({
+  t: Schema.Literal("auth"),
+  proto: Proto,
+  id: Hex(32),
+  challenge: Hex(32),
+  eph: Hex(32),
+  sig: Hex(64)
+})
+const ResponderAuth = Schema.Struct({ t: Schema.Literal("auth"), proto: Proto, id: Hex(32), sig: Hex(64) })
+const Reject = Schema.Struct({ t: Schema.Literal("reject"), reason: Schema.String.pipe(Schema.maxLength(256)) })
+/** Read before the full schema, so a version mismatch is reported as such and not as "malformed". */
+const Envelope = Schema.Struct({ t: Schema.String, proto: Schema.optional(Schema.Unknown) })
+
+const decodeJson = Schema.decodeUnknownEither(Schema.parseJson())
+const decodeEnvelope = Schema.decodeUnknownEither(Envelope)
+const decodeReject = Schema.decodeUnknownEither(Reject)
+
+/** A handshake failure we tell the peer about (as a reject message) before closing. */
+class Abort extends Data.TaggedError("Abort")<{ readonly reason: string }> {}
+
+// ---- crypto helpers (node:crypto: OpenSSL is much faster than pure JS here) ----
+
+const X25519_SPKI = Buffer.from("302a300506032b656e032100", "hex")
+const ED25519_SPKI = Buffer.from("302a300506032b6570032100", "hex")
+
+const toHex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex")
+const fromHex = (hex: string) => new Uint8Array(Buffer.from(hex, "hex"))
+const utf8 = new TextEncoder()
+const LABEL = utf8.encode(HANDSHAKE_PROTOCOL)
+const INITIATOR = Uint8Array.of(0x49) // "I"
+const RESPONDER = Uint8Array.of(0x52) // "R"
+
+const ephemeralKey = () => {
+  const { privateKey, publicKey } = generateKeyPairSync("x25519")
+  const der = publicKey.export({ type: "spki", format: "der" })
+  return { privateKey, publicKey: new Uint8Array(der.subarray(X25519_SPKI.length)) }
+}
+
+/** X25519, or undefined for an all-zero result (a low-order peer key would make the secret public). */
+const sharedSecret = (privateKey: KeyObject, peerPublic: Uint8Array): Uint8Array | undefined => {
+  let secret: Buffer
+  try {
+    const publicKey = createPublicKey({ key: Buffer.concat([X25519_SPKI, peerPublic]), format: "der", type: "spki" })
+    secret = diffieHellman({ privateKey, publicKey })
+  } catch {
+    return undefined // OpenSSL itself refuses some low-order points
+  }
+  let any = 0
+  for (const b of secret) any |= b
+  return any === 0 ? undefined : new Uint8Array(secret)
+}
+
+const verifySignature = (id: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean => {
+  try {
+    const key = createPublicKey({ key: Buffer.concat([ED25519_SPKI, id]), format: "der", type: "spki" })
+    return verify(null, message, key, signature)
+  } catch {
+    return false // not a valid Ed25519 point
+  }
+}
+
+/** The values both sides exchanged; all fixed-length, so plain concatenation is unambiguous. */
+interface Exchange {
+  readonly responderChallenge: Uint8Array
+  readonly initiatorChallenge: Uint8Array
+  readonly responderEph: Uint8Array
+  readonly initiatorEph: Uint8Array
+}
+
+/** What one role signs: binds the label, the role, both challenges and both ephemeral keys. */
+const transcript = (role: Uint8Array, x: Exchange, initiatorId?: Uint8Array): Uint8Array =>
+  Buffer.concat([
+    LABEL,
+    role,
+    x.responderChallenge,
+    x.initiatorChallenge,
+    x.responderEph,
+    x.initiatorEph,
+    ...(initiatorId ? [initiatorId] : [])
+  ])
+
+/** One key per direction, from the shared secret, salted with the whole exchange including both ids. */
+const deriveKeys = (secret: Uint8Array, x: Exchange, initiatorId: Uint8Array, responderId: Uint8Array) => {
+  const salt = createHash("sha256")
+    .update(Buffer.concat([LABEL, x.responderChallenge, x.initiatorChallenge, x.responderEph, x.initiatorEph, initiatorId, responderId]))
+    .digest()
+  const key = (info: string) => new Uint8Array(hkdfSync("sha256", secret, salt, info, KEY_BYTES))
+  return { i2r: key("dsync/1 i2r"), r2i: key("dsync/1 r2i") }
+}
+
+/** 4 zero bytes then the 8-byte little-endian counter. */
+const nonceFor = (counter: number): Uint8Array => {
+  const nonce = new Uint8Array(NONCE_BYTES)
+  const view = new DataView(nonce.buffer)
+  view.setUint32(4, counter >>> 0, true)
+  view.setUint32(8, Math.floor(counter / 2 ** 32), true)
+  return nonce
+}
+
+// ---- handshake I/O ----
+
+const writeMessage = (connection: Connection, message: object) =>
+  connection.write(encodeFrame(utf8.encode(JSON.stringify(message)))).pipe(
+    Effect.mapError((e) => new HandshakeError({ reason: `connection closed: ${e.reason}` }))
+  )
+
+/** Strip control characters from a peer's text before it reaches our logs. */
+const printable = (text: string) => text.replace(/[^\x20-\x7e]/g, "?")
+
+const readMessage = <A, I>(reader: FrameReader, schema: Schema.Schema<A, I>, what: string) =>
+  Effect.gen(function*() {
+    const bytes = yield* reader.read(MAX_HANDSHAKE_FRAME).pipe(
+      Effect.mapError((e) =>
+        e._tag === "ProtocolError"
+          ? new Abort({ reason: `bad ${what} frame: ${e.reason}` })
+          : new HandshakeError({ reason: `connection closed: ${e.reason}` })
+      )
+    )
+    const json = decodeJson(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("utf8"))
+    const envelope = Either.flatMap(json, decodeEnvelope)
+    if (Either.isLeft(json) || Either.isLeft(envelope)) return yield* new Abort({ reason: `malformed ${what} message` })
+    if (envelope.right.t === "reject") {
+      const reject = decodeReject(json.right)
+      const reason = Either.isRight(reject) ? printable(reject.right.reason) : "(no reason)"
+      return yield* new HandshakeError({ reason: `rejected by peer: ${reason}` })
+    }
+    const proto = envelope.right.proto
+    if (proto !== undefined && proto !== HANDSHAKE_PROTOCOL) {
+      const theirs = typeof proto === "string" ? JSON.stringify(printable(proto.slice(0, 64))) : "an invalid version"
+      return yield* new Abort({ reason: `protocol version mismatch: peer speaks ${theirs}, we speak "${HANDSHAKE_PROTOCOL}"` })
+    }
+    const message = Schema.decodeUnknownEither(schema)(json.right)
+    if (Either.isLeft(message)) return yield* new Abort({ reason: `malformed ${what} message` })
+    return message.right
+  })
+
+// ---- the channel after the handshake ----
+
+const makeChannel = (
+  connection: Connection,
+  reader: FrameReader,
+  cipher: CipherApi,
+  peerId: string,
+  keys: { readonly send: Uint8Array; readonly receive: Uint8Array }
+) =>
+  Effect.gen(function*() {
+    let sendCounter = 0
+    let receiveCounter = 0
+    // seal+write under one lock so nonce order is wire order; one reader at a time on the stream.
+    const sendLock = yield* Effect.makeSemaphore(1)
+    const receiveLock = yield* Effect.makeSemaphore(1)
+
+    const send = (plaintext: Uint8Array) =>
+      sendLock.withPermits(1)(Effect.suspend(() => {
+        if (plaintext.length > MAX_FRAME_PLAINTEXT) {
+          return Effect.dieMessage(`frame of ${plaintext.length} bytes exceeds MAX_FRAME_PLAINTEXT`)
+        }
+        if (sendCounter >= NONCE_LIMIT) {
+          return Effect.zipRight(connection.close, Effect.fail(new ConnectionClosed({ reason: "nonce limit reached" })))
+        }
+        // The counter moves before the write: a nonce is never used twice, even if the write fails.
+        const sealed = cipher.seal(keys.send, nonceFor(sendCounter++), plaintext)
+        return connection.write(encodeFrame(sealed))
+      }))
+
+    const receive = receiveLock.withPermits(1)(Effect.gen(function*() {
+      if (receiveCounter >= NONCE_LIMIT) {
+        yield* connection.close
+        return yield* new ProtocolError({ reason: "nonce limit reached" })
+      }
+      const sealed = yield* reader.read(MAX_FRAME_PLAINTEXT + TAG_BYTES)
+      const plaintext = cipher.open(keys.receive, nonceFor(receiveCounter), sealed)
+      if (plaintext === undefined) {
+        yield* connection.close
+        return yield* new ProtocolError({ reason: "decryption failed" })
+      }
+      receiveCounter++
+      return plaintext
+    }))
+
+    const channel: Channel = { peerId, remoteLabel: connection.remoteLabel, send, receive, close: connection.close }
+    return channel
+  })
+
+// ---- the service ----
+
+export interface SecureChannelOptions {
+  /** Deadline for the whole handshake (default HANDSHAKE_TIMEOUT). */
+  readonly handshakeTimeout?: Duration.DurationInput
+}
+
+export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureChannelOptions = {}): SecureChannelApi => {
+  const timeout = options.handshakeTimeout ?? HANDSHAKE_TIMEOUT
+
+  /** Deadline, reject message for our own refusals, and closing the connection on any failure. */
+  const run = (connection: Connection, handshake: Effect.Effect<Channel, Abort | HandshakeError>) =>
+    handshake.pipe(
+      Effect.catchTag("Abort", (e) =>
+        writeMessage(connection, { t: "reject", reason: e.reason.slice(0, 256) }).pipe(
+          Effect.ignore,
+          Effect.zipRight(Effect.fail(new HandshakeError({ reason: e.reason })))
+        )),
+      Effect.timeoutFail({ duration: timeout, onTimeout: () => new HandshakeError({ reason: "timeout" }) }),
+      Effect.onError(() => connection.close)
+    )
+
+  const initiate = (connection: Connection, expectedPeerId?: string) =>
+    run(
+      connection,
+      Effect.gen(function*() {
+        const reader = new FrameReader(connection)
+        const hello = yield* readMessage(reader, Hello, "hello")
+        const eph = ephemeralKey()
+        const x: Exchange = {
+          responderChallenge: fromHex(hello.challenge),
+          initiatorChallenge: new Uint8Array(randomBytes(32)),
+          responderEph: fromHex(hello.eph),
+          initiatorEph: eph.publicKey
+        }
+        const secret = sharedSecret(eph.privateKey, x.responderEph)
+        if (!secret) return yield* new Abort({ reason: "all-zero shared secret" })
+        yield* writeMessage(connection, {
+          t: "auth",
+          proto: HANDSHAKE_PROTOCOL,
+          id: identity.peerId,
+          challenge: toHex(x.initiatorChallenge),
+          eph: toHex(x.initiatorEph),
+          sig: toHex(identity.sign(transcript(INITIATOR, x)))
+        })
+
+        const auth = yield* readMessage(reader, ResponderAuth, "auth")
+        if (auth.id === identity.peerId) return yield* new Abort({ reason: "peer presented our own id" })
+        const peerKey = fromHex(auth.id)
+        if (!verifySignature(peerKey, transcript(RESPONDER, x, identity.publicKey), fromHex(auth.sig))) {
+          return yield* new Abort({ reason: "bad signature" })
+        }
+        if (expectedPeerId !== undefined && expectedPeerId.toLowerCase() !== auth.id) {
+          return yield* new Abort({
+            reason: `peer id mismatch: expected ${shortId(expectedPeerId)}, peer proved ${shortId(auth.id)}`
+          })
+        }
+        const keys = deriveKeys(secret, x, identity.publicKey, peerKey)
+        return yield* makeChannel(connection, reader, cipher, auth.id, { send: keys.i2r, receive: keys.r2i })
+      })
+    )
+
+  const accept = (connection: Connection) =>
+    run(
+      connection,
+      Effect.gen(function*() {
+        const reader = new FrameReader(connection)
+        const eph = ephemeralKey()
+        const responderChallenge = new Uint8Array(randomBytes(32))
+        yield* writeMessage(connection, {
+          t: "hello",
+          proto: HANDSHAKE_PROTOCOL,
+          challenge: toHex(responderChallenge),
+          eph: toHex(eph.publicKey)
+        })
+
+        const auth = yield* readMessage(reader, InitiatorAuth, "auth")
+        if (auth.id === identity.peerId) return yield* new Abort({ reason: "peer presented our own id" })
+        const x: Exchange = {
+          responderChallenge,
+          initiatorChallenge: fromHex(auth.challenge),
+          responderEph: eph.publicKey,
+          initiatorEph: fromHex(auth.eph)
+        }
+        const secret = sharedSecret(eph.privateKey, x.initiatorEph)
+        if (!secret) return yield* new Abort({ reason: "all-zero shared secret" })
+        const peerKey = fromHex(auth.id)
+        if (!verifySignature(peerKey, transcript(INITIATOR, x), fromHex(auth.sig))) {
+          return yield* new Abort({ reason: "bad signature" })
+        }
+        yield* writeMessage(connection, {
+          t: "auth",
+          proto: HANDSHAKE_PROTOCOL,
+          id: identity.peerId,
+          sig: toHex(identity.sign(transcript(RESPONDER, x, peerKey)))
+        })
+        const keys = deriveKeys(secret, x, peerKey, identity.publicKey)
+        return yield* makeChannel(connection, reader, cipher, auth.id, { send: keys.r2i, receive: keys.i2r })
+      })
+    )
+
+  return { initiate, accept }
+}
+
+export const makeLayer = (options: SecureChannelOptions = {}): Layer.Layer<SecureChannel, never, Cipher | Identity> =>
+  Layer.effect(SecureChannel, Effect.map(Effect.all([Cipher, Identity]), ([cipher, identity]) => make(cipher, identity, options)))
+
+export const layer = makeLayer()

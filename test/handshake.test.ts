@@ -1,0 +1,317 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Either, Fiber, Layer, TestClock } from "effect"
+import type { HandshakeError } from "../src/domain/Errors.js"
+import * as CipherNoble from "../src/layers/CipherNoble.js"
+import * as CipherNode from "../src/layers/CipherNode.js"
+import * as IdentityEphemeral from "../src/layers/IdentityEphemeral.js"
+import { makeLayer, type SecureChannelOptions } from "../src/layers/SecureChannelLive.js"
+import { connectionPair } from "../src/layers/TransportMemory.js"
+import { encodeFrame, FrameReader } from "../src/lib/Framing.js"
+import { Cipher } from "../src/services/Cipher.js"
+import { Identity, type IdentityApi } from "../src/services/Identity.js"
+import { type Channel, MAX_HANDSHAKE_FRAME, SecureChannel } from "../src/services/SecureChannel.js"
+import type { Connection } from "../src/services/Transport.js"
+
+// ---- helpers ----
+
+const node = (
+  options: SecureChannelOptions & { identity?: IdentityApi; cipher?: Layer.Layer<Cipher> } = {}
+) =>
+  Effect.gen(function*() {
+    const identity = options.identity ?? (yield* IdentityEphemeral.make)
+    const layer = makeLayer(options).pipe(
+      Layer.provide(Layer.succeed(Identity, identity)),
+      Layer.provide(options.cipher ?? CipherNode.layer)
+    )
+    const api = yield* Effect.provide(SecureChannel, layer)
+    return { ...api, identity }
+  })
+
+type Node = Effect.Effect.Success<ReturnType<typeof node>>
+
+const text = new TextEncoder()
+const toJson = (frame: Uint8Array): any => JSON.parse(Buffer.from(frame).toString("utf8"))
+const fromJson = (value: unknown) => text.encode(JSON.stringify(value))
+const sendJson = (c: Connection, value: unknown) => c.write(encodeFrame(fromJson(value)))
+const readJson = (reader: FrameReader) => Effect.map(reader.read(1 << 20), toJson)
+const hex = (n: number, byte = 0xab) => Buffer.alloc(n, byte).toString("hex")
+const bytes = (n: number, seed: number) => {
+  const out = new Uint8Array(n)
+  for (let i = 0; i < n; i++) out[i] = (i * 7 + seed) & 0xff
+  return out
+}
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0
+
+/** Run both sides at once; neither result hides the other. */
+const both = (initiator: Node, responder: Node, a: Connection, b: Connection, expectedPeerId?: string) =>
+  Effect.all([Effect.either(initiator.initiate(a, expectedPeerId)), Effect.either(responder.accept(b))], {
+    concurrency: 2
+  })
+
+const reasonOf = (e: Either.Either<Channel, HandshakeError>) => (Either.isLeft(e) ? e.left.reason : "succeeded")
+
+type Direction = "i2r" | "r2i"
+/** Rewrites (or drops, with undefined) the `index`-th frame going in `direction`. */
+type Rewrite = (direction: Direction, index: number, frame: Uint8Array) => Uint8Array | ReadonlyArray<Uint8Array> | undefined
+
+/**
+ * A man in the middle: the initiator talks to `initiatorEnd`, the responder to `responderEnd`,
+ * and every frame between them passes through `rewrite`.
+ */
+const relay = (rewrite: Rewrite) =>
+  Effect.gen(function*() {
+    const left = yield* connectionPair({ a: "initiator", b: "relay" })
+    const right = yield* connectionPair({ a: "relay", b: "responder" })
+    const pump = (from: Connection, to: Connection, direction: Direction) =>
+      Effect.gen(function*() {
+        const reader = new FrameReader(from)
+        for (let index = 0;; index++) {
+          const out = rewrite(direction, index, yield* reader.read(1 << 25))
+          for (const frame of out === undefined ? [] : out instanceof Uint8Array ? [out] : out) {
+            yield* to.write(encodeFrame(frame))
+          }
+        }
+      }).pipe(Effect.ignore, Effect.ensuring(to.close))
+    yield* Effect.fork(pump(left.b, right.a, "i2r"))
+    yield* Effect.fork(pump(right.a, left.b, "r2i"))
+    return { initiatorEnd: left.a, responderEnd: right.b }
+  })
+
+const roundTrip = (from: Channel, to: Channel, sizes: ReadonlyArray<number>, seed: number) =>
+  Effect.all([
+    Effect.forEach(sizes, (n, i) => from.send(bytes(n, seed + i))),
+    Effect.forEach(sizes, (n, i) =>
+      Effect.map(to.receive, (got) => {
+        expect(got.length).toBe(n)
+        expect(same(got, bytes(n, seed + i))).toBe(true)
+      }))
+  ], { concurrency: 2 })
+
+// ---- tests ----
+
+describe("SecureChannel handshake", () => {
+  it.effect("succeeds both ways with proven ids; data round-trips, including 4 MiB frames", () =>
+    Effect.gen(function*() {
+      const alice = yield* node()
+      const bob = yield* node({ cipher: CipherNoble.layer }) // also checks node/noble interop on the wire
+      const { a, b } = yield* connectionPair()
+      const [ri, rr] = yield* both(alice, bob, a, b, bob.identity.peerId)
+      const initiator = Either.getOrThrow(ri)
+      const responder = Either.getOrThrow(rr)
+      expect(initiator.peerId).toBe(bob.identity.peerId)
+      expect(responder.peerId).toBe(alice.identity.peerId)
+      const sizes = [0, 1, 1000, 4 * 1024 * 1024, 5]
+      yield* roundTrip(initiator, responder, sizes, 1)
+      yield* roundTrip(responder, initiator, sizes, 2)
+      // Concurrent senders are serialised: every frame opens, in some order.
+      yield* Effect.all(Array.from({ length: 20 }, (_, i) => initiator.send(bytes(100, i))), { concurrency: "unbounded" })
+      const got = yield* Effect.all(Array.from({ length: 20 }, () => responder.receive))
+      expect(got.map((g) => g[0]).sort((x, y) => x! - y!)).toEqual(Array.from({ length: 20 }, (_, i) => i))
+      yield* initiator.close
+      expect((yield* Effect.flip(responder.receive))._tag).toBe("ConnectionClosed")
+    }))
+
+  it.effect("an unmodified relay does not disturb the handshake (control for the relay tests)", () =>
+    Effect.gen(function*() {
+      const alice = yield* node()
+      const bob = yield* node()
+      const mitm = yield* relay((_d, _i, frame) => frame)
+      const [ri, rr] = yield* both(alice, bob, mitm.initiatorEnd, mitm.responderEnd)
+      yield* roundTrip(Either.getOrThrow(ri), Either.getOrThrow(rr), [10, 70000], 3)
+    }))
+
+  it.effect("a relay swapping the ephemeral keys is detected by both sides", () =>
+    Effect.gen(function*() {
+      const alice = yield* node()
+      const bob = yield* node()
+      const mitmKey = hex(32, 0x09) // the relay's own X25519 public key, in place of each side's
+      const mitm = yield* relay((_direction, index, frame) => {
+        if (index > 0) return frame
+        const message = toJson(frame)
+        expect(message.eph).toMatch(/^[0-9a-f]{64}$/) // hello (r2i) and initiator auth (i2r) both carry one
+        return fromJson({ ...message, eph: mitmKey })
+      })
+      const [ri, rr] = yield* both(alice, bob, mitm.initiatorEnd, mitm.responderEnd)
+      expect(reasonOf(rr)).toBe("bad signature")
+      expect(reasonOf(ri)).toBe("rejected by peer: bad signature")
+    }))
+
+  it.effect("a tampered signature is rejected (initiator's and responder's)", () =>
+    Effect.gen(function*() {
+      const flipSig = (target: Direction) => (direction: Direction, index: number, frame: Uint8Array) => {
+        if (direction !== target || index !== (target === "i2r" ? 0 : 1)) return frame
+        const message = toJson(frame)
+        const sig = Buffer.from(message.sig, "hex")
+        sig[5]! ^= 0x01
+        return fromJson({ ...message, sig: sig.toString("hex") })
+      }
+      const alice = yield* node()
+      const bob = yield* node()
+      const m1 = yield* relay(flipSig("i2r"))
+      const [ri1, rr1] = yield* both(alice, bob, m1.initiatorEnd, m1.responderEnd)
+      expect(reasonOf(rr1)).toBe("bad signature")
+      expect(reasonOf(ri1)).toContain("rejected by peer")
+      const m2 = yield* relay(flipSig("r2i"))
+      const [ri2] = yield* both(alice, bob, m2.initiatorEnd, m2.responderEnd)
+      expect(reasonOf(ri2)).toBe("bad signature")
+    }))
+
+  it.effect("auth messages replayed from an earlier session are rejected", () =>
+    Effect.gen(function*() {
+      const alice = yield* node()
+      const bob = yield* node()
+      const recorded: Record<Direction, Array<Uint8Array>> = { i2r: [], r2i: [] }
+      const recorder = yield* relay((direction, index, frame) => {
+        if (index < 2) recorded[direction].push(frame.slice())
+        return frame
+      })
+      const [ok] = yield* both(alice, bob, recorder.initiatorEnd, recorder.responderEnd)
+      expect(Either.isRight(ok)).toBe(true)
+
+      // Replay alice's auth to bob: bob's fresh challenge is not in it.
+      const c1 = yield* connectionPair()
+      const victim = yield* Effect.fork(bob.accept(c1.b))
+      yield* readJson(new FrameReader(c1.a)) // bob's new hello
+      yield* c1.a.write(encodeFrame(recorded.i2r[0]!))
+      expect((yield* Effect.flip(Fiber.join(victim))).reason).toBe("bad signature")
+
+      // Replay bob's hello and auth to alice: alice's fresh challenge is not in it.
+      const c2 = yield* connectionPair()
+      const victim2 = yield* Effect.fork(alice.initiate(c2.a))
+      yield* c2.b.write(encodeFrame(recorded.r2i[0]!))
+      yield* readJson(new FrameReader(c2.b)) // alice's new auth
+      yield* c2.b.write(encodeFrame(recorded.r2i[1]!))
+      expect((yield* Effect.flip(Fiber.join(victim2))).reason).toBe("bad signature")
+    }))
+
+  it.effect("a wrong protocol version is rejected with a clear reason, and the peer is told", () =>
+    Effect.gen(function*() {
+      const alice = yield* node()
+      // Fake responder speaking a newer version.
+      const c1 = yield* connectionPair()
+      const fiber = yield* Effect.fork(alice.initiate(c1.a))
+      yield* sendJson(c1.b, { t: "hello", proto: "dsync-hs/2", challenge: hex(32), eph: hex(32, 9), extra: 1 })
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error.reason).toBe("protocol version mismatch: peer speaks \"dsync-hs/2\", we speak \"dsync-hs/1\"")
+      const told = yield* readJson(new FrameReader(c1.b))
+      expect(told).toEqual({ t: "reject", reason: error.reason })
+
+      // Fake initiator speaking an older version, against an honest responder.
+      const c2 = yield* connectionPair()
+      const fiber2 = yield* Effect.fork(alice.accept(c2.b))
+      const reader = new FrameReader(c2.a)
+      expect((yield* readJson(reader)).proto).toBe("dsync-hs/1")
+      yield* sendJson(c2.a, { t: "auth", proto: "dsync-hs/0" })
+      expect((yield* Effect.flip(Fiber.join(fiber2))).reason).toContain("peer speaks \"dsync-hs/0\"")
+      expect((yield* readJson(reader)).reason).toContain("protocol version mismatch")
+    }))
+
+  it.effect("oversized and malformed handshake frames are rejected", () =>
+    Effect.gen(function*() {
+      const alice = yield* node()
+      const c1 = yield* connectionPair()
+      const fiber = yield* Effect.fork(alice.initiate(c1.a))
+      const header = new Uint8Array(4)
+      new DataView(header.buffer).setUint32(0, MAX_HANDSHAKE_FRAME + 1)
+      yield* c1.b.write(header) // the body never comes: it must not be waited for
+      expect((yield* Effect.flip(Fiber.join(fiber))).reason).toContain("exceeds the limit")
+
+      const c2 = yield* connectionPair()
+      const fiber2 = yield* Effect.fork(alice.initiate(c2.a))
+      yield* sendJson(c2.b, { t: "hello", proto: "dsync-hs/1", challenge: "zz", eph: hex(32) })
+      expect((yield* Effect.flip(Fiber.join(fiber2))).reason).toBe("malformed hello message")
+
+      const c3 = yield* connectionPair()
+      const fiber3 = yield* Effect.fork(alice.initiate(c3.a))
+      yield* c3.b.write(encodeFrame(text.encode("not json")))
+      expect((yield* Effect.flip(Fiber.join(fiber3))).reason).toBe("malformed hello message")
+    }))
+
+  it.effect("times out at the default deadline when the peer says nothing", () =>
+    Effect.gen(function*() {
+      const alice = yield* node()
+      const { a, b } = yield* connectionPair()
+      const fiber = yield* Effect.fork(alice.initiate(a))
+      yield* TestClock.adjust(Duration.millis(4900))
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust(Duration.millis(200))
+      expect((yield* Effect.flip(Fiber.join(fiber))).reason).toBe("timeout")
+      // The connection was closed: the silent peer sees the end of the stream.
+      expect((yield* Effect.flip(b.read))._tag).toBe("ConnectionClosed")
+    }))
+
+  it.live("the deadline can be shortened (responder, 200 ms)", () =>
+    Effect.gen(function*() {
+      const alice = yield* node({ handshakeTimeout: "200 millis" })
+      const { a, b } = yield* connectionPair()
+      const started = Date.now()
+      const error = yield* Effect.flip(alice.accept(b))
+      expect(error.reason).toBe("timeout")
+      expect(Date.now() - started).toBeLessThan(2000)
+      yield* a.read // hello
+      expect((yield* Effect.flip(a.read))._tag).toBe("ConnectionClosed")
+    }))
+
+  it.effect("a peer presenting our own id is rejected", () =>
+    Effect.gen(function*() {
+      const identity = yield* IdentityEphemeral.make
+      const alice = yield* node({ identity })
+      const clone = yield* node({ identity })
+      const { a, b } = yield* connectionPair()
+      const [ri, rr] = yield* both(clone, alice, a, b)
+      expect(reasonOf(rr)).toBe("peer presented our own id")
+      expect(reasonOf(ri)).toBe("rejected by peer: peer presented our own id")
+    }))
+
+  it.effect("an all-zero X25519 shared secret is rejected", () =>
+    Effect.gen(function*() {
+      const alice = yield* node()
+      const { a, b } = yield* connectionPair()
+      const fiber = yield* Effect.fork(alice.accept(b))
+      yield* readJson(new FrameReader(a))
+      // The zero point: any shared secret computed with it is all zeros.
+      yield* sendJson(a, { t: "auth", proto: "dsync-hs/1", id: hex(32, 1), challenge: hex(32), eph: hex(32, 0), sig: hex(64) })
+      expect((yield* Effect.flip(Fiber.join(fiber))).reason).toBe("all-zero shared secret")
+    }))
+
+  it.effect("a proven key that differs from the expected peer id is rejected", () =>
+    Effect.gen(function*() {
+      const alice = yield* node()
+      const bob = yield* node()
+      const { a, b } = yield* connectionPair()
+      const advertised = hex(32, 0x11)
+      const [ri] = yield* both(alice, bob, a, b, advertised)
+      expect(reasonOf(ri)).toBe(`peer id mismatch: expected 11111111, peer proved ${bob.identity.peerId.slice(0, 8)}`)
+    }))
+
+  it.effect("a tampered, replayed or dropped data frame makes receive fail with ProtocolError", () =>
+    Effect.gen(function*() {
+      const alice = yield* node()
+      const bob = yield* node()
+      const scenario = (rewrite: (frame: Uint8Array) => Uint8Array | ReadonlyArray<Uint8Array> | undefined) =>
+        Effect.gen(function*() {
+          // i2r frame 0 is the initiator's auth; frame 1 is the first data frame.
+          const mitm = yield* relay((direction, index, frame) => (direction === "i2r" && index === 1 ? rewrite(frame) : frame))
+          const [ri, rr] = yield* both(alice, bob, mitm.initiatorEnd, mitm.responderEnd)
+          const initiator = Either.getOrThrow(ri)
+          const responder = Either.getOrThrow(rr)
+          yield* initiator.send(bytes(100, 1))
+          yield* initiator.send(bytes(100, 2))
+          const first = yield* Effect.either(responder.receive)
+          return Either.isRight(first) ? yield* Effect.either(responder.receive) : first
+        })
+      const flipped = yield* scenario((frame) => {
+        const copy = frame.slice()
+        copy[10]! ^= 0x80
+        return copy
+      })
+      expect(Either.isLeft(flipped) && flipped.left).toMatchObject({ _tag: "ProtocolError", reason: "decryption failed" })
+      const replayed = yield* scenario((frame) => [frame, frame])
+      expect(Either.isLeft(replayed) && replayed.left).toMatchObject({ _tag: "ProtocolError", reason: "decryption failed" })
+      const dropped = yield* scenario(() => undefined)
+      expect(Either.isLeft(dropped) && dropped.left).toMatchObject({ _tag: "ProtocolError", reason: "decryption failed" })
+      // Control: untouched frames open.
+      const clean = yield* scenario((frame) => frame)
+      expect(Either.isRight(clean)).toBe(true)
+    }))
+})
