@@ -166,6 +166,23 @@ const applyDelete = (remote: FileRecord, target: string) =>
     }
     yield* index.put({ ...remote, version: merge(local?.version ?? {}, remote.version), inode: 0 })
     yield* Effect.logInfo(`deleted: ${remote.path}`)
+    yield* removeDeletedParents(remote.path)
+  })
+
+/** Folders a peer deleted but that still held this entry: remove them now if empty. */
+const removeDeletedParents = (relPath: string) =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const index = yield* FileIndex
+    for (let parent = path.posix.dirname(relPath); parent !== "."; parent = path.posix.dirname(parent)) {
+      const record = Option.getOrUndefined(yield* index.get(parent))
+      if (!record?.deleted || record.kind !== "dir") return
+      const removed = yield* fsTry("rmdir", parent, () => fsp.rmdir(path.join(folder.root, parent))).pipe(
+        Effect.as(true),
+        Effect.orElseSucceed(() => false)
+      )
+      if (!removed) return
+    }
   })
 
 const applyDir = (remote: FileRecord, target: string) =>

@@ -26,7 +26,8 @@ export interface FileSettings {
 /** The command line as parsed; an absent field means "not given". */
 export interface Flags {
   readonly path?: string
-  readonly port?: number
+  /** As typed; checked here so flag and file share one rule. */
+  readonly port?: string
   readonly name?: string
   /** Raw `ip:port` strings; empty means not given. */
   readonly peers?: ReadonlyArray<string>
@@ -269,8 +270,12 @@ export const resolveConfig = (
     const fs = yield* FileSystem.FileSystem
 
     // Flags are checked here (not by the CLI parser) so file and flag get the same rules.
-    if (flags.port !== undefined && !(Number.isInteger(flags.port) && flags.port >= 1 && flags.port <= 65535)) {
-      return yield* Effect.fail(fail(`--port must be from 1 to 65535, got ${flags.port}`))
+    let flagPort: number | undefined
+    if (flags.port !== undefined) {
+      flagPort = /^\d{1,5}$/.test(flags.port) ? Number(flags.port) : NaN
+      if (!(flagPort >= 1 && flagPort <= 65535)) {
+        return yield* Effect.fail(fail(`--port must be an integer from 1 to 65535, got "${flags.port}"`))
+      }
     }
     if (flags.name !== undefined && flags.name.trim() === "") {
       return yield* Effect.fail(fail("--name must not be empty"))
@@ -298,7 +303,7 @@ export const resolveConfig = (
 
     return {
       root,
-      port: flags.port ?? file.port ?? defaults.port,
+      port: flagPort ?? file.port ?? defaults.port,
       host: defaults.host,
       name: flags.name ?? file.name ?? defaults.name,
       peers: flagPeers.length > 0 ? flagPeers : file.peers ?? [],

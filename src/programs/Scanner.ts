@@ -143,6 +143,9 @@ const walk = (relDir: string, seen: Set<string>): Effect.Effect<void, never, Fil
       }), { discard: true, concurrency: 4 })
   })
 
+/** Scan a directory that appeared (created or moved in): its contents may bring no events of their own. */
+export const scanTree = (relDir: string) => walk(relDir, new Set())
+
 /** Full scan: index everything on disk, and record as deleted what vanished while we were away. */
 export const scanAll = Effect.gen(function*() {
   const index = yield* FileIndex

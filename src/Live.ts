@@ -1,0 +1,38 @@
+import { Effect, Layer } from "effect"
+import type { NodeConfig } from "./domain/Config.js"
+import * as CipherNode from "./layers/CipherNode.js"
+import * as DiscoveryStatic from "./layers/DiscoveryStatic.js"
+import * as FolderLocal from "./layers/FolderLocal.js"
+import * as HandshakeGuardTokenBucket from "./layers/HandshakeGuardTokenBucket.js"
+import * as HasherBlake3 from "./layers/HasherBlake3.js"
+import * as IdentityEphemeral from "./layers/IdentityEphemeral.js"
+import * as IndexSqlite from "./layers/IndexSqlite.js"
+import * as SecureChannelLive from "./layers/SecureChannelLive.js"
+import * as TransportTcp from "./layers/TransportTcp.js"
+import * as WatcherParcel from "./layers/WatcherParcel.js"
+import { startNode } from "./programs/SyncNode.js"
+
+/** Every service a node needs, with the real implementations, for one folder. */
+export const liveLayer = (config: NodeConfig) =>
+  Layer.mergeAll(
+    SecureChannelLive.layer.pipe(Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer))),
+    TransportTcp.layer,
+    HandshakeGuardTokenBucket.layer(),
+    HasherBlake3.layer,
+    IndexSqlite.layer(config.root),
+    FolderLocal.layer(config.root, config.excludes),
+    WatcherParcel.layer,
+    DiscoveryStatic.layer(config.peers)
+  )
+
+/** Run a node with `config` until interrupted (Ctrl-C, SIGTERM). */
+export const runNode = (config: NodeConfig) =>
+  startNode({
+    name: config.name,
+    listen: { host: config.host, port: config.port },
+    maxConcurrentTransfers: config.maxConcurrentTransfers
+  }).pipe(
+    Effect.zipRight(Effect.never),
+    Effect.scoped,
+    Effect.provide(liveLayer(config))
+  )

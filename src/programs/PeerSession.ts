@@ -1,0 +1,201 @@
+import { Deferred, Duration, Effect, Fiber, FiberSet, Option, Ref, Schedule, Stream } from "effect"
+import * as fsp from "node:fs/promises"
+import * as path from "node:path"
+import { ConnectionClosed, ProtocolError } from "../domain/Errors.js"
+import type { FileRecord } from "../domain/FileRecord.js"
+import { BlockError, BlockRequest, type BlockData, Hello, IndexBatch, type Message, Ping, PROTOCOL } from "../domain/Messages.js"
+import { compressBlock, decompressBlock } from "../lib/Lz4Block.js"
+import { validatePeerPath } from "../lib/SafePath.js"
+import { decodeFrame, encodeBlockData, encodeMessage } from "../lib/Wire.js"
+import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
+import { Folder } from "../services/Folder.js"
+import { Hasher } from "../services/Hasher.js"
+import { shortId } from "../services/Identity.js"
+import type { Channel } from "../services/SecureChannel.js"
+import { applyRemote, BlockUnavailable, type BlockSource } from "./ApplyRemote.js"
+
+export interface SessionOptions {
+  /** Our instance name, told to the peer. */
+  readonly name: string
+  /** Shared by all sessions: files being pulled at once (`max_concurrent_transfers`). */
+  readonly transfers: Effect.Semaphore
+  readonly keepalive?: Duration.DurationInput
+  readonly idleTimeout?: Duration.DurationInput
+}
+
+const INDEX_BATCH = 500
+const REQUEST_TIMEOUT = Duration.seconds(30)
+const HELLO_TIMEOUT = Duration.seconds(10)
+/** Block requests from the peer served at once; more wait (the peer bounds what it sends). */
+const SERVING = 32
+
+type Reply = BlockData | BlockError
+
+/** Send our index: everything since the last record sent, again whenever the index grows. */
+const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>) =>
+  Effect.gen(function*() {
+    const index = yield* FileIndex
+    const sent = yield* Ref.make(0)
+    const initialDone = yield* Ref.make(false)
+    const drain = Effect.gen(function*() {
+      while (true) {
+        const records = yield* index.since(yield* Ref.get(sent), INDEX_BATCH)
+        if (records.length === 0) break
+        yield* send(new IndexBatch({ records: records.map(toWire), initialDone: false }))
+        yield* Ref.set(sent, records[records.length - 1]!.sequence)
+      }
+      if (!(yield* Ref.getAndSet(initialDone, true))) yield* send(new IndexBatch({ records: [], initialDone: true }))
+    })
+    yield* Stream.runForEach(index.sequenceChanges, () => drain)
+  })
+
+const toWire = ({ inode: _inode, ...record }: LocalRecord): FileRecord => record
+
+/** Answer one block request from our disk, if the block is still what our index says. */
+const serveBlock = (request: BlockRequest, send: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
+  Effect.gen(function*() {
+    const index = yield* FileIndex
+    const folder = yield* Folder
+    const hasher = yield* Hasher
+    const refuse = (reason: string) => send(encodeMessage(new BlockError({ id: request.id, reason })))
+    const record = Option.getOrUndefined(yield* index.get(request.path))
+    const blockIndex = record ? request.offset / record.blockSize : -1
+    if (
+      !record || record.deleted || record.kind !== "file" || !Number.isInteger(blockIndex) ||
+      record.blocks[blockIndex] !== request.hash || Math.min(record.blockSize, record.size - request.offset) !== request.size
+    ) return yield* refuse("no such block")
+    const abs = path.join(folder.root, request.path)
+    const data = yield* Effect.tryPromise(async () => {
+      const handle = await fsp.open(abs, "r")
+      try {
+        const buffer = Buffer.allocUnsafe(request.size)
+        const { bytesRead } = await handle.read(buffer, 0, request.size, request.offset)
+        return buffer.subarray(0, bytesRead)
+      } finally {
+        await handle.close()
+      }
+    }).pipe(Effect.orElseSucceed(() => undefined))
+    // The file may have changed since it was indexed: never send bytes that don't match.
+    if (!data || data.length !== request.size || hasher.hash(data) !== request.hash) return yield* refuse("block changed")
+    const compressed = compressBlock(data)
+    yield* send(encodeBlockData(request.id, compressed !== undefined, compressed ?? data))
+  })
+
+/** Order a batch for applying: directories (shallow first), files, then deletions (deepest first). */
+const applyOrder = (records: Iterable<FileRecord>): Array<Array<FileRecord>> => {
+  const all = [...records]
+  const depth = (r: FileRecord) => r.path.split("/").length
+  return [
+    all.filter((r) => !r.deleted && r.kind === "dir").sort((a, b) => depth(a) - depth(b)),
+    all.filter((r) => !r.deleted && r.kind !== "dir"),
+    all.filter((r) => r.deleted).sort((a, b) => depth(b) - depth(a) || (a.kind === "dir" ? 1 : -1))
+  ]
+}
+
+/**
+ * One sync session over an established secure channel: exchange hellos and indexes,
+ * serve the peer's block requests, and pull what the peer has that should win here.
+ * Ends (failing) when the connection closes or the peer breaks the protocol.
+ */
+export const runSession = (channel: Channel, options: SessionOptions) =>
+  Effect.gen(function*() {
+    const index = yield* FileIndex
+    const sendFrame = channel.send
+    const send = (message: Message) => sendFrame(encodeMessage(message))
+    const idleTimeout = options.idleTimeout ?? Duration.seconds(45)
+    const receive = channel.receive.pipe(
+      Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => new ConnectionClosed({ reason: "idle timeout" }) }),
+      Effect.flatMap(decodeFrame)
+    )
+
+    yield* send(new Hello({ protocol: PROTOCOL, replicaId: index.replicaId, name: options.name }))
+    const hello = yield* receive.pipe(
+      Effect.timeoutFail({ duration: HELLO_TIMEOUT, onTimeout: () => new ProtocolError({ reason: "no hello" }) })
+    )
+    if (hello._tag !== "Hello") return yield* new ProtocolError({ reason: `expected Hello, got ${hello._tag}` })
+    if (hello.replicaId === index.replicaId) {
+      return yield* new ProtocolError({ reason: "the peer is this same folder (copied .dsync/ folder?)" })
+    }
+    yield* Effect.logInfo(`connected to ${hello.name} (${shortId(channel.peerId)}) at ${channel.remoteLabel}`)
+
+    const pending = new Map<number, Deferred.Deferred<Reply>>()
+    let nextId = 0
+    const source: BlockSource = {
+      fetch: (request) => {
+        const id = nextId = (nextId + 1) >>> 0
+        return Effect.gen(function*() {
+          const reply = yield* Deferred.make<Reply>()
+          pending.set(id, reply)
+          yield* send(new BlockRequest({ id, ...request })).pipe(
+            Effect.mapError((e) => new BlockUnavailable({ reason: e.reason }))
+          )
+          const answer = yield* Deferred.await(reply).pipe(
+            Effect.timeoutFail({ duration: REQUEST_TIMEOUT, onTimeout: () => new BlockUnavailable({ reason: "request timed out" }) })
+          )
+          if (answer._tag === "BlockError") return yield* new BlockUnavailable({ reason: answer.reason })
+          if (!answer.compressed) return answer.data
+          const data = decompressBlock(answer.data, request.size)
+          return data ?? (yield* new BlockUnavailable({ reason: "bad compressed block" }))
+        }).pipe(Effect.ensuring(Effect.sync(() => pending.delete(id))))
+      }
+    }
+
+    // Records waiting to be applied, latest per path: a burst of updates coalesces.
+    const incoming = new Map<string, FileRecord>()
+    const wakePuller = yield* Ref.make(yield* Deferred.make<void>())
+    const puller = Effect.gen(function*() {
+      while (true) {
+        yield* Deferred.await(yield* Ref.get(wakePuller))
+        yield* Ref.set(wakePuller, yield* Deferred.make<void>())
+        const batch = [...incoming.values()]
+        incoming.clear()
+        for (const group of applyOrder(batch)) {
+          yield* Effect.forEach(group, (record) => options.transfers.withPermits(1)(applyRemote(record, source)), {
+            concurrency: 16,
+            discard: true
+          })
+        }
+      }
+    })
+
+    const serving = yield* FiberSet.make()
+    const serveSlots = yield* Effect.makeSemaphore(SERVING)
+    const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, FileIndex | Folder | Hasher> => {
+      switch (frame._tag) {
+        case "BlockData":
+        case "BlockError": {
+          const reply = pending.get(frame.id)
+          pending.delete(frame.id)
+          return reply ? Deferred.succeed(reply, frame) : Effect.logDebug(`late reply ${frame.id} ignored`)
+        }
+        case "BlockRequest":
+          return FiberSet.run(serving, serveSlots.withPermits(1)(serveBlock(frame, sendFrame))).pipe(Effect.asVoid)
+        case "IndexBatch":
+          return Effect.gen(function*() {
+            for (const record of frame.records) {
+              const valid = validatePeerPath(record.path)
+              if (valid._tag === "Left") {
+                yield* Effect.logWarning(`refused path from ${shortId(channel.peerId)}: ${JSON.stringify(record.path)}: ${valid.left.reason}`)
+                continue
+              }
+              incoming.set(record.path, record)
+            }
+            if (incoming.size > 0) yield* Effect.flatMap(Ref.get(wakePuller), (d) => Deferred.succeed(d, undefined))
+          })
+        case "Ping":
+          return Effect.void
+        case "Hello":
+          return Effect.fail(new ProtocolError({ reason: "unexpected second Hello" }))
+      }
+    }
+
+    const keepalive = send(new Ping()).pipe(
+      Effect.repeat(Schedule.spaced(options.keepalive ?? Duration.seconds(15))),
+      Effect.asVoid
+    )
+    const background = yield* Effect.forkScoped(
+      Effect.raceAll([sendIndex(send), keepalive, puller.pipe(Effect.zipRight(Effect.never))])
+    )
+    const receiving = Effect.forever(Effect.flatMap(receive, dispatch))
+    yield* Effect.raceFirst(receiving, Fiber.join(background))
+  }).pipe(Effect.scoped)

@@ -1,0 +1,50 @@
+import { Deferred, Effect } from "effect"
+import { shortId } from "../services/Identity.js"
+import type { Channel } from "../services/SecureChannel.js"
+
+interface Entry {
+  /** Peer id of whoever dialled this connection. */
+  readonly initiator: string
+  readonly stop: Deferred.Deferred<void>
+  readonly ended: Deferred.Deferred<void>
+}
+
+export type SessionOutcome = "ended" | "duplicate"
+
+/**
+ * One session per peer. When two connections to the same peer exist (both sides dialled),
+ * both ends keep the one dialled by the smaller peer id, so they agree without talking.
+ */
+export const makeSessions = Effect.sync(() => {
+  const live = new Map<string, Entry>()
+
+  const run = <E, R>(channel: Channel, initiator: string, session: Effect.Effect<void, E, R>) =>
+    Effect.gen(function*() {
+      const existing = live.get(channel.peerId)
+      if (existing && existing.initiator < initiator) {
+        yield* Effect.logDebug(`dropping duplicate connection to ${shortId(channel.peerId)}`)
+        yield* channel.close
+        return "duplicate" as SessionOutcome
+      }
+      if (existing) yield* Deferred.succeed(existing.stop, undefined)
+      const entry: Entry = { initiator, stop: yield* Deferred.make<void>(), ended: yield* Deferred.make<void>() }
+      live.set(channel.peerId, entry)
+      return yield* Effect.raceFirst(session, Deferred.await(entry.stop)).pipe(
+        Effect.as("ended" as SessionOutcome),
+        Effect.ensuring(Effect.suspend(() => {
+          if (live.get(channel.peerId) === entry) live.delete(channel.peerId)
+          return Effect.zipRight(channel.close, Deferred.succeed(entry.ended, undefined))
+        }))
+      )
+    })
+
+  /** Wait until the current session with `peerId` (if any) ends. */
+  const awaitEnd = (peerId: string) => {
+    const entry = live.get(peerId)
+    return entry ? Deferred.await(entry.ended) : Effect.void
+  }
+
+  return { run, awaitEnd, count: () => live.size, peers: () => [...live.keys()] }
+})
+
+export type Sessions = Effect.Effect.Success<typeof makeSessions>

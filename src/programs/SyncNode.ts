@@ -1,0 +1,160 @@
+import { Console, Deferred, Duration, Effect, FiberMap, Option, Schedule, Stream } from "effect"
+import { formatAddress, type PeerAddress } from "../domain/Config.js"
+import type { HandshakeError, TransportError } from "../domain/Errors.js"
+import { Discovery, type DiscoveredPeer } from "../services/Discovery.js"
+import { FileIndex } from "../services/FileIndex.js"
+import { Folder } from "../services/Folder.js"
+import { HandshakeGuard } from "../services/HandshakeGuard.js"
+import { Identity, shortId } from "../services/Identity.js"
+import { SecureChannel } from "../services/SecureChannel.js"
+import { Transport, type Connection } from "../services/Transport.js"
+import { Watcher } from "../services/Watcher.js"
+import { Hasher } from "../services/Hasher.js"
+import { runSession, type SessionOptions } from "./PeerSession.js"
+import { diskState, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
+import { makeSessions, type SessionOutcome } from "./Sessions.js"
+import { purgeTrash } from "./Trash.js"
+import { IGNORE_FILE_NAME } from "../lib/Ignore.js"
+
+export interface NodeOptions {
+  readonly name: string
+  readonly listen: PeerAddress
+  readonly maxConcurrentTransfers: number
+  readonly keepalive?: Duration.DurationInput
+  readonly idleTimeout?: Duration.DurationInput
+}
+
+/** What a running node tells the code that started it. */
+export interface NodeHandle {
+  readonly address: PeerAddress
+  readonly peerId: string
+  readonly replicaId: string
+  /** Peer ids with a live session. */
+  readonly connectedPeers: Effect.Effect<ReadonlyArray<string>>
+}
+
+const UNSTABLE_RETRY = Duration.millis(100)
+/** Reconnect delays: 0.5 s doubling to 30 s, jittered so peers don't dial in lockstep. */
+const reconnect = Schedule.exponential(Duration.millis(500)).pipe(
+  Schedule.jittered,
+  Schedule.union(Schedule.spaced(Duration.seconds(30))),
+  // a session that lasted a while starts the backoff over
+  Schedule.resetAfter(Duration.seconds(60))
+)
+
+/** Rescan what the watcher reports; a changed `.dsyncignore` reloads the rules and rescans all. */
+const onLocalChanges = (paths: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const index = yield* FileIndex
+    if (paths.includes(IGNORE_FILE_NAME)) {
+      yield* folder.reloadIgnore
+      yield* Effect.logInfo(".dsyncignore changed: rules reloaded")
+      yield* scanAll
+    }
+    yield* Effect.forEach(paths, (rel) =>
+      Effect.gen(function*() {
+        const before = Option.getOrUndefined(yield* index.get(rel))
+        const present = yield* diskState(rel).pipe(Effect.orElseSucceed(() => undefined))
+        // children first, so peers see a folder's contents go before the folder itself
+        if (!present && before?.kind === "dir" && !before.deleted) yield* scanMissingUnder(rel)
+        let outcome = yield* scanPath(rel)
+        for (let tries = 0; outcome === "unstable" && tries < 50; tries++) {
+          yield* Effect.sleep(UNSTABLE_RETRY)
+          outcome = yield* scanPath(rel)
+        }
+        if (present?.isDirectory() && outcome !== "ignored") yield* scanTree(rel)
+      }), { concurrency: 4, discard: true })
+  })
+
+/**
+ * A dsync node: index the folder, then listen, dial discovered peers, keep one session
+ * per peer, and turn local changes into index updates. Runs until its scope closes.
+ */
+export const startNode = (options: NodeOptions) =>
+  Effect.gen(function*() {
+    const identity = yield* Identity
+    const transport = yield* Transport
+    const secure = yield* SecureChannel
+    const guard = yield* HandshakeGuard
+    const folder = yield* Folder
+    const index = yield* FileIndex
+    const watcher = yield* Watcher
+    const discovery = yield* Discovery
+    const sessions = yield* makeSessions
+    const context = yield* Effect.context<FileIndex | Folder | Hasher>()
+    const sessionOptions: SessionOptions = {
+      name: options.name,
+      transfers: yield* Effect.makeSemaphore(options.maxConcurrentTransfers),
+      ...(options.keepalive ? { keepalive: options.keepalive } : {}),
+      ...(options.idleTimeout ? { idleTimeout: options.idleTimeout } : {})
+    }
+
+    // Subscribe before the initial scan so nothing changed during the scan is missed.
+    const scanned = yield* Deferred.make<void>()
+    yield* Effect.forkScoped(
+      watcher.watch(folder.root).pipe(
+        Stream.runForEach((paths) => Effect.zipRight(Deferred.await(scanned), onLocalChanges(paths))),
+        Effect.catchAll((e) => Effect.logError(`file watcher stopped: ${e.message}`))
+      )
+    )
+    yield* purgeTrash(folder.root)
+    const count = yield* scanAll
+    yield* Deferred.succeed(scanned, undefined)
+    yield* Effect.logDebug(`indexed ${count} entries`)
+
+    const session = (channel: Parameters<typeof runSession>[0], initiator: string) =>
+      sessions.run(channel, initiator, runSession(channel, sessionOptions)).pipe(
+        Effect.tapError((e) => Effect.logWarning(`session with ${shortId(channel.peerId)} ended: ${e.reason}`)),
+        Effect.orElseSucceed(() => "ended" as SessionOutcome)
+      )
+
+    const inbound = (connection: Connection) =>
+      guard.guard(connection.remoteHost, secure.accept(connection)).pipe(
+        Effect.flatMap((channel) => session(channel, channel.peerId)),
+        Effect.catchAll((e) =>
+          typeof e === "string"
+            ? Effect.logDebug(`refused ${connection.remoteLabel}: ${e}`)
+            : Effect.logWarning(`handshake with ${connection.remoteLabel} failed: ${e.reason}`)
+        ),
+        Effect.asVoid,
+        Effect.provide(context)
+      )
+
+    const address = yield* transport.listen(options.listen, inbound)
+
+    /** Dial one peer, run a session, and come back after any interruption. */
+    const dialLoop = (peer: DiscoveredPeer) => {
+      const attempt: Effect.Effect<SessionOutcome, TransportError | HandshakeError, FileIndex | Folder | Hasher> =
+        Effect.scoped(
+          Effect.gen(function*() {
+            const connection = yield* transport.dial(peer.address)
+            const channel = yield* secure.initiate(connection, peer.peerId)
+            const outcome = yield* session(channel, identity.peerId)
+            if (outcome === "duplicate") yield* sessions.awaitEnd(channel.peerId)
+            return outcome
+          })
+        )
+      return attempt.pipe(
+        Effect.tapError((e) => Effect.logDebug(`cannot reach ${formatAddress(peer.address)}: ${e._tag === "TransportError" ? e.message : e.reason}`)),
+        Effect.either,
+        Effect.repeat(reconnect),
+        Effect.asVoid
+      )
+    }
+    const dialers = yield* FiberMap.make<string>()
+    yield* Effect.forkScoped(
+      Stream.runForEach(discovery.peers, (peer) => FiberMap.run(dialers, formatAddress(peer.address), dialLoop(peer), { onlyIfMissing: true }))
+    )
+
+    yield* Console.log(
+      `dsync ${options.name} · id ${shortId(identity.peerId)} · folder ${folder.root} · listening on ${formatAddress(address)}`
+    )
+    const handle: NodeHandle = {
+      address,
+      peerId: identity.peerId,
+      replicaId: index.replicaId,
+      connectedPeers: Effect.sync(() => sessions.peers())
+    }
+    return handle
+  })
