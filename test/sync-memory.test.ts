@@ -1,27 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Logger, LogLevel } from "effect"
+import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { startNode } from "../src/programs/SyncNode.js"
-import { makeNetwork, memoryNodeLayer, type MemoryNetwork } from "../src/Testing.js"
+import { makeNetwork } from "../src/Testing.js"
 import { eventually, readOr, snapshot, tempDir } from "./support/fs.js"
+import { memoryNode, sameTree, write } from "./support/nodes.js"
 
-const PORT = 9000
-
-/** Start a node on the memory network in `root`, dialling `peers` (host names). */
-const node = (network: MemoryNetwork, host: string, root: string, peers: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    // built in the caller's scope: the node's services live as long as the test
-    const services = yield* Layer.build(memoryNodeLayer({ network, host, root, peers: peers.map((h) => ({ host: h, port: PORT })) }))
-    return yield* Effect.provide(startNode({ name: host, listen: { host, port: PORT }, maxConcurrentTransfers: 4 }), services)
-  })
-
-const write = (root: string, rel: string, content: string) => {
-  fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true })
-  fs.writeFileSync(path.join(root, rel), content)
-}
-
-const same = (a: string, b: string) => JSON.stringify(snapshot(a)) === JSON.stringify(snapshot(b))
+const node = memoryNode
+const same = sameTree
 
 describe("two nodes on an in-memory network", () => {
   it.live("converge from different starting folders, then sync live changes without echo", () =>
@@ -35,7 +21,7 @@ describe("two nodes on an in-memory network", () => {
       fs.writeFileSync(path.join(a, "run.sh"), "#!/bin/sh\n", { mode: 0o755 })
       const network = makeNetwork()
       const nodeA = yield* node(network, "a", a, ["b"])
-      yield* node(network, "b", b, [])
+      const nodeB = yield* node(network, "b", b, [])
 
       yield* eventually("initial convergence", () => same(a, b) && fs.existsSync(path.join(b, "only-a.txt")))
       expect(snapshot(b)["nested/deep/x.txt"]).toBe("x")
@@ -62,7 +48,42 @@ describe("two nodes on an in-memory network", () => {
       const trash = path.join(b, ".dsync", "trash")
       expect(fs.existsSync(trash)).toBe(true)
 
-      // no echo: applying remote changes made no new local versions on b
-      expect(yield* nodeA.connectedPeers).toHaveLength(1)
-    }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Debug)), { timeout: 60_000 })
+      // no echo: applying a remote change made no version of b's own
+      const received = Option.getOrThrow(yield* nodeB.record("live/new.txt"))
+      expect(Object.keys(received.version)).toEqual([nodeA.replicaId])
+      expect(yield* nodeA.connectedPeers).toEqual([nodeB.peerId])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  it.live("concurrent offline edits end as the same winner plus a conflict copy on both sides; offline deletes propagate", () =>
+    Effect.gen(function*() {
+      const a = yield* tempDir()
+      const b = yield* tempDir()
+      write(a, "doc.txt", "v1")
+      write(a, "gone.txt", "delete me while offline")
+      const network = makeNetwork()
+      // phase 1: both online, converge
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* node(network, "a", a, ["b"])
+        yield* node(network, "b", b, [])
+        yield* eventually("first sync", () => readOr(path.join(b, "doc.txt")) === "v1" && fs.existsSync(path.join(b, "gone.txt")))
+      }))
+      // offline: both edit doc.txt (b's edit is later, so it wins), a deletes gone.txt
+      write(a, "doc.txt", "edit from a", new Date(Date.now() - 60_000))
+      write(b, "doc.txt", "edit from b", new Date())
+      fs.unlinkSync(path.join(a, "gone.txt"))
+      // phase 2: both back
+      yield* node(network, "a", a, ["b"])
+      const nodeB = yield* node(network, "b", b, [])
+      const conflictCopy = (root: string) => fs.readdirSync(root).find((n) => n.startsWith("doc.sync-conflict-"))
+      yield* eventually("conflict resolved on both sides", () =>
+        readOr(path.join(a, "doc.txt")) === "edit from b" && readOr(path.join(b, "doc.txt")) === "edit from b" &&
+        conflictCopy(a) !== undefined && conflictCopy(b) !== undefined && !fs.existsSync(path.join(b, "gone.txt")))
+      expect(conflictCopy(a)).toBe(conflictCopy(b))
+      expect(readOr(path.join(b, conflictCopy(b)!))).toBe("edit from a")
+      expect(conflictCopy(a)!.endsWith(".txt")).toBe(true)
+      // the delete made while dsync was stopped is not undone by the peer
+      yield* eventually("converged", () => sameTree(a, b))
+      expect(fs.existsSync(path.join(a, "gone.txt"))).toBe(false)
+      expect(Option.getOrThrow(yield* nodeB.record("gone.txt")).deleted).toBe(true)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })

@@ -1,6 +1,7 @@
 import { Console, Deferred, Duration, Effect, FiberMap, Option, Schedule, Stream } from "effect"
 import { formatAddress, type PeerAddress } from "../domain/Config.js"
 import type { HandshakeError, TransportError } from "../domain/Errors.js"
+import type { FileRecord } from "../domain/FileRecord.js"
 import { Discovery, type DiscoveredPeer } from "../services/Discovery.js"
 import { FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
@@ -31,6 +32,8 @@ export interface NodeHandle {
   readonly replicaId: string
   /** Peer ids with a live session. */
   readonly connectedPeers: Effect.Effect<ReadonlyArray<string>>
+  /** What the index holds for a path (tombstones included). */
+  readonly record: (relPath: string) => Effect.Effect<Option.Option<FileRecord>>
 }
 
 const UNSTABLE_RETRY = Duration.millis(100)
@@ -105,7 +108,11 @@ export const startNode = (options: NodeOptions) =>
 
     const session = (channel: Parameters<typeof runSession>[0], initiator: string) =>
       sessions.run(channel, initiator, runSession(channel, sessionOptions)).pipe(
-        Effect.tapError((e) => Effect.logWarning(`session with ${shortId(channel.peerId)} ended: ${e.reason}`)),
+        Effect.tapError((e) =>
+          e._tag === "ConnectionClosed"
+            ? Effect.logInfo(`disconnected from ${shortId(channel.peerId)}: ${e.reason}`)
+            : Effect.logWarning(`closed connection to ${shortId(channel.peerId)}: ${e.reason}`)
+        ),
         Effect.orElseSucceed(() => "ended" as SessionOutcome)
       )
 
@@ -154,7 +161,8 @@ export const startNode = (options: NodeOptions) =>
       address,
       peerId: identity.peerId,
       replicaId: index.replicaId,
-      connectedPeers: Effect.sync(() => sessions.peers())
+      connectedPeers: Effect.sync(() => sessions.peers()),
+      record: index.get
     }
     return handle
   })

@@ -1,0 +1,94 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Hello, IndexBatch, PROTOCOL } from "../src/domain/Messages.js"
+import * as CipherNode from "../src/layers/CipherNode.js"
+import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
+import * as IdentityEphemeral from "../src/layers/IdentityEphemeral.js"
+import * as SecureChannelLive from "../src/layers/SecureChannelLive.js"
+import * as TransportMemory from "../src/layers/TransportMemory.js"
+import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
+import { fileHash } from "../src/programs/Content.js"
+import { Hasher } from "../src/services/Hasher.js"
+import { SecureChannel } from "../src/services/SecureChannel.js"
+import { Transport } from "../src/services/Transport.js"
+import { makeNetwork } from "../src/Testing.js"
+import { eventually, readOr, tempDir } from "./support/fs.js"
+import { captureLogs, memoryNode, PORT, write } from "./support/nodes.js"
+
+/** A peer that passes the handshake honestly, then misbehaves. */
+const hostileClient = (network: TransportMemory.MemoryNetwork) =>
+  Effect.gen(function*() {
+    const services = yield* Layer.build(Layer.mergeAll(
+      SecureChannelLive.layer.pipe(Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer))),
+      TransportMemory.layer(network, "evil"),
+      HasherBlake3.layer
+    ))
+    const transport = yield* Effect.provide(Transport, services)
+    const secure = yield* Effect.provide(SecureChannel, services)
+    const hasher = yield* Effect.provide(Hasher, services)
+    const connection = yield* transport.dial({ host: "a", port: PORT })
+    const channel = yield* secure.initiate(connection)
+    yield* channel.send(encodeMessage(new Hello({ protocol: PROTOCOL, replicaId: "e".repeat(16), name: "evil" })))
+    const hello = yield* Effect.flatMap(channel.receive, decodeFrame)
+    expect(hello._tag).toBe("Hello")
+    return { channel, hasher }
+  })
+
+const record = (p: string, content: string, hasher: { hash: (b: Uint8Array) => string }) => {
+  const blocks = [hasher.hash(Buffer.from(content))]
+  return {
+    path: p, kind: "file" as const, size: content.length, mtimeMs: 1, mode: 0o644,
+    hash: fileHash(hasher as never, blocks, content.length), blockSize: 131072, blocks,
+    version: { eeeeeeeeeeeeeeee: 1 }, deleted: false, sequence: 1
+  }
+}
+
+describe("a hostile peer", () => {
+  it.live("cannot write outside the folder, cannot plant unverified bytes, and a malformed message only closes its connection", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const parent = yield* tempDir()
+      const a = path.join(parent, "folder")
+      fs.mkdirSync(a)
+      write(a, "keep.txt", "untouched")
+      const network = makeNetwork()
+      yield* memoryNode(network, "a", a, [])
+      const { channel, hasher } = yield* hostileClient(network)
+
+      const unsafe = ["../escape.txt", "/abs.txt", "x/../../escape2.txt", "nul\u0000.txt", ".dsync/index.db", "back\\slash.txt"]
+      yield* channel.send(encodeMessage(new IndexBatch({
+        records: [...unsafe.map((p) => record(p, "pwned", hasher)), record("bad.txt", "hello", hasher)],
+        initialDone: true
+      })))
+      // answer every block request with bytes that don't match the announced hash
+      const answered = yield* Effect.gen(function*() {
+        while (true) {
+          const frame = yield* Effect.flatMap(channel.receive, decodeFrame)
+          if (frame._tag === "BlockRequest") {
+            yield* channel.send(encodeBlockData(frame.id, false, Buffer.from("HELLO")))
+            return frame.path
+          }
+        }
+      }).pipe(Effect.timeout("5 seconds"))
+      expect(answered).toBe("bad.txt")
+      yield* eventually("refusals logged", () =>
+        unsafe.every((p) => logs.lines.some((l) => l.includes("refused path") && l.includes(JSON.stringify(p).slice(1, -1)))) &&
+        logs.lines.some((l) => l.includes("could not apply bad.txt")))
+      expect(fs.existsSync(path.join(parent, "escape.txt"))).toBe(false)
+      expect(fs.existsSync(path.join(parent, "escape2.txt"))).toBe(false)
+      expect(fs.existsSync(path.join(a, "bad.txt"))).toBe(false)
+      expect(fs.readdirSync(a).filter((n) => n.endsWith(".part"))).toEqual([])
+
+      // garbage inside the encrypted channel: the node drops this connection and says why
+      yield* channel.send(new Uint8Array([0, ...Buffer.from("{not json")]))
+      yield* eventually("connection closed with a reason", () => logs.lines.some((l) => l.includes("not valid JSON")))
+      // ...and keeps serving everyone else
+      const b = yield* tempDir()
+      yield* memoryNode(network, "b", b, ["a"])
+      yield* eventually("an honest peer still syncs", () => readOr(path.join(b, "keep.txt")) === "untouched")
+      expect(readOr(path.join(a, "keep.txt"))).toBe("untouched")
+    }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
+  }, { timeout: 30_000 })
+})

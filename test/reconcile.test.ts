@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest"
+import type { FileRecord } from "../src/domain/FileRecord.js"
+import { conflictPath, decide, remoteWins } from "../src/domain/Reconcile.js"
+import { bump, compare, merge } from "../src/domain/VersionVector.js"
+
+const A = "aaaaaaaaaaaaaaaa"
+const B = "bbbbbbbbbbbbbbbb"
+const h = (c: string) => c.repeat(64)
+
+const rec = (over: Partial<FileRecord>): FileRecord => ({
+  path: "f.txt", kind: "file", size: 1, mtimeMs: 1000, mode: 0o644, hash: h("1"), blockSize: 131072,
+  blocks: [h("9")], version: { [A]: 1 }, deleted: false, sequence: 1, ...over
+})
+
+describe("version vectors", () => {
+  it("orders and merges", () => {
+    expect(compare({ [A]: 2 }, { [A]: 1 })).toBe("newer")
+    expect(compare({ [A]: 1 }, { [A]: 1, [B]: 1 })).toBe("older")
+    expect(compare({ [A]: 1 }, { [A]: 1 })).toBe("equal")
+    expect(compare({ [A]: 2 }, { [A]: 1, [B]: 1 })).toBe("concurrent")
+    expect(merge({ [A]: 2 }, { [A]: 1, [B]: 3 })).toEqual({ [A]: 2, [B]: 3 })
+    expect(bump({ [A]: 2 }, B)).toEqual({ [A]: 2, [B]: 1 })
+  })
+})
+
+describe("decide", () => {
+  it("applies newer, ignores older or equal", () => {
+    const local = rec({})
+    expect(decide(local, rec({ version: { [A]: 2 }, hash: h("2") }))).toBe("apply")
+    expect(decide(local, rec({ version: { [A]: 1 } }))).toBe("ignore")
+    expect(decide(rec({ version: { [A]: 3 } }), rec({ version: { [A]: 2 }, hash: h("2") }))).toBe("ignore")
+    expect(decide(undefined, rec({}))).toBe("apply")
+  })
+
+  it("records a newer version of identical content without touching the file", () => {
+    expect(decide(rec({}), rec({ version: { [A]: 1, [B]: 1 } }))).toBe("record")
+  })
+
+  it("resolves concurrent edits the same way on both sides", () => {
+    const ours = rec({ version: { [A]: 2 }, hash: h("2"), mtimeMs: 2000 })
+    const theirs = rec({ version: { [A]: 1, [B]: 1 }, hash: h("3"), mtimeMs: 3000 })
+    expect(decide(ours, theirs)).toBe("conflict") // theirs is later: ours becomes the copy
+    expect(decide(theirs, ours)).toBe("keep") // seen from the other side: it keeps its own
+    expect(remoteWins(ours, theirs)).not.toBe(remoteWins(theirs, ours))
+  })
+
+  it("an edit beats a concurrent delete, on both sides", () => {
+    const edited = rec({ version: { [A]: 2 }, hash: h("2"), mtimeMs: 1 })
+    const deleted = rec({ version: { [A]: 1, [B]: 1 }, deleted: true, hash: "", blocks: [], size: 0, mtimeMs: 9999 })
+    expect(decide(edited, deleted)).toBe("keep")
+    expect(decide(deleted, edited)).toBe("apply")
+  })
+})
+
+describe("conflictPath", () => {
+  it("keeps the folder and extension", () => {
+    const when = new Date(Date.UTC(2026, 10, 27, 3, 4, 5))
+    expect(conflictPath("docs/report.final.txt", when, "0123456789abcdef")).toBe("docs/report.final.sync-conflict-20261127-030405-0123456.txt")
+    expect(conflictPath("Makefile", when, "0123456789abcdef")).toBe("Makefile.sync-conflict-20261127-030405-0123456")
+    expect(conflictPath(".bashrc", when, "0123456789abcdef")).toBe(".bashrc.sync-conflict-20261127-030405-0123456")
+  })
+})

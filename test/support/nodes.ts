@@ -1,0 +1,33 @@
+import { Effect, Layer, Logger, LogLevel } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { startNode } from "../../src/programs/SyncNode.js"
+import { memoryNodeLayer, type MemoryNetwork } from "../../src/Testing.js"
+import { snapshot } from "./fs.js"
+
+export const PORT = 9000
+
+/** Start a node on the memory network in `root`, dialling `peers` (host names); it stops with the scope. */
+export const memoryNode = (network: MemoryNetwork, host: string, root: string, peers: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    // built in the caller's scope: the node's services live as long as the node
+    const services = yield* Layer.build(memoryNodeLayer({ network, host, root, peers: peers.map((h) => ({ host: h, port: PORT })) }))
+    return yield* Effect.provide(startNode({ name: host, listen: { host, port: PORT }, maxConcurrentTransfers: 4 }), services)
+  })
+
+export const write = (root: string, rel: string, content: string, mtime?: Date) => {
+  fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true })
+  fs.writeFileSync(path.join(root, rel), content)
+  if (mtime) fs.utimesSync(path.join(root, rel), mtime, mtime)
+}
+
+export const sameTree = (a: string, b: string) => JSON.stringify(snapshot(a)) === JSON.stringify(snapshot(b))
+
+/** Logs captured as plain lines (to assert on refusals). */
+export const captureLogs = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ logLevel, message }) => {
+    lines.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, logger), level: Logger.withMinimumLogLevel(LogLevel.Debug) }
+}
