@@ -1,5 +1,6 @@
 import { Effect, Layer } from "effect"
 import type { NodeConfig } from "./domain/Config.js"
+import { ConfigError } from "./domain/Errors.js"
 import * as CipherNode from "./layers/CipherNode.js"
 import * as DiscoveryStatic from "./layers/DiscoveryStatic.js"
 import * as FolderLocal from "./layers/FolderLocal.js"
@@ -34,5 +35,7 @@ export const runNode = (config: NodeConfig) =>
   }).pipe(
     Effect.zipRight(Effect.never),
     Effect.scoped,
-    Effect.provide(liveLayer(config))
+    Effect.provide(liveLayer(config)),
+    // a folder we cannot set up (read-only, no space) is the user's to fix: say so plainly
+    Effect.catchTag("FsError", (e) => Effect.fail(new ConfigError({ message: e.message })))
   )

@@ -25,7 +25,7 @@ import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
 import { inspect } from "node:util"
 import { ConfigError, TransportError } from "./domain/Errors.js"
-import { runNode } from "./programs/NodeStub.js"
+import { runNode } from "./Live.js"
 import { configFilePath, loadConfigFile, resolveConfig } from "./programs/ResolveConfig.js"
 
 // package.json sits one level above both src/ and dist/.

@@ -1,4 +1,4 @@
-import { Effect, Option } from "effect"
+import { Duration, Effect, Option } from "effect"
 import type { Stats } from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
@@ -13,7 +13,12 @@ import { hashFileContent } from "./Content.js"
 /** Our own temporary download files: `.dsync-<hex>-<hex>.part`. */
 export const PART_FILE = /^\.dsync-[0-9a-f]+-[0-9a-f]+\.part$/
 
-export type ScanOutcome = "unchanged" | "changed" | "unstable" | "ignored"
+export type ScanOutcome = "unchanged" | "changed" | "unstable" | "ignored" | "failed"
+
+/** A file modified this recently may still be being written: wait before sending it. */
+const SETTLE_MS = 25
+const SETTLE_POLL = Duration.millis(30)
+const SETTLE_TRIES = 200
 
 const kindOf = (st: Stats): FileKind | undefined =>
   st.isFile() ? "file" : st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : undefined
@@ -70,9 +75,9 @@ const readEntry = (relPath: string, abs: string, st: Stats, kind: FileKind) =>
 /**
  * Bring the index entry of one path up to date with the disk; the caller holds the
  * path's lock. A new version is made only when content, kind or mode changed; a file
- * that changes while being hashed is reported unstable (its next watcher event rescans it).
+ * that was modified a moment ago, or changes while being hashed, is reported unstable.
  */
-export const scanLocked = (relPath: string): Effect.Effect<ScanOutcome, FsError, FileIndex | Folder | Hasher> =>
+export const scanLocked = (relPath: string, settle = true): Effect.Effect<ScanOutcome, FsError, FileIndex | Folder | Hasher> =>
   Effect.gen(function*() {
     const folder = yield* Folder
     const index = yield* FileIndex
@@ -87,6 +92,7 @@ export const scanLocked = (relPath: string): Effect.Effect<ScanOutcome, FsError,
     const kind = kindOf(st)
     if (kind === undefined || (yield* folder.isIgnored(relPath, kind === "dir"))) return "ignored" as const
     if (existing && statMatches(existing, st)) return "unchanged" as const
+    if (settle && kind === "file" && Date.now() - st.mtimeMs < SETTLE_MS) return "unstable" as const
     const entry = yield* readEntry(relPath, abs, st, kind)
     const after = yield* lstatOrUndefined(abs)
     if (after === undefined || after.size !== st.size || after.mtimeMs !== st.mtimeMs) return "unstable" as const
@@ -103,11 +109,25 @@ export const scanLocked = (relPath: string): Effect.Effect<ScanOutcome, FsError,
     return "changed" as const
   })
 
-/** `scanLocked` under the path's lock; a failure is logged and reported as unstable. */
-export const scanPath = (relPath: string): Effect.Effect<ScanOutcome, never, FileIndex | Folder | Hasher> =>
-  Effect.flatMap(Folder, (folder) => folder.withPathLock(relPath)(scanLocked(relPath))).pipe(
-    Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot scan ${relPath}: ${e.message}`), "unstable" as const))
+/** `scanLocked` under the path's lock; a failure is logged. */
+const scanOnce = (relPath: string, settle: boolean): Effect.Effect<ScanOutcome, never, FileIndex | Folder | Hasher> =>
+  Effect.flatMap(Folder, (folder) => folder.withPathLock(relPath)(scanLocked(relPath, settle))).pipe(
+    Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot scan ${relPath}: ${e.message}`), "failed" as const))
   )
+
+/**
+ * Scan a path, waiting while it is still being written, so a half-written file is not
+ * announced. A file that never settles (an endless log) is taken as it is after a while.
+ */
+export const scanPath = (relPath: string): Effect.Effect<ScanOutcome, never, FileIndex | Folder | Hasher> =>
+  Effect.gen(function*() {
+    for (let tries = 0; tries < SETTLE_TRIES; tries++) {
+      const outcome = yield* scanOnce(relPath, true)
+      if (outcome !== "unstable") return outcome
+      yield* Effect.sleep(SETTLE_POLL)
+    }
+    return yield* scanOnce(relPath, false)
+  })
 
 /** Tombstone everything the index holds under a directory that is gone. */
 export const scanMissingUnder = (dirPath: string) =>

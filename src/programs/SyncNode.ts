@@ -36,7 +36,6 @@ export interface NodeHandle {
   readonly record: (relPath: string) => Effect.Effect<Option.Option<FileRecord>>
 }
 
-const UNSTABLE_RETRY = Duration.millis(100)
 /** Reconnect delays: 0.5 s doubling to 30 s, jittered so peers don't dial in lockstep. */
 const reconnect = Schedule.exponential(Duration.millis(500)).pipe(
   Schedule.jittered,
@@ -61,11 +60,7 @@ const onLocalChanges = (paths: ReadonlyArray<string>) =>
         const present = yield* diskState(rel).pipe(Effect.orElseSucceed(() => undefined))
         // children first, so peers see a folder's contents go before the folder itself
         if (!present && before?.kind === "dir" && !before.deleted) yield* scanMissingUnder(rel)
-        let outcome = yield* scanPath(rel)
-        for (let tries = 0; outcome === "unstable" && tries < 50; tries++) {
-          yield* Effect.sleep(UNSTABLE_RETRY)
-          outcome = yield* scanPath(rel)
-        }
+        const outcome = yield* scanPath(rel)
         if (present?.isDirectory() && outcome !== "ignored") yield* scanTree(rel)
       }), { concurrency: 4, discard: true })
   })

@@ -1,0 +1,116 @@
+// Runs the compiled `dsync` binary with bad input. No case gets as far as starting
+// the node, so nothing here touches the network.
+import { execFile, spawnSync } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const repo = join(import.meta.dirname, "..")
+const main = join(repo, "dist", "Main.js")
+const version: string = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")).version
+
+// XDG_CONFIG_HOME points at a temp dir, so the user's real dsync.toml is never read.
+const tmp = mkdtempSync(join(tmpdir(), "dsync-cli-"))
+const xdg = join(tmp, "xdg")
+const folder = join(tmp, "folder")
+const aFile = join(tmp, "file.txt")
+mkdirSync(xdg)
+mkdirSync(folder)
+writeFileSync(aFile, "x")
+afterAll(() => rmSync(tmp, { recursive: true, force: true }))
+
+beforeAll(() => {
+  // Other files in the tree may have type errors while being edited; tsc still emits, so only
+  // require that Main.js came out.
+  spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: repo, stdio: "ignore" })
+  expect(existsSync(main)).toBe(true)
+}, 180_000)
+
+const run = (args: ReadonlyArray<string>, xdgHome = xdg) =>
+  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = execFile(
+      process.execPath,
+      [main, ...args],
+      { cwd: tmp, encoding: "utf8", timeout: 20_000, env: { ...process.env, NO_COLOR: "1", XDG_CONFIG_HOME: xdgHome } },
+      (_error, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr })
+    )
+  })
+
+/** Bad input: exit 2, nothing on stdout, exactly one `dsync: ` line on stderr, no stack, no JSON. */
+const expectOneLineError = async (args: ReadonlyArray<string>, pattern: RegExp, xdgHome = xdg) => {
+  const r = await run(args, xdgHome)
+  expect(r.status).toBe(2)
+  expect(r.stdout).toBe("")
+  const lines = r.stderr.split("\n").filter((l) => l !== "")
+  expect(lines).toHaveLength(1)
+  expect(lines[0]).toMatch(/^dsync: /)
+  expect(lines[0]).toMatch(pattern)
+  expect(r.stderr).not.toMatch(/^\s+at /m)
+  expect(r.stderr).not.toMatch(/[{}]/)
+}
+
+/** A config dir holding `dsync/dsync.toml` with the given text. */
+const xdgWith = (name: string, toml: string) => {
+  const dir = join(tmp, name)
+  mkdirSync(join(dir, "dsync"), { recursive: true })
+  writeFileSync(join(dir, "dsync", "dsync.toml"), toml)
+  return dir
+}
+
+// Each case is a separate process taking most of a second to start: run them side by side.
+describe.concurrent("dsync CLI, bad input", () => {
+  it("missing -d", () => expectOneLineError([], /no folder to sync: give -d\/--path/))
+  it("nonexistent folder", () =>
+    expectOneLineError(["-d", join(tmp, "nope")], new RegExp(`folder ${join(tmp, "nope")} does not exist`)))
+  it("folder is a file", () => expectOneLineError(["-d", aFile], /is not a directory/))
+  it("port not a number", () => expectOneLineError(["-d", folder, "-p", "abc"], /--port must be an integer from 1 to 65535, got "abc"/))
+  it("port 0", () => expectOneLineError(["-d", folder, "--port", "0"], /--port must be/))
+  it("port out of range", () => expectOneLineError(["-d", folder, "-p", "70000"], /--port must be/))
+  it("malformed peer", () => expectOneLineError(["-d", folder, "-a", "1.2.3.4"], /invalid peer "1\.2\.3\.4": missing port/))
+  it("option without its value", () => expectOneLineError(["-d", folder, "-a"], /option -a needs a value/))
+  it("unknown option", () => expectOneLineError(["-d", folder, "--prot", "9000"], /unknown option --prot/))
+  it("stray argument", () => expectOneLineError(["-d", folder, "extra"], /unexpected argument "extra"/))
+  it("boolean flag followed by a value", () => expectOneLineError(["-d", folder, "--no-discovery", "false"], /unexpected argument "false"/))
+  it("single-value option twice", () => expectOneLineError(["-d", folder, "-d", folder], /--path given more than once/))
+  it("missing --config file", () =>
+    expectOneLineError(["-d", folder, "--config", join(tmp, "none.toml")], /config file .*none\.toml does not exist/))
+
+  it("unknown key in --config file, with its line", async () => {
+    const file = join(tmp, "bad.toml")
+    writeFileSync(file, `port = 9000\n\nprot = 9001\n`)
+    await expectOneLineError(["-d", folder, "--config", file], new RegExp(`${file.replace(/\./g, "\\.")}:3: unknown key "prot"`))
+  })
+
+  it("reads dsync.toml from XDG_CONFIG_HOME", () =>
+    expectOneLineError(["-d", folder], /dsync\.toml:2: port must be an integer from 1 to 65535/, xdgWith("xdg-port", `name = "x"\nport = 0\n`)))
+
+  it("path from dsync.toml is used without -d, and -d overrides it", async () => {
+    const dir = xdgWith("xdg-path", `path = "${join(tmp, "gone")}"\n`)
+    await expectOneLineError([], /folder .*gone does not exist/, dir)
+    await expectOneLineError(["-d", aFile], new RegExp(`folder ${aFile.replace(/\./g, "\\.")} is not a directory`), dir)
+  })
+})
+
+describe.concurrent("dsync CLI, built-ins", () => {
+  it("--version prints the package version", async () => {
+    const r = await run(["--version"])
+    expect(r.status).toBe(0)
+    expect(r.stdout.trim()).toBe(version)
+  })
+
+  it("--help lists every flag, without colour under NO_COLOR", async () => {
+    const r = await run(["--help"])
+    expect(r.status).toBe(0)
+    for (const flag of ["-d, --path", "-p, --port", "-n, --name", "-a, --peer", "--no-discovery", "-v, --verbose", "-e, --exclude", "--config", "--version"]) {
+      expect(r.stdout).toContain(flag)
+    }
+    expect(r.stdout).not.toContain("\x1b[")
+  })
+
+  it("--help wins wherever it appears", async () => {
+    const r = await run(["-d", folder, "--help"])
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain("--no-discovery")
+  })
+})

@@ -1,0 +1,272 @@
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either } from "effect"
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll } from "vitest"
+import { defaults } from "../src/domain/Config.js"
+import {
+  configFilePath,
+  type FileSettings,
+  type Flags,
+  loadConfigFile,
+  parseConfigFile,
+  parsePeer,
+  resolveConfig
+} from "../src/programs/ResolveConfig.js"
+
+// One temp tree for the whole file: home/, home/sync/, a plain file, a symlink.
+const base = realpathSync(mkdtempSync(join(tmpdir(), "dsync-config-")))
+const home = join(base, "home")
+const syncDir = join(home, "sync")
+const plainFile = join(base, "file.txt")
+mkdirSync(syncDir, { recursive: true })
+writeFileSync(plainFile, "x")
+symlinkSync(syncDir, join(base, "link"))
+afterAll(() => rmSync(base, { recursive: true, force: true }))
+
+const env = { cwd: base, homedir: home }
+const resolve = (flags: Flags, file: FileSettings = {}) =>
+  resolveConfig(flags, file, env).pipe(Effect.provide(NodeFileSystem.layer))
+const errorOf = <A, E extends { message: string }, R>(eff: Effect.Effect<A, E, R>) =>
+  Effect.map(Effect.flip(eff), (e) => e.message)
+
+describe("configFilePath", () => {
+  it("uses XDG_CONFIG_HOME when set", () => {
+    expect(configFilePath({ XDG_CONFIG_HOME: "/x/cfg" }, "linux", "/home/u")).toBe("/x/cfg/dsync/dsync.toml")
+  })
+  it("falls back to ~/.config, also for an empty or relative XDG_CONFIG_HOME", () => {
+    expect(configFilePath({}, "linux", "/home/u")).toBe("/home/u/.config/dsync/dsync.toml")
+    expect(configFilePath({ XDG_CONFIG_HOME: "" }, "darwin", "/Users/u")).toBe("/Users/u/.config/dsync/dsync.toml")
+    expect(configFilePath({ XDG_CONFIG_HOME: "rel" }, "linux", "/home/u")).toBe("/home/u/.config/dsync/dsync.toml")
+  })
+  it("uses %APPDATA% on Windows", () => {
+    expect(configFilePath({ APPDATA: "C:\\Users\\u\\AppData\\Roaming", XDG_CONFIG_HOME: "/x" }, "win32", "C:\\Users\\u"))
+      .toBe("C:\\Users\\u\\AppData\\Roaming\\dsync\\dsync.toml")
+  })
+})
+
+describe("parseConfigFile", () => {
+  it.effect("reads every key", () =>
+    Effect.gen(function*() {
+      const text = [
+        `path = "~/sync"`,
+        `port = 9001`,
+        `name = "box"`,
+        `peer = ["10.0.0.2:9000", "[fe80::1]:9001"]`,
+        `no_discovery = true`,
+        `max_concurrent_transfers = 8`,
+        `exclude = ["*.log", "build/"]`,
+        `verbose = true`
+      ].join("\n")
+      expect(yield* parseConfigFile(text, "dsync.toml")).toEqual({
+        path: "~/sync",
+        port: 9001,
+        name: "box",
+        peers: [{ host: "10.0.0.2", port: 9000 }, { host: "fe80::1", port: 9001 }],
+        noDiscovery: true,
+        maxConcurrentTransfers: 8,
+        excludes: ["*.log", "build/"],
+        verbose: true
+      })
+      // A single peer may be a plain string.
+      expect((yield* parseConfigFile(`peer = "h.local:1"`, "f")).peers).toEqual([{ host: "h.local", port: 1 }])
+    }))
+
+  it.effect("names the line of an unknown key", () =>
+    Effect.gen(function*() {
+      const text = `# comment\n\npath = "/a"\n\n\nname = "n"\nprot = 9000\n`
+      const message = yield* errorOf(parseConfigFile(text, "dsync.toml"))
+      expect(message).toMatch(/^dsync\.toml:7: unknown key "prot"/)
+      expect(message).toContain(`did you mean "port"`)
+      // A table is a key too.
+      expect(yield* errorOf(parseConfigFile(`port = 1\n[extra]\na = 1\n`, "f.toml"))).toMatch(/^f\.toml:2: unknown key "extra"/)
+    }))
+
+  // One bad value per key: [line of the key, text, expected wording].
+  const typeCases: ReadonlyArray<[string, string, string]> = [
+    ["path", `path = 5`, "a non-empty string"],
+    ["path", `path = ""`, "a non-empty string"],
+    ["port", `port = "9000"`, "an integer from 1 to 65535"],
+    ["port", `port = 0`, "an integer from 1 to 65535"],
+    ["port", `port = 65536`, "an integer from 1 to 65535"],
+    ["port", `port = 9000.0`, "an integer from 1 to 65535"],
+    ["name", `name = ""`, "a non-empty string"],
+    ["name", `name = true`, "a non-empty string"],
+    ["peer", `peer = 9000`, `a string "ip:port" or an array of them`],
+    ["peer", `peer = ["1.2.3.4:1", 2]`, `a string "ip:port" or an array of them`],
+    ["no_discovery", `no_discovery = "yes"`, "true or false"],
+    ["verbose", `verbose = 1`, "true or false"],
+    ["max_concurrent_transfers", `max_concurrent_transfers = 0`, "an integer from 1 to 64"],
+    ["max_concurrent_transfers", `max_concurrent_transfers = 65`, "an integer from 1 to 64"],
+    ["exclude", `exclude = "*.log"`, "an array of strings"],
+    ["exclude", `exclude = [1]`, "an array of strings"]
+  ]
+  for (const [key, line, expected] of typeCases) {
+    it.effect(`rejects ${line} naming key, line and type`, () =>
+      Effect.gen(function*() {
+        // The bad key sits on line 3, after two good lines.
+        const text = `# dsync.toml\n\n${line}\n`
+        const message = yield* errorOf(parseConfigFile(text, "dsync.toml"))
+        expect(message).toBe(message.split("\n")[0]) // one line
+        expect(message).toMatch(new RegExp(`^dsync\\.toml:3: ${key} must be `))
+        expect(message).toContain(expected)
+      }))
+  }
+
+  it.effect("reports a bad peer with its line", () =>
+    Effect.gen(function*() {
+      const message = yield* errorOf(parseConfigFile(`port = 1\npeer = "1.2.3.4"\n`, "dsync.toml"))
+      expect(message).toMatch(/^dsync\.toml:2: invalid peer "1\.2\.3\.4": missing port/)
+    }))
+
+  it.effect("reports a TOML syntax error with line and column, on one line", () =>
+    Effect.gen(function*() {
+      const message = yield* errorOf(parseConfigFile(`port = 1\nname = "a"\npath = = "x"\n`, "dsync.toml"))
+      expect(message).toMatch(/^dsync\.toml:3:\d+: invalid TOML: /)
+      expect(message).not.toContain("\n")
+    }))
+})
+
+describe("parsePeer", () => {
+  const good: ReadonlyArray<[string, string, number]> = [
+    ["1.2.3.4:9000", "1.2.3.4", 9000],
+    ["[::1]:9000", "::1", 9000],
+    ["[fe80::1]:1", "fe80::1", 1],
+    ["nas.local:65535", "nas.local", 65535],
+    ["host-1:22", "host-1", 22]
+  ]
+  for (const [text, host, port] of good) {
+    it(`accepts ${text}`, () => expect(parsePeer(text)).toEqual(Either.right({ host, port })))
+  }
+  const bad: ReadonlyArray<[string, string]> = [
+    ["1.2.3.4", "missing port"],
+    ["1.2.3.4:0", "out of range"],
+    ["1.2.3.4:70000", "out of range"],
+    [":80", "missing host"],
+    ["1.2.3.4:", "missing port"],
+    ["1.2.3.4:x", "not a number"],
+    ["::1:9000", "brackets"],
+    ["[::1]", "missing port"],
+    ["[1.2.3.4]:80", "not an IPv6 address"],
+    ["1.2.3.999:80", "not an IP address or host name"],
+    ["bad_host:80", "not an IP address or host name"],
+    ["", "missing port"]
+  ]
+  for (const [text, why] of bad) {
+    it(`rejects ${JSON.stringify(text)}`, () => {
+      const result = parsePeer(text)
+      expect(Either.isLeft(result)).toBe(true)
+      if (Either.isLeft(result)) {
+        expect(result.left.message).toContain(`invalid peer ${JSON.stringify(text)}`)
+        expect(result.left.message).toContain(why)
+      }
+    })
+  }
+})
+
+describe("resolveConfig", () => {
+  it.effect("applies defaults", () =>
+    Effect.gen(function*() {
+      expect(yield* resolve({ path: syncDir })).toEqual({
+        root: syncDir,
+        port: defaults.port,
+        host: defaults.host,
+        name: defaults.name,
+        peers: [],
+        discovery: true,
+        verbose: false,
+        excludes: [],
+        maxConcurrentTransfers: defaults.maxConcurrentTransfers
+      })
+    }))
+
+  it.effect("takes the file's values when no flag is given", () =>
+    Effect.gen(function*() {
+      const config = yield* resolve({}, {
+        path: syncDir,
+        port: 9100,
+        name: "file",
+        peers: [{ host: "10.0.0.9", port: 9000 }],
+        noDiscovery: true,
+        verbose: true,
+        maxConcurrentTransfers: 2,
+        excludes: ["*.tmp"]
+      })
+      expect(config).toMatchObject({
+        root: syncDir,
+        port: 9100,
+        name: "file",
+        peers: [{ host: "10.0.0.9", port: 9000 }],
+        discovery: false,
+        verbose: true,
+        maxConcurrentTransfers: 2,
+        excludes: ["*.tmp"]
+      })
+    }))
+
+  it.effect("flags override the file; -a replaces the file's peers; excludes add up", () =>
+    Effect.gen(function*() {
+      const config = yield* resolve(
+        { path: syncDir, port: "9200", name: "flag", peers: ["10.0.0.1:1", "[::1]:2"], excludes: ["*.log"] },
+        { path: "/nonexistent", port: 9100, name: "file", peers: [{ host: "10.0.0.9", port: 9000 }], excludes: ["*.tmp"] }
+      )
+      expect(config).toMatchObject({
+        root: syncDir,
+        port: 9200,
+        name: "flag",
+        peers: [{ host: "10.0.0.1", port: 1 }, { host: "::1", port: 2 }],
+        excludes: ["*.tmp", "*.log"]
+      })
+    }))
+
+  it.effect("rejects bad flag values", () =>
+    Effect.gen(function*() {
+      expect(yield* errorOf(resolve({ path: syncDir, port: "0" }))).toBe(`--port must be an integer from 1 to 65535, got "0"`)
+      expect(yield* errorOf(resolve({ path: syncDir, port: "abc" }))).toContain("--port must be")
+      expect(yield* errorOf(resolve({ path: syncDir, port: "65536" }))).toContain("--port must be")
+      expect(yield* errorOf(resolve({ path: syncDir, name: " " }))).toBe("--name must not be empty")
+      expect(yield* errorOf(resolve({ path: syncDir, peers: ["1.2.3.4"] }))).toContain(`invalid peer "1.2.3.4"`)
+    }))
+
+  it.effect("requires a folder", () =>
+    Effect.gen(function*() {
+      expect(yield* errorOf(resolve({}))).toMatch(/^no folder to sync: give -d\/--path/)
+    }))
+
+  it.effect("rejects a missing folder and a file", () =>
+    Effect.gen(function*() {
+      expect(yield* errorOf(resolve({ path: join(base, "nope") }))).toBe(`folder ${join(base, "nope")} does not exist`)
+      expect(yield* errorOf(resolve({ path: plainFile }))).toBe(`folder ${plainFile} is not a directory`)
+      // The same checks apply to a path from the file.
+      expect(yield* errorOf(resolve({}, { path: plainFile }))).toBe(`folder ${plainFile} is not a directory`)
+    }))
+
+  it.effect("expands ~ in the file's path, resolves relative paths against cwd, follows symlinks", () =>
+    Effect.gen(function*() {
+      expect((yield* resolve({}, { path: "~/sync" })).root).toBe(syncDir)
+      expect((yield* resolve({}, { path: "~" })).root).toBe(home)
+      expect((yield* resolve({ path: "home/sync" })).root).toBe(syncDir)
+      expect((yield* resolve({ path: join(base, "link") })).root).toBe(syncDir)
+    }))
+})
+
+describe("loadConfigFile", () => {
+  const load = (file: string, explicit: boolean) => loadConfigFile(file, explicit).pipe(Effect.provide(NodeFileSystem.layer))
+
+  it.effect("a missing default file means no settings; a missing --config file is an error", () =>
+    Effect.gen(function*() {
+      expect(yield* load(join(base, "none.toml"), false)).toEqual({})
+      expect(yield* errorOf(load(join(base, "none.toml"), true))).toBe(`config file ${join(base, "none.toml")} does not exist`)
+    }))
+
+  it.effect("reads and checks the file, naming it in errors", () =>
+    Effect.gen(function*() {
+      const file = join(base, "c.toml")
+      writeFileSync(file, `port = 9300\n`)
+      expect(yield* load(file, true)).toEqual({ port: 9300 })
+      writeFileSync(file, `port = 9300\nprot = 1\n`)
+      expect(yield* errorOf(load(file, false))).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:2: unknown key`))
+    }))
+})
