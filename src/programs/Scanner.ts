@@ -33,6 +33,7 @@ export const statMatches = (record: LocalRecord, st: Stats | undefined): boolean
   if (record.deleted) return st === undefined
   if (st === undefined || kindOf(st) !== record.kind) return false
   if (record.kind === "dir") return (st.mode & 0o777) === record.mode
+  if (record.kind === "file" && (st.mode & 0o777) !== record.mode) return false // chmod leaves mtime alone
   return st.size === record.size && st.mtimeMs === record.mtimeMs && st.ino === record.inode
 }
 

@@ -1,0 +1,103 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Option } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as FolderLocal from "../src/layers/FolderLocal.js"
+import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
+import * as IndexSqlite from "../src/layers/IndexSqlite.js"
+import { scanAll, scanPath } from "../src/programs/Scanner.js"
+import { FileIndex } from "../src/services/FileIndex.js"
+import { tempDir } from "./support/fs.js"
+import { write } from "./support/nodes.js"
+
+const services = (root: string) =>
+  Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, ["*.log"]), HasherBlake3.layer)
+
+/** Run `effect` against a freshly opened index of `root` (closed afterwards, like a restart). */
+const withIndex = <A, E>(root: string, effect: Effect.Effect<A, E, FileIndex | FolderLocalServices>) =>
+  Effect.provide(effect, Layer.fresh(services(root)))
+type FolderLocalServices = Layer.Layer.Success<ReturnType<typeof services>>
+
+const get = (p: string) => Effect.flatMap(FileIndex, (index) => index.get(p)).pipe(Effect.map(Option.getOrUndefined))
+
+describe("index and scanner", () => {
+  it.live("keeps its replica id, reuses hashes of unchanged files, and records deletions made while stopped", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      write(root, "a.txt", "alpha", new Date(2020, 0, 1))
+      write(root, "sub/b.bin", Array.from({ length: 300_000 / 6 }, (_, i) => String(i).padStart(6, "0")).join(""), new Date(2020, 0, 1))
+      write(root, "skip.log", "ignored", new Date(2020, 0, 1))
+
+      const first = yield* withIndex(root, Effect.gen(function*() {
+        const index = yield* FileIndex
+        yield* scanAll
+        const b = (yield* get("sub/b.bin"))!
+        expect(b.blocks).toHaveLength(3) // 300 000 bytes in 128 KiB blocks
+        expect(b.size).toBe(300_000)
+        expect(yield* get("skip.log")).toBeUndefined()
+        expect(yield* get("sub")).toMatchObject({ kind: "dir", deleted: false })
+        const location = Option.getOrThrow(yield* index.findBlock(b.blocks[1]!))
+        expect(location).toEqual({ path: "sub/b.bin", offset: 131072, size: 131072 })
+        return { replicaId: index.replicaId, sequence: yield* index.sequence, a: (yield* get("a.txt"))! }
+      }))
+
+      fs.unlinkSync(path.join(root, "a.txt"))
+      yield* withIndex(root, Effect.gen(function*() {
+        const index = yield* FileIndex
+        expect(index.replicaId).toBe(first.replicaId)
+        yield* scanAll
+        // only the deletion is new: unchanged files kept their versions
+        expect(yield* index.sequence).toBe(first.sequence + 1)
+        const a = (yield* get("a.txt"))!
+        expect(a.deleted).toBe(true)
+        expect(a.version[first.replicaId]).toBe(first.a.version[first.replicaId]! + 1)
+        expect(yield* index.since(first.sequence, 10)).toHaveLength(1)
+      }))
+    }).pipe(Effect.scoped))
+
+  it.live("makes a new version for a content or mode change, not for a touch", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      write(root, "f.sh", "echo hi", new Date(2020, 0, 1))
+      yield* withIndex(root, Effect.gen(function*() {
+        const index = yield* FileIndex
+        yield* scanAll
+        const before = yield* index.sequence
+        fs.utimesSync(path.join(root, "f.sh"), new Date(2021, 0, 1), new Date(2021, 0, 1))
+        expect(yield* scanPath("f.sh")).toBe("unchanged")
+        expect(yield* index.sequence).toBe(before)
+        fs.chmodSync(path.join(root, "f.sh"), 0o755)
+        expect(yield* scanPath("f.sh")).toBe("changed")
+        expect((yield* get("f.sh"))!.mode).toBe(0o755)
+        write(root, "f.sh", "echo changed", new Date(2022, 0, 1))
+        expect(yield* scanPath("f.sh")).toBe("changed")
+        expect(yield* index.sequence).toBe(before + 2)
+      }))
+    }).pipe(Effect.scoped))
+
+  it.live("does not announce a file that is still being written until it settles", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      yield* withIndex(root, Effect.gen(function*() {
+        const file = path.join(root, "growing.txt")
+        fs.writeFileSync(file, "part 1")
+        // keep writing for ~150 ms in the background while the scan waits
+        const writer = setInterval(() => fs.appendFileSync(file, "."), 10)
+        setTimeout(() => clearInterval(writer), 150)
+        expect(yield* scanPath("growing.txt")).toBe("changed")
+        const record = (yield* get("growing.txt"))!
+        expect(record.size).toBe(fs.statSync(file).size)
+        expect(record.size).toBeGreaterThan(6 + 5)
+      }))
+    }).pipe(Effect.scoped))
+
+  it.live("removes stale partial downloads at start", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      write(root, "sub/.dsync-0123abcd-89abcdef.part", "half a file")
+      write(root, "sub/user.part", "not ours")
+      yield* withIndex(root, scanAll)
+      expect(fs.existsSync(path.join(root, "sub/.dsync-0123abcd-89abcdef.part"))).toBe(false)
+      expect(fs.existsSync(path.join(root, "sub/user.part"))).toBe(true)
+    }).pipe(Effect.scoped))
+})
