@@ -175,7 +175,7 @@ describe.skipIf(!fs.existsSync(mainJs))("dsync end to end (two processes on 127.
     expect(treeB["bin/run.sh"]!.mode).toBe("755")
     expect(treeB["big.bin"]!.size).toBe(BIG_MIB * 1024 * 1024)
     expect(sha256File(path.join(dirB, "big.bin"))).toBe(sha256File(path.join(dirA, "big.bin")))
-    expect(b!.stderr()).toMatch(/received: big\.bin \(52428800 bytes\)/)
+    await b!.waitForLog(/received: big\.bin \(52428800 bytes\b/, 5_000)
   })
 
   it("propagates live changes both ways", async () => {

@@ -4,7 +4,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { makeNetwork } from "../src/Testing.js"
 import { eventually, readOr, snapshot, tempDir } from "./support/fs.js"
-import { memoryNode, sameTree, write } from "./support/nodes.js"
+import { captureLogs, memoryNode, sameTree, write } from "./support/nodes.js"
+import { randomBytes } from "node:crypto"
 
 const node = memoryNode
 const same = sameTree
@@ -86,4 +87,32 @@ describe("two nodes on an in-memory network", () => {
       expect(fs.existsSync(path.join(a, "gone.txt"))).toBe(false)
       expect(Option.getOrThrow(yield* nodeB.record("gone.txt")).deleted).toBe(true)
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  it.live("moves only the blocks that changed; a rename or copy moves none", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const a = yield* tempDir()
+      const b = yield* tempDir()
+      const big = randomBytes(8 * 128 * 1024) // 8 blocks
+      fs.writeFileSync(path.join(a, "big.bin"), big)
+      const network = makeNetwork()
+      yield* node(network, "a", a, ["b"])
+      yield* node(network, "b", b, [])
+      const received = (p: string) => logs.lines.find((l) => l.includes(`received: ${p} (`))
+      yield* eventually("initial copy", () => received("big.bin") !== undefined)
+      expect(received("big.bin")).toContain("8 of 8 blocks from peer")
+
+      fs.mkdirSync(path.join(a, "moved"))
+      fs.renameSync(path.join(a, "big.bin"), path.join(a, "moved/big2.bin"))
+      yield* eventually("rename", () => received("moved/big2.bin") !== undefined && !fs.existsSync(path.join(b, "big.bin")))
+      expect(received("moved/big2.bin")).toContain("0 of 8 blocks from peer")
+
+      const edited = Buffer.from(big)
+      edited[5 * 128 * 1024 + 17] ^= 0xff
+      fs.writeFileSync(path.join(a, "moved/big2.bin"), edited)
+      yield* eventually("one-byte edit", () => logs.lines.filter((l) => l.includes("received: moved/big2.bin (")).length === 2)
+      expect(logs.lines.filter((l) => l.includes("received: moved/big2.bin (")).at(-1)).toContain("1 of 8 blocks from peer")
+      expect(fs.readFileSync(path.join(b, "moved/big2.bin")).equals(edited)).toBe(true)
+    }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
+  }, { timeout: 60_000 })
 })

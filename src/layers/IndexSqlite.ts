@@ -126,6 +126,10 @@ const make = Effect.gen(function*() {
       Effect.map((rows) => rows.map(fromRow)),
       Effect.orDie
     ),
+    relocateBlocks: (from, to) =>
+      sql`UPDATE blocks SET path = ${to} WHERE path = ${from}`.pipe(Effect.asVoid, Effect.orDie),
+    forgetBlocksUnder: (prefix) =>
+      sql`DELETE FROM blocks WHERE substr(path, 1, ${prefix.length}) = ${prefix}`.pipe(Effect.asVoid, Effect.orDie),
     findBlock: (hash) =>
       sql<{ path: string; offset: number; size: number }>`SELECT path, offset, size FROM blocks WHERE hash = ${hash} LIMIT 1`
         .pipe(Effect.map((rows) => Option.fromNullable(rows[0])), Effect.orDie),

@@ -69,19 +69,23 @@ const downloadToPart = (remote: FileRecord, target: string, source: BlockSource)
         Effect.zipRight(exit._tag === "Failure" ? Effect.promise(() => fsp.unlink(part).catch(() => {})) : Effect.void)
       )
     )
+    let fetched = 0
     yield* Effect.forEach(remote.blocks, (hash, i) =>
       Effect.gen(function*() {
         const offset = i * remote.blockSize
         const size = blockLength(remote, i)
-        const data = (yield* localBlock(hash, size)) ??
-          (yield* source.fetch({ path: remote.path, offset, size, hash }))
+        let data: Uint8Array | undefined = yield* localBlock(hash, size)
+        if (data === undefined) {
+          fetched++
+          data = yield* source.fetch({ path: remote.path, offset, size, hash })
+        }
         if (data.length !== size || hasher.hash(data) !== hash) {
           return yield* new BlockUnavailable({ reason: `block at ${offset} failed its hash check` })
         }
         yield* fsTry("write", part, () => handle.write(data, 0, size, offset))
       }), { concurrency: BLOCKS_IN_FLIGHT, discard: true })
     yield* fsTry("sync", part, () => handle.sync())
-    return part
+    return { part, fetched }
   })
 
 /** Create a symlink at a temporary name, to be renamed over the target. */
@@ -137,7 +141,7 @@ const commitPart = (remote: FileRecord, target: string, part: string) =>
       yield* fsTry("rename", target, () => fsp.rename(target, path.join(folder.root, conflictCopy!)))
       yield* Effect.logWarning(`conflict: ${remote.path} changed here and on a peer; kept ours as ${conflictCopy}`)
     } else if (present?.isFile()) {
-      yield* preserveInTrash(folder.root, remote.path)
+      yield* index.relocateBlocks(remote.path, yield* preserveInTrash(folder.root, remote.path))
     } else if (present?.isDirectory()) {
       yield* fsTry("rmdir", target, () => fsp.rmdir(target)) // only if empty: never drop a tree
     }
@@ -162,7 +166,8 @@ const applyDelete = (remote: FileRecord, target: string) =>
       const removed = yield* fsTry("rmdir", target, () => fsp.rmdir(target)).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
       if (!removed) return yield* Effect.logInfo(`kept folder ${remote.path}: a peer deleted it but it still holds files`)
     } else if (present) {
-      yield* moveToTrash(folder.root, remote.path)
+      // its blocks stay usable from the trash: the other half of a rename may come later
+      yield* index.relocateBlocks(remote.path, yield* moveToTrash(folder.root, remote.path))
     }
     yield* index.put({ ...remote, version: merge(local?.version ?? {}, remote.version), inode: 0 })
     yield* Effect.logInfo(`deleted: ${remote.path}`)
@@ -225,10 +230,15 @@ export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Eff
     if (initial === "record") return yield* locked(recordOnly(remote))
     if (remote.deleted) return yield* locked(applyDelete(remote, target))
     if (remote.kind === "dir") return yield* locked(applyDir(remote, target))
-    const part = remote.kind === "file" ? yield* downloadToPart(remote, target, source) : yield* symlinkToPart(remote, target)
+    const { part, fetched } = remote.kind === "file"
+      ? yield* downloadToPart(remote, target, source)
+      : { part: yield* symlinkToPart(remote, target), fetched: 0 }
     const conflictCopy = yield* locked(commitPart(remote, target, part))
     if (conflictCopy) yield* scanPath(conflictCopy)
-    yield* Effect.logInfo(`received: ${remote.path}${remote.kind === "file" ? ` (${remote.size} bytes)` : ""}`)
+    yield* Effect.logInfo(
+      `received: ${remote.path}` +
+        (remote.kind === "file" ? ` (${remote.size} bytes, ${fetched} of ${remote.blocks.length} blocks from peer)` : ` (${remote.kind})`)
+    )
   }).pipe(
     Effect.scoped,
     Effect.catchAll((e: FsError | UnsafePath | BlockUnavailable) =>

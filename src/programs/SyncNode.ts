@@ -54,14 +54,23 @@ const onLocalChanges = (paths: ReadonlyArray<string>) =>
       yield* Effect.logInfo(".dsyncignore changed: rules reloaded")
       yield* scanAll
     }
-    yield* Effect.forEach(paths, (rel) =>
+    const entries = yield* Effect.forEach(paths, (rel) =>
+      Effect.map(diskState(rel).pipe(Effect.orElseSucceed(() => undefined)), (present) => ({ rel, present })))
+    // What exists first, then what vanished: after a rename the new path is announced
+    // before the old one's deletion, so a peer can reuse the blocks it already has.
+    const existing = entries.filter((e) => e.present !== undefined)
+    const vanished = entries.filter((e) => e.present === undefined)
+    yield* Effect.forEach(existing, ({ rel, present }) =>
       Effect.gen(function*() {
-        const before = Option.getOrUndefined(yield* index.get(rel))
-        const present = yield* diskState(rel).pipe(Effect.orElseSucceed(() => undefined))
-        // children first, so peers see a folder's contents go before the folder itself
-        if (!present && before?.kind === "dir" && !before.deleted) yield* scanMissingUnder(rel)
         const outcome = yield* scanPath(rel)
         if (present?.isDirectory() && outcome !== "ignored") yield* scanTree(rel)
+      }), { concurrency: 4, discard: true })
+    yield* Effect.forEach(vanished, ({ rel }) =>
+      Effect.gen(function*() {
+        const before = Option.getOrUndefined(yield* index.get(rel))
+        // children first, so peers see a folder's contents go before the folder itself
+        if (before?.kind === "dir" && !before.deleted) yield* scanMissingUnder(rel)
+        yield* scanPath(rel)
       }), { concurrency: 4, discard: true })
   })
 

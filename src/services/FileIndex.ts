@@ -31,6 +31,10 @@ export interface FileIndexApi {
   readonly since: (after: number, limit: number) => Effect.Effect<ReadonlyArray<LocalRecord>>
   /** Every record that is not a tombstone. */
   readonly live: Effect.Effect<ReadonlyArray<LocalRecord>>
+  /** The blocks of `from` are now in `to` (a file moved into the trash stays a block source). */
+  readonly relocateBlocks: (from: string, to: string) => Effect.Effect<void>
+  /** Forget block locations under a path prefix (trash entries that were purged). */
+  readonly forgetBlocksUnder: (prefix: string) => Effect.Effect<void>
   /** A local file that held a block with this hash when it was last scanned. */
   readonly findBlock: (hash: string) => Effect.Effect<Option.Option<BlockLocation>>
   /** The highest sequence stored so far. */
