@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FolderLocal from "../src/layers/FolderLocal.js"
@@ -30,7 +31,7 @@ describe("index and scanner", () => {
 
       const first = yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
-        yield* scanAll
+        yield* scanAll(true)
         const b = (yield* get("sub/b.bin"))!
         expect(b.blocks).toHaveLength(3) // 300 000 bytes in 128 KiB blocks
         expect(b.size).toBe(300_000)
@@ -45,7 +46,7 @@ describe("index and scanner", () => {
       yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
         expect(index.replicaId).toBe(first.replicaId)
-        yield* scanAll
+        yield* scanAll(true)
         // only the deletion is new: unchanged files kept their versions
         expect(yield* index.sequence).toBe(first.sequence + 1)
         const a = (yield* get("a.txt"))!
@@ -61,7 +62,7 @@ describe("index and scanner", () => {
       write(root, "f.sh", "echo hi", new Date(2020, 0, 1))
       yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
-        yield* scanAll
+        yield* scanAll(true)
         const before = yield* index.sequence
         fs.utimesSync(path.join(root, "f.sh"), new Date(2021, 0, 1), new Date(2021, 0, 1))
         expect(yield* scanPath("f.sh")).toBe("unchanged")
@@ -91,13 +92,29 @@ describe("index and scanner", () => {
       }))
     }).pipe(Effect.scoped))
 
-  it.live("removes stale partial downloads at start", () =>
+  it.live("removes stale partial downloads at start, and only then", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()
       write(root, "sub/.dsync-0123abcd-89abcdef.part", "half a file")
       write(root, "sub/user.part", "not ours")
-      yield* withIndex(root, scanAll)
+      // later scans leave them alone: they belong to downloads in progress
+      yield* withIndex(root, scanAll(false))
+      expect(fs.existsSync(path.join(root, "sub/.dsync-0123abcd-89abcdef.part"))).toBe(true)
+      yield* withIndex(root, scanAll(true))
       expect(fs.existsSync(path.join(root, "sub/.dsync-0123abcd-89abcdef.part"))).toBe(false)
       expect(fs.existsSync(path.join(root, "sub/user.part"))).toBe(true)
+    }).pipe(Effect.scoped))
+
+  it.live("skips what it cannot sync (a named pipe, a vanished file) without hanging or failing", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      execFileSync("mkfifo", [path.join(root, "pipe")])
+      write(root, "ok.txt", "fine", new Date(2020, 0, 1))
+      yield* withIndex(root, Effect.gen(function*() {
+        yield* scanAll(true).pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("scan hung on a FIFO") }))
+        expect(yield* get("pipe")).toBeUndefined()
+        expect((yield* get("ok.txt"))?.deleted).toBe(false)
+        expect(yield* scanPath("never-existed.txt")).toBe("unchanged")
+      }))
     }).pipe(Effect.scoped))
 })

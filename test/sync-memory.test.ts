@@ -43,6 +43,11 @@ describe("two nodes on an in-memory network", () => {
       yield* eventually("new directory", () => fs.existsSync(path.join(b, "emptydir")))
       fs.rmSync(path.join(a, "nested/deep"), { recursive: true })
       yield* eventually("removed directory", () => !fs.existsSync(path.join(b, "nested/deep")))
+      write(b, "docs/readme.md", "r")
+      write(b, "docs/guide/intro.md", "i")
+      yield* eventually("new tree", () => readOr(path.join(a, "docs/guide/intro.md")) === "i")
+      fs.rmSync(path.join(b, "docs"), { recursive: true })
+      yield* eventually("removed tree", () => !fs.existsSync(path.join(a, "docs")))
       yield* eventually("converged", () => same(a, b))
 
       // deleted content is kept in the trash, not unlinked

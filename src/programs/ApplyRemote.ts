@@ -215,8 +215,9 @@ const recordOnly = (remote: FileRecord) =>
 /**
  * Bring one record a peer announced into this folder, if it should win: download
  * outside the lock, then decide again and commit under the path's lock.
+ * False when it failed in a way worth retrying (a block was unavailable, a disk error).
  */
-export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<void, never, FileIndex | Folder | Hasher> =>
+export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, FileIndex | Folder | Hasher> =>
   Effect.gen(function*() {
     const folder = yield* Folder
     const index = yield* FileIndex
@@ -241,7 +242,10 @@ export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Eff
     )
   }).pipe(
     Effect.scoped,
+    Effect.as(true),
     Effect.catchAll((e: FsError | UnsafePath | BlockUnavailable) =>
-      Effect.logWarning(`could not apply ${remote.path} from peer: ${"reason" in e ? e.reason : e.message}`)
+      Effect.logWarning(`could not apply ${remote.path} from peer: ${"reason" in e ? e.reason : e.message}`).pipe(
+        Effect.as(e._tag !== "FsError" && e._tag !== "BlockUnavailable") // worth another try later
+      )
     )
   )

@@ -12,7 +12,8 @@ import { Folder } from "../services/Folder.js"
 import { Hasher } from "../services/Hasher.js"
 import { shortId } from "../services/Identity.js"
 import type { Channel } from "../services/SecureChannel.js"
-import { applyRemote, BlockUnavailable, type BlockSource } from "./ApplyRemote.js"
+import { BlockUnavailable, type BlockSource } from "./ApplyRemote.js"
+import { makePuller } from "./Puller.js"
 
 export interface SessionOptions {
   /** Our instance name, told to the peer. */
@@ -81,17 +82,6 @@ const serveBlock = (request: BlockRequest, send: (frame: Uint8Array) => Effect.E
     yield* send(encodeBlockData(request.id, compressed !== undefined, compressed ?? data))
   })
 
-/** Order a batch for applying: directories (shallow first), files, then deletions (deepest first). */
-const applyOrder = (records: Iterable<FileRecord>): Array<Array<FileRecord>> => {
-  const all = [...records]
-  const depth = (r: FileRecord) => r.path.split("/").length
-  return [
-    all.filter((r) => !r.deleted && r.kind === "dir").sort((a, b) => depth(a) - depth(b)),
-    all.filter((r) => !r.deleted && r.kind !== "dir"),
-    all.filter((r) => r.deleted).sort((a, b) => depth(b) - depth(a) || (a.kind === "dir" ? 1 : -1))
-  ]
-}
-
 /**
  * One sync session over an established secure channel: exchange hellos and indexes,
  * serve the peer's block requests, and pull what the peer has that should win here.
@@ -140,23 +130,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       }
     }
 
-    // Records waiting to be applied, latest per path: a burst of updates coalesces.
-    const incoming = new Map<string, FileRecord>()
-    const wakePuller = yield* Ref.make(yield* Deferred.make<void>())
-    const puller = Effect.gen(function*() {
-      while (true) {
-        yield* Deferred.await(yield* Ref.get(wakePuller))
-        yield* Ref.set(wakePuller, yield* Deferred.make<void>())
-        const batch = [...incoming.values()]
-        incoming.clear()
-        for (const group of applyOrder(batch)) {
-          yield* Effect.forEach(group, (record) => options.transfers.withPermits(1)(applyRemote(record, source)), {
-            concurrency: 16,
-            discard: true
-          })
-        }
-      }
-    })
+    const puller = yield* makePuller(source, options.transfers)
 
     const serving = yield* FiberSet.make()
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
@@ -172,15 +146,13 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           return FiberSet.run(serving, serveSlots.withPermits(1)(serveBlock(frame, sendFrame))).pipe(Effect.asVoid)
         case "IndexBatch":
           return Effect.gen(function*() {
+            const accepted: Array<FileRecord> = []
             for (const record of frame.records) {
               const valid = validatePeerPath(record.path)
-              if (valid._tag === "Left") {
-                yield* Effect.logWarning(`refused path from ${shortId(channel.peerId)}: ${JSON.stringify(record.path)}: ${valid.left.reason}`)
-                continue
-              }
-              incoming.set(record.path, record)
+              if (valid._tag === "Right") accepted.push(record)
+              else yield* Effect.logWarning(`refused path from ${shortId(channel.peerId)}: ${JSON.stringify(record.path)}: ${valid.left.reason}`)
             }
-            if (incoming.size > 0) yield* Effect.flatMap(Ref.get(wakePuller), (d) => Deferred.succeed(d, undefined))
+            yield* puller.offer(accepted)
           })
         case "Ping":
           return Effect.void
@@ -194,7 +166,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       Effect.asVoid
     )
     const background = yield* Effect.forkScoped(
-      Effect.raceAll([sendIndex(send), keepalive, puller.pipe(Effect.zipRight(Effect.never))])
+      Effect.raceAll([sendIndex(send), keepalive, puller.run])
     )
     const receiving = Effect.forever(Effect.flatMap(receive, dispatch))
     yield* Effect.raceFirst(receiving, Fiber.join(background))

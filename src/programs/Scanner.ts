@@ -145,8 +145,12 @@ const removeStalePart = (abs: string) =>
     Effect.ignore
   )
 
-/** Walk the folder (never following symlinks), skipping ignored paths; returns the paths seen. */
-const walk = (relDir: string, seen: Set<string>): Effect.Effect<void, never, FileIndex | Folder | Hasher> =>
+/**
+ * Walk the folder (never following symlinks), skipping ignored paths, adding the paths
+ * seen to `seen`. `atStart`: also remove our partial downloads left by a previous run
+ * (later, a `.part` file belongs to a download in progress).
+ */
+const walk = (relDir: string, seen: Set<string>, atStart: boolean): Effect.Effect<void, never, FileIndex | Folder | Hasher> =>
   Effect.gen(function*() {
     const folder = yield* Folder
     const absDir = path.join(folder.root, relDir)
@@ -156,23 +160,28 @@ const walk = (relDir: string, seen: Set<string>): Effect.Effect<void, never, Fil
     yield* Effect.forEach(entries, (entry) =>
       Effect.gen(function*() {
         const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
-        if (entry.isFile() && PART_FILE.test(entry.name)) return yield* removeStalePart(path.join(absDir, entry.name))
+        if (entry.isFile() && PART_FILE.test(entry.name)) {
+          return atStart ? yield* removeStalePart(path.join(absDir, entry.name)) : undefined
+        }
         if (yield* folder.isIgnored(rel, entry.isDirectory())) return
         seen.add(rel)
         yield* scanPath(rel)
-        if (entry.isDirectory()) yield* walk(rel, seen)
+        if (entry.isDirectory()) yield* walk(rel, seen, atStart)
       }), { discard: true, concurrency: 4 })
   })
 
 /** Scan a directory that appeared (created or moved in): its contents may bring no events of their own. */
-export const scanTree = (relDir: string) => walk(relDir, new Set())
+export const scanTree = (relDir: string) => walk(relDir, new Set(), false)
 
-/** Full scan: index everything on disk, and record as deleted what vanished while we were away. */
-export const scanAll = Effect.gen(function*() {
+/**
+ * Full scan: index everything on disk, and record as deleted what vanished while we were
+ * away. `atStart` also removes partial downloads a previous run left behind.
+ */
+export const scanAll = (atStart: boolean) => Effect.gen(function*() {
   const index = yield* FileIndex
   const folder = yield* Folder
   const seen = new Set<string>()
-  yield* walk("", seen)
+  yield* walk("", seen, atStart)
   const gone = (yield* index.live).filter((r) => !seen.has(r.path))
   for (const record of gone.reverse()) {
     if (!(yield* folder.isIgnored(record.path, record.kind === "dir"))) yield* scanPath(record.path)

@@ -52,7 +52,7 @@ const onLocalChanges = (paths: ReadonlyArray<string>) =>
     if (paths.includes(IGNORE_FILE_NAME)) {
       yield* folder.reloadIgnore
       yield* Effect.logInfo(".dsyncignore changed: rules reloaded")
-      yield* scanAll
+      yield* scanAll(false)
     }
     const entries = yield* Effect.forEach(paths, (rel) =>
       Effect.map(diskState(rel).pipe(Effect.orElseSucceed(() => undefined)), (present) => ({ rel, present })))
@@ -106,7 +106,7 @@ export const startNode = (options: NodeOptions) =>
       )
     )
     yield* purgeTrash(folder.root)
-    const count = yield* scanAll
+    const count = yield* scanAll(true)
     yield* Deferred.succeed(scanned, undefined)
     yield* Effect.logDebug(`indexed ${count} entries`)
 
