@@ -37,8 +37,10 @@ describe("index and scanner", () => {
         expect(b.size).toBe(300_000)
         expect(yield* get("skip.log")).toBeUndefined()
         expect(yield* get("sub")).toMatchObject({ kind: "dir", deleted: false })
-        const location = Option.getOrThrow(yield* index.findBlock(b.blocks[1]!))
-        expect(location).toEqual({ path: "sub/b.bin", offset: 131072, size: 131072 })
+        const locations = yield* index.findBlocks([b.blocks[1]!, b.blocks[2]!, "0".repeat(64)])
+        expect(locations.get(b.blocks[1]!)).toEqual({ path: "sub/b.bin", offset: 131072, size: 131072 })
+        expect(locations.get(b.blocks[2]!)).toEqual({ path: "sub/b.bin", offset: 262144, size: 300_000 - 262144 })
+        expect(locations.size).toBe(2)
         return { replicaId: index.replicaId, sequence: yield* index.sequence, a: (yield* get("a.txt"))! }
       }))
 

@@ -18,12 +18,12 @@ const transform = (c: NodeCipher | Decipher, input: Uint8Array, out: Uint8Array)
 /** ChaCha20-Poly1305 through OpenSSL: the fast default. */
 export const layer = Layer.succeed(Cipher, {
   name: "node:crypto",
-  seal: (key, nonce, plaintext) => {
+  seal: (key, nonce, plaintext, headroom = 0) => {
     const cipher = createCipheriv(ALGORITHM, key, nonce, OPTIONS)
-    const out = new Uint8Array(plaintext.length + TAG_BYTES) // ciphertext || tag
-    transform(cipher, plaintext, out)
+    const out = new Uint8Array(headroom + plaintext.length + TAG_BYTES) // headroom || ciphertext || tag
+    transform(cipher, plaintext, out.subarray(headroom))
     cipher.final()
-    out.set(cipher.getAuthTag(), plaintext.length)
+    out.set(cipher.getAuthTag(), headroom + plaintext.length)
     return out
   },
   open: (key, nonce, sealed) => {
@@ -32,8 +32,13 @@ export const layer = Layer.succeed(Cipher, {
     try {
       const decipher = createDecipheriv(ALGORITHM, key, nonce, OPTIONS)
       decipher.setAuthTag(sealed.subarray(end))
-      const out = new Uint8Array(end)
-      transform(decipher, sealed.subarray(0, end), out)
+      let out: Uint8Array
+      if (end <= SLICE) {
+        out = decipher.update(sealed.subarray(0, end)) // one piece: keep OpenSSL's buffer, no copy
+      } else {
+        out = new Uint8Array(end)
+        transform(decipher, sealed.subarray(0, end), out)
+      }
       decipher.final() // throws when the tag does not verify; the plaintext is then discarded
       return out
     } catch {

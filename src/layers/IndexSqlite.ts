@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs"
 import * as path from "node:path"
 import { FsError } from "../domain/Errors.js"
 import type { VersionVector } from "../domain/VersionVector.js"
-import { FileIndex, type FileIndexApi, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
+import { type BlockLocation, FileIndex, type FileIndexApi, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 
 interface FileRow {
   readonly path: string
@@ -36,6 +36,10 @@ const SCHEMA = [
   `CREATE INDEX IF NOT EXISTS blocks_by_hash ON blocks(hash)`,
   `CREATE INDEX IF NOT EXISTS blocks_by_path ON blocks(path)`
 ]
+
+const RECENT_RECORDS = 256
+/** Hashes per `IN (...)` lookup: well under SQLite's bound-parameter limit. */
+const LOOKUP_CHUNK = 500
 
 const fromRow = (row: FileRow): LocalRecord => ({
   path: row.path,
@@ -102,21 +106,39 @@ const make = Effect.gen(function*() {
             }`
           }
         }))
+        remember(stored.path, Option.some(stored))
         yield* SubscriptionRef.set(sequence, next)
         return stored
       })
     ).pipe(Effect.orDie)
 
+  // Serving a file's blocks looks its record up once per block: keep recent ones parsed.
+  const recent = new Map<string, Option.Option<LocalRecord>>()
+  const remember = (p: string, record: Option.Option<LocalRecord>) => {
+    recent.delete(p)
+    recent.set(p, record)
+    if (recent.size > RECENT_RECORDS) recent.delete(recent.keys().next().value!)
+  }
+
   const api: FileIndexApi = {
     replicaId,
     get: (p) =>
-      sql<FileRow>`SELECT * FROM files WHERE path = ${p}`.pipe(
-        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), fromRow)),
-        Effect.orDie
-      ),
+      Effect.suspend(() => {
+        const cached = recent.get(p)
+        if (cached) return Effect.succeed(cached)
+        return sql<FileRow>`SELECT * FROM files WHERE path = ${p}`.pipe(
+          Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), fromRow)),
+          Effect.tap((record) => remember(p, record)),
+          Effect.orDie
+        )
+      }),
     put,
     touch: (p, mtimeMs, inode) =>
-      sql`UPDATE files SET mtime_ms = ${mtimeMs}, inode = ${inode} WHERE path = ${p}`.pipe(Effect.asVoid, Effect.orDie),
+      sql`UPDATE files SET mtime_ms = ${mtimeMs}, inode = ${inode} WHERE path = ${p}`.pipe(
+        Effect.zipRight(Effect.sync(() => recent.delete(p))),
+        Effect.asVoid,
+        Effect.orDie
+      ),
     since: (after, limit) =>
       sql<FileRow>`SELECT * FROM files WHERE sequence > ${after} ORDER BY sequence LIMIT ${limit}`.pipe(
         Effect.map((rows) => rows.map(fromRow)),
@@ -130,9 +152,17 @@ const make = Effect.gen(function*() {
       sql`UPDATE blocks SET path = ${to} WHERE path = ${from}`.pipe(Effect.asVoid, Effect.orDie),
     forgetBlocksUnder: (prefix) =>
       sql`DELETE FROM blocks WHERE substr(path, 1, ${prefix.length}) = ${prefix}`.pipe(Effect.asVoid, Effect.orDie),
-    findBlock: (hash) =>
-      sql<{ path: string; offset: number; size: number }>`SELECT path, offset, size FROM blocks WHERE hash = ${hash} LIMIT 1`
-        .pipe(Effect.map((rows) => Option.fromNullable(rows[0])), Effect.orDie),
+    findBlocks: (hashes) =>
+      Effect.gen(function*() {
+        const found = new Map<string, BlockLocation>()
+        const unique = [...new Set(hashes)]
+        for (let i = 0; i < unique.length; i += LOOKUP_CHUNK) {
+          const rows = yield* sql<{ hash: string; path: string; offset: number; size: number }>`
+            SELECT hash, path, offset, size FROM blocks WHERE ${sql.in("hash", unique.slice(i, i + LOOKUP_CHUNK))}`
+          for (const { hash, ...location } of rows) found.set(hash, location)
+        }
+        return found as ReadonlyMap<string, BlockLocation>
+      }).pipe(Effect.orDie),
     sequence: SubscriptionRef.get(sequence),
     sequenceChanges: sequence.changes.pipe(Stream.changes)
   }

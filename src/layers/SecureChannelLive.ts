@@ -10,7 +10,7 @@ import {
 } from "node:crypto"
 import { Data, Duration, Effect, Either, Layer, Schema } from "effect"
 import { ConnectionClosed, HandshakeError, ProtocolError } from "../domain/Errors.js"
-import { encodeFrame, FrameReader } from "../lib/Framing.js"
+import { encodeFrame, FrameReader, HEADER_BYTES, writeFrameHeader } from "../lib/Framing.js"
 import { Cipher, type CipherApi, KEY_BYTES, NONCE_BYTES, TAG_BYTES } from "../services/Cipher.js"
 import { Identity, type IdentityApi, shortId } from "../services/Identity.js"
 import {
@@ -183,9 +183,8 @@ const makeChannel = (
   Effect.gen(function*() {
     let sendCounter = 0
     let receiveCounter = 0
-    // seal+write under one lock so nonce order is wire order; one reader at a time on the stream.
+    // seal+write under one lock so nonce order is wire order.
     const sendLock = yield* Effect.makeSemaphore(1)
-    const receiveLock = yield* Effect.makeSemaphore(1)
 
     const send = (plaintext: Uint8Array) =>
       sendLock.withPermits(1)(Effect.suspend(() => {
@@ -196,11 +195,13 @@ const makeChannel = (
           return Effect.zipRight(connection.close, Effect.fail(new ConnectionClosed({ reason: "nonce limit reached" })))
         }
         // The counter moves before the write: a nonce is never used twice, even if the write fails.
-        const sealed = cipher.seal(keys.send, nonceFor(sendCounter++), plaintext)
-        return connection.write(encodeFrame(sealed))
+        const framed = cipher.seal(keys.send, nonceFor(sendCounter++), plaintext, HEADER_BYTES)
+        writeFrameHeader(framed)
+        return connection.write(framed)
       }))
 
-    const receive = receiveLock.withPermits(1)(Effect.gen(function*() {
+    // The caller guarantees a single reader (the session's receive loop): no lock on this hot path.
+    const receive = Effect.gen(function*() {
       if (receiveCounter >= NONCE_LIMIT) {
         yield* connection.close
         return yield* new ProtocolError({ reason: "nonce limit reached" })
@@ -213,7 +214,7 @@ const makeChannel = (
       }
       receiveCounter++
       return plaintext
-    }))
+    })
 
     const channel: Channel = { peerId, remoteLabel: connection.remoteLabel, send, receive, close: connection.close }
     return channel

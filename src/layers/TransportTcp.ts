@@ -6,6 +6,8 @@ import { Transport, type Connection } from "../services/Transport.js"
 
 /** Pause the socket once this much unread data is queued: backpressure to the sender. */
 const HIGH_WATER = 4 * 1024 * 1024
+/** Bytes we let queue in the socket's user-space buffer before a writer waits. */
+const WRITE_QUEUE_LIMIT = 4 * 1024 * 1024
 const DIAL_TIMEOUT_MS = 5_000
 
 /** Wrap a connected socket as a Connection with pull-based reads and awaited writes. */
@@ -60,7 +62,9 @@ export const fromSocket = (socket: net.Socket): Connection => {
   const write = (bytes: Uint8Array): Effect.Effect<void, ConnectionClosed> =>
     Effect.suspend(() => {
       if (ended !== undefined || socket.destroyed) return Effect.fail(new ConnectionClosed({ reason: ended ?? "closed" }))
-      if (socket.write(bytes)) return Effect.void
+      // Wait for 'drain' only when much is queued: waiting after every large frame would
+      // cost an event-loop turn per frame and leave the pipe idle in between.
+      if (socket.write(bytes) || socket.writableLength < WRITE_QUEUE_LIMIT) return Effect.void
       return Effect.async<void, ConnectionClosed>((resume) => {
         const onDrain = () => {
           cleanup()

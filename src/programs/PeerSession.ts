@@ -1,9 +1,9 @@
 import { Deferred, Duration, Effect, Fiber, FiberSet, Option, Ref, Schedule, Stream } from "effect"
-import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { ConnectionClosed, ProtocolError } from "../domain/Errors.js"
 import type { FileRecord } from "../domain/FileRecord.js"
 import { BlockError, BlockRequest, type BlockData, Hello, IndexBatch, type Message, Ping, PROTOCOL } from "../domain/Messages.js"
+import { readBlockSync } from "../lib/BlockIO.js"
 import { compressBlock, decompressBlock } from "../lib/Lz4Block.js"
 import { validatePeerPath } from "../lib/SafePath.js"
 import { decodeFrame, encodeBlockData, encodeMessage } from "../lib/Wire.js"
@@ -57,7 +57,6 @@ const serveBlock = (request: BlockRequest, send: (frame: Uint8Array) => Effect.E
   Effect.gen(function*() {
     const index = yield* FileIndex
     const folder = yield* Folder
-    const hasher = yield* Hasher
     const refuse = (reason: string) => send(encodeMessage(new BlockError({ id: request.id, reason })))
     const record = Option.getOrUndefined(yield* index.get(request.path))
     const blockIndex = record ? request.offset / record.blockSize : -1
@@ -66,18 +65,10 @@ const serveBlock = (request: BlockRequest, send: (frame: Uint8Array) => Effect.E
       record.blocks[blockIndex] !== request.hash || Math.min(record.blockSize, record.size - request.offset) !== request.size
     ) return yield* refuse("no such block")
     const abs = path.join(folder.root, request.path)
-    const data = yield* Effect.tryPromise(async () => {
-      const handle = await fsp.open(abs, "r")
-      try {
-        const buffer = Buffer.allocUnsafe(request.size)
-        const { bytesRead } = await handle.read(buffer, 0, request.size, request.offset)
-        return buffer.subarray(0, bytesRead)
-      } finally {
-        await handle.close()
-      }
-    }).pipe(Effect.orElseSucceed(() => undefined))
-    // The file may have changed since it was indexed: never send bytes that don't match.
-    if (!data || data.length !== request.size || hasher.hash(data) !== request.hash) return yield* refuse("block changed")
+    const data = yield* Effect.try(() => readBlockSync(abs, request.offset, request.size)).pipe(Effect.orElseSucceed(() => undefined))
+    // The receiver checks each block's hash: a file that changed since it was indexed is
+    // caught there. A short read is caught here.
+    if (!data || data.length !== request.size) return yield* refuse("block changed")
     const compressed = compressBlock(data)
     yield* send(encodeBlockData(request.id, compressed !== undefined, compressed ?? data))
   })
@@ -92,11 +83,19 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     const index = yield* FileIndex
     const sendFrame = channel.send
     const send = (message: Message) => sendFrame(encodeMessage(message))
-    const idleTimeout = options.idleTimeout ?? Duration.seconds(45)
+    // Idle detection by timestamp and a watchdog, not a timer per frame (hot path).
+    const idleMillis = Duration.toMillis(options.idleTimeout ?? Duration.seconds(45))
+    let lastHeard = Date.now()
     const receive = channel.receive.pipe(
-      Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => new ConnectionClosed({ reason: "idle timeout" }) }),
+      Effect.tap(() => Effect.sync(() => (lastHeard = Date.now()))),
       Effect.flatMap(decodeFrame)
     )
+    const watchdog = Effect.gen(function*() {
+      while (true) {
+        yield* Effect.sleep(Duration.millis(Math.max(10, idleMillis / 4)))
+        if (Date.now() - lastHeard > idleMillis) return yield* new ConnectionClosed({ reason: "idle timeout" })
+      }
+    })
 
     yield* send(new Hello({ protocol: PROTOCOL, replicaId: index.replicaId, name: options.name }))
     const hello = yield* receive.pipe(
@@ -116,7 +115,8 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         return Effect.gen(function*() {
           const reply = yield* Deferred.make<Reply>()
           pending.set(id, reply)
-          yield* send(new BlockRequest({ id, ...request })).pipe(
+          // built from a validated record: skip re-validating on this per-block path
+          yield* send(new BlockRequest({ id, ...request }, true)).pipe(
             Effect.mapError((e) => new BlockUnavailable({ reason: e.reason }))
           )
           const answer = yield* Deferred.await(reply).pipe(
@@ -166,7 +166,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       Effect.asVoid
     )
     const background = yield* Effect.forkScoped(
-      Effect.raceAll([sendIndex(send), keepalive, puller.run])
+      Effect.raceAll([sendIndex(send), keepalive, watchdog, puller.run])
     )
     const receiving = Effect.forever(Effect.flatMap(receive, dispatch))
     yield* Effect.raceFirst(receiving, Fiber.join(background))

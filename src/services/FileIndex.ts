@@ -35,8 +35,8 @@ export interface FileIndexApi {
   readonly relocateBlocks: (from: string, to: string) => Effect.Effect<void>
   /** Forget block locations under a path prefix (trash entries that were purged). */
   readonly forgetBlocksUnder: (prefix: string) => Effect.Effect<void>
-  /** A local file that held a block with this hash when it was last scanned. */
-  readonly findBlock: (hash: string) => Effect.Effect<Option.Option<BlockLocation>>
+  /** For each hash, a local file that held such a block when it was last scanned. */
+  readonly findBlocks: (hashes: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, BlockLocation>>
   /** The highest sequence stored so far. */
   readonly sequence: Effect.Effect<number>
   /** The current sequence, then each new one. */
