@@ -118,4 +118,24 @@ describe("Framing", () => {
       const { connection } = yield* scripted([Uint8Array.of(0, 0)])
       expect((yield* Effect.flip(new FrameReader(connection).read(100)))._tag).toBe("ConnectionClosed")
     }))
+
+  it.effect("readTransient assembles split frames in one reused buffer; read never reuses", () =>
+    Effect.gen(function*() {
+      const frames = [payload(5000, 1), payload(3000, 2), payload(5000, 3), payload(4000, 4)]
+      const stream = concat(frames.map(encodeFrame))
+      const chunks: Array<Uint8Array> = []
+      for (let at = 0; at < stream.length; at += 1000) chunks.push(stream.slice(at, at + 1000))
+      const { connection } = yield* scripted(chunks)
+      const reader = new FrameReader(connection)
+      const first = yield* reader.readTransient(10_000)
+      expect(hex(first)).toBe(hex(frames[0]!))
+      const second = yield* reader.readTransient(10_000)
+      expect(hex(second)).toBe(hex(frames[1]!))
+      expect(second.buffer).toBe(first.buffer) // the same scratch buffer, overwritten
+      const kept = yield* reader.read(10_000)
+      const after = yield* reader.readTransient(10_000)
+      expect(hex(kept)).toBe(hex(frames[2]!)) // a plain read stays intact after further reads
+      expect(hex(after)).toBe(hex(frames[3]!))
+      expect(kept.buffer).not.toBe(after.buffer)
+    }))
 })

@@ -206,7 +206,8 @@ const makeChannel = (
         yield* connection.close
         return yield* new ProtocolError({ reason: "nonce limit reached" })
       }
-      const sealed = yield* reader.read(MAX_FRAME_PLAINTEXT + TAG_BYTES)
+      // opened at once into a new buffer, so the frame bytes may be transient
+      const sealed = yield* reader.readTransient(MAX_FRAME_PLAINTEXT + TAG_BYTES)
       const plaintext = cipher.open(keys.receive, nonceFor(receiveCounter), sealed)
       if (plaintext === undefined) {
         yield* connection.close

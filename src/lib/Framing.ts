@@ -18,6 +18,8 @@ export const writeFrameHeader = (frame: Uint8Array): Uint8Array => {
 }
 
 const EMPTY = new Uint8Array(0)
+/** Largest frame assembled in the reused buffer: bigger ones (rare) get their own. */
+const MAX_SCRATCH = 2 * 1024 * 1024
 
 /**
  * Reads length-prefixed frames from a connection, keeping bytes left over from
@@ -30,20 +32,36 @@ export class FrameReader {
 
   constructor(readonly connection: Connection) {}
 
+  /** Reused for frames split across chunks by `readTransient`; frames up to this size only. */
+  private scratch: Uint8Array = EMPTY
+
   /** The next frame's payload; fails before allocating anything when its header exceeds `maxSize`. */
   read(maxSize: number): Effect.Effect<Uint8Array, ProtocolError | ConnectionClosed> {
+    return this.next(maxSize, false)
+  }
+
+  /**
+   * Like `read`, but the bytes are only valid until the next read: a frame split across
+   * chunks is assembled in a reused buffer. For callers that consume each frame at once
+   * (decrypting it), this saves an allocation per frame.
+   */
+  readTransient(maxSize: number): Effect.Effect<Uint8Array, ProtocolError | ConnectionClosed> {
+    return this.next(maxSize, true)
+  }
+
+  private next(maxSize: number, transient: boolean): Effect.Effect<Uint8Array, ProtocolError | ConnectionClosed> {
     return Effect.suspend(() => {
-      if (this.pos < this.chunk.length) return this.readBuffered(maxSize)
+      if (this.pos < this.chunk.length) return this.readBuffered(maxSize, transient)
       // Nothing left over: take a fresh chunk first, so a frame within it can use the fast path.
       return Effect.flatMap(this.connection.read, (chunk) => {
         this.chunk = chunk
         this.pos = 0
-        return this.readBuffered(maxSize)
+        return this.readBuffered(maxSize, transient)
       })
     })
   }
 
-  private readBuffered(maxSize: number): Effect.Effect<Uint8Array, ProtocolError | ConnectionClosed> {
+  private readBuffered(maxSize: number, transient: boolean): Effect.Effect<Uint8Array, ProtocolError | ConnectionClosed> {
     // Fast path: header and body both in the current chunk, returned as a view (no copy).
     if (this.chunk.length - this.pos >= HEADER_BYTES) {
       const size = readUint32(this.chunk, this.pos)
@@ -54,17 +72,23 @@ export class FrameReader {
         return Effect.succeed(this.chunk.subarray(start, this.pos))
       }
     }
-    return this.readSlow(maxSize)
+    return this.readSlow(maxSize, transient)
   }
 
-  private readSlow(maxSize: number) {
+  private readSlow(maxSize: number, transient: boolean) {
     return Effect.gen(this, function*() {
       const header = yield* this.fill(new Uint8Array(HEADER_BYTES))
       const size = readUint32(header, 0)
       if (size > maxSize) return yield* tooLarge(size, maxSize)
       // Copy straight into one buffer of the final size: linear in the frame length.
-      return yield* this.fill(new Uint8Array(size))
+      return yield* this.fill(transient ? this.scratchOf(size) : new Uint8Array(size))
     })
+  }
+
+  private scratchOf(size: number): Uint8Array {
+    if (size > MAX_SCRATCH) return new Uint8Array(size)
+    if (this.scratch.length < size) this.scratch = new Uint8Array(Math.max(size, Math.min(MAX_SCRATCH, this.scratch.length * 2)))
+    return this.scratch.subarray(0, size)
   }
 
   /** Fill `out` from the leftover bytes, then from further chunks. */

@@ -22,14 +22,24 @@ export const encodeMessage = (message: Message): Uint8Array => {
 }
 
 export const encodeBlockData = (id: number, compressed: boolean, data: Uint8Array): Uint8Array => {
-  const out = new Uint8Array(BLOCK_HEADER + data.length)
-  const view = new DataView(out.buffer)
-  out[0] = KIND_BLOCK
-  view.setUint32(1, id)
-  out[5] = compressed ? FLAG_COMPRESSED : 0
+  const out = blockDataFrame(id, data.length, compressed)
   out.set(data, BLOCK_HEADER)
   return out
 }
+
+/**
+ * A block frame with its header filled in and room for `size` payload bytes, which the
+ * caller writes into `blockPayload(frame)` (e.g. straight from the file: no extra copy).
+ */
+export const blockDataFrame = (id: number, size: number, compressed = false): Uint8Array => {
+  const out = new Uint8Array(BLOCK_HEADER + size)
+  out[0] = KIND_BLOCK
+  new DataView(out.buffer).setUint32(1, id)
+  out[5] = compressed ? FLAG_COMPRESSED : 0
+  return out
+}
+
+export const blockPayload = (frame: Uint8Array): Uint8Array => frame.subarray(BLOCK_HEADER)
 
 /** Decode and validate one plaintext frame; anything malformed is a ProtocolError. */
 export const decodeFrame = (bytes: Uint8Array): Effect.Effect<Frame, ProtocolError> => {

@@ -3,10 +3,10 @@ import * as path from "node:path"
 import { ConnectionClosed, ProtocolError } from "../domain/Errors.js"
 import type { FileRecord } from "../domain/FileRecord.js"
 import { BlockError, BlockRequest, type BlockData, Hello, IndexBatch, type Message, Ping, PROTOCOL } from "../domain/Messages.js"
-import { readBlockSync } from "../lib/BlockIO.js"
+import { readBlockInto } from "../lib/BlockIO.js"
 import { compressBlock, decompressBlock } from "../lib/Lz4Block.js"
 import { validatePeerPath } from "../lib/SafePath.js"
-import { decodeFrame, encodeBlockData, encodeMessage } from "../lib/Wire.js"
+import { blockDataFrame, blockPayload, decodeFrame, encodeBlockData, encodeMessage } from "../lib/Wire.js"
 import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher } from "../services/Hasher.js"
@@ -65,12 +65,14 @@ const serveBlock = (request: BlockRequest, send: (frame: Uint8Array) => Effect.E
       record.blocks[blockIndex] !== request.hash || Math.min(record.blockSize, record.size - request.offset) !== request.size
     ) return yield* refuse("no such block")
     const abs = path.join(folder.root, request.path)
-    const data = yield* Effect.try(() => readBlockSync(abs, request.offset, request.size)).pipe(Effect.orElseSucceed(() => undefined))
-    // The receiver checks each block's hash: a file that changed since it was indexed is
-    // caught there. A short read is caught here.
-    if (!data || data.length !== request.size) return yield* refuse("block changed")
+    // Read straight into the reply frame. The receiver checks each block's hash, so a file
+    // that changed since it was indexed is caught there; a short read is caught here.
+    const frame = blockDataFrame(request.id, request.size)
+    const data = blockPayload(frame)
+    const read = yield* Effect.try(() => readBlockInto(abs, request.offset, data)).pipe(Effect.orElseSucceed(() => -1))
+    if (read !== request.size) return yield* refuse("block changed")
     const compressed = compressBlock(data)
-    yield* send(encodeBlockData(request.id, compressed !== undefined, compressed ?? data))
+    yield* send(compressed ? encodeBlockData(request.id, true, compressed) : frame)
   })
 
 /**
