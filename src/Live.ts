@@ -28,12 +28,17 @@ export const liveLayer = (config: NodeConfig) =>
 
 /** Run a node with `config` until interrupted (Ctrl-C, SIGTERM). */
 export const runNode = (config: NodeConfig) =>
-  startNode({
-    name: config.name,
-    listen: { host: config.host, port: config.port },
-    maxConcurrentTransfers: config.maxConcurrentTransfers
+  Effect.gen(function*() {
+    if (config.discovery) {
+      yield* Effect.logInfo("mDNS discovery is not in this version yet: dialling the peers given with -a / peer only")
+    }
+    yield* startNode({
+      name: config.name,
+      listen: { host: config.host, port: config.port },
+      maxConcurrentTransfers: config.maxConcurrentTransfers
+    })
+    return yield* Effect.never
   }).pipe(
-    Effect.zipRight(Effect.never),
     Effect.scoped,
     Effect.provide(liveLayer(config)),
     // a folder we cannot set up (read-only, no space) is the user's to fix: say so plainly
