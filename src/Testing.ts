@@ -36,4 +36,4 @@ export const memoryNodeLayer = (config: MemoryNodeConfig) =>
     DiscoveryStatic.layer(config.peers)
   )
 
-export { makeNetwork, type MemoryNetwork } from "./layers/TransportMemory.js"
+export { cutAll, makeNetwork, type MemoryNetwork } from "./layers/TransportMemory.js"

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { makeNetwork } from "../src/Testing.js"
+import { cutAll, makeNetwork } from "../src/Testing.js"
 import { eventually, readOr, snapshot, tempDir } from "./support/fs.js"
 import { captureLogs, memoryNode, sameTree, write } from "./support/nodes.js"
 import { randomBytes } from "node:crypto"
@@ -120,4 +120,19 @@ describe("two nodes on an in-memory network", () => {
       expect(fs.readFileSync(path.join(b, "moved/big2.bin")).equals(edited)).toBe(true)
     }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
   }, { timeout: 60_000 })
+
+  it.live("reconnects after the connection drops, and catches up on what changed meanwhile", () =>
+    Effect.gen(function*() {
+      const a = yield* tempDir()
+      const b = yield* tempDir()
+      const network = makeNetwork()
+      const nodeA = yield* node(network, "a", a, ["b"])
+      yield* node(network, "b", b, [])
+      write(a, "before.txt", "1")
+      yield* eventually("first sync", () => readOr(path.join(b, "before.txt")) === "1")
+      yield* cutAll(network)
+      yield* eventually("disconnected", () => Effect.runSync(nodeA.connectedPeers).length === 0)
+      write(a, "during.txt", "2")
+      yield* eventually("reconnected and caught up", () => readOr(path.join(b, "during.txt")) === "2", 15_000)
+    }).pipe(Effect.scoped), { timeout: 30_000 })
 })

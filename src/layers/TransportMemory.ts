@@ -53,9 +53,15 @@ type Listener = (connection: Connection) => Effect.Effect<void>
 /** A simulated network: addresses are `host:port` strings; several nodes share one. */
 export interface MemoryNetwork {
   readonly listeners: Map<string, Listener>
+  /** Close of each open connection: `cutAll` drops them all, like a pulled cable. */
+  readonly open: Set<Effect.Effect<void>>
 }
 
-export const makeNetwork = (): MemoryNetwork => ({ listeners: new Map() })
+export const makeNetwork = (): MemoryNetwork => ({ listeners: new Map(), open: new Set() })
+
+/** Drop every open connection on the network (peers see the connection end). */
+export const cutAll = (network: MemoryNetwork) =>
+  Effect.forEach([...network.open], (close) => close, { discard: true })
 
 /** Transport for one host (`localHost`) of a memory network. */
 export const layer = (network: MemoryNetwork, localHost: string) =>
@@ -75,8 +81,10 @@ export const layer = (network: MemoryNetwork, localHost: string) =>
         const onConnection = network.listeners.get(key)
         if (!onConnection) return yield* Effect.fail(new TransportError({ message: `connection refused: ${key}` }))
         const { a, b } = yield* connectionPair({ a: localHost, b: key })
+        const closeBoth = Effect.zipRight(a.close, b.close)
+        network.open.add(closeBoth)
         yield* Effect.forkDaemon(Effect.ensuring(onConnection(b), b.close))
-        yield* Effect.addFinalizer(() => a.close)
+        yield* Effect.addFinalizer(() => Effect.zipRight(a.close, Effect.sync(() => network.open.delete(closeBoth))))
         return a
       })
   })
