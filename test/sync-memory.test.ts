@@ -7,8 +7,6 @@ import { eventually, readOr, snapshot, tempDir } from "./support/fs.js"
 import { captureLogs, memoryNode, sameTree, write } from "./support/nodes.js"
 import { randomBytes } from "node:crypto"
 
-const node = memoryNode
-const same = sameTree
 
 describe("two nodes on an in-memory network", () => {
   it.live("converge from different starting folders, then sync live changes without echo", () =>
@@ -21,10 +19,10 @@ describe("two nodes on an in-memory network", () => {
       write(b, "nested/y.txt", "y")
       fs.writeFileSync(path.join(a, "run.sh"), "#!/bin/sh\n", { mode: 0o755 })
       const network = makeNetwork()
-      const nodeA = yield* node(network, "a", a, ["b"])
-      const nodeB = yield* node(network, "b", b, [])
+      const nodeA = yield* memoryNode(network, "a", a, ["b"])
+      const nodeB = yield* memoryNode(network, "b", b, [])
 
-      yield* eventually("initial convergence", () => same(a, b) && fs.existsSync(path.join(b, "only-a.txt")))
+      yield* eventually("initial convergence", () => sameTree(a, b) && fs.existsSync(path.join(b, "only-a.txt")))
       expect(snapshot(b)["nested/deep/x.txt"]).toBe("x")
       expect(snapshot(a)["only-b.txt"]).toBe("from b")
       expect(fs.statSync(path.join(b, "run.sh")).mode & 0o777).toBe(0o755)
@@ -48,7 +46,7 @@ describe("two nodes on an in-memory network", () => {
       yield* eventually("new tree", () => readOr(path.join(a, "docs/guide/intro.md")) === "i")
       fs.rmSync(path.join(b, "docs"), { recursive: true })
       yield* eventually("removed tree", () => !fs.existsSync(path.join(a, "docs")))
-      yield* eventually("converged", () => same(a, b))
+      yield* eventually("converged", () => sameTree(a, b))
 
       // deleted content is kept in the trash, not unlinked
       const trash = path.join(b, ".dsync", "trash")
@@ -69,8 +67,8 @@ describe("two nodes on an in-memory network", () => {
       const network = makeNetwork()
       // phase 1: both online, converge
       yield* Effect.scoped(Effect.gen(function*() {
-        yield* node(network, "a", a, ["b"])
-        yield* node(network, "b", b, [])
+        yield* memoryNode(network, "a", a, ["b"])
+        yield* memoryNode(network, "b", b, [])
         yield* eventually("first sync", () => readOr(path.join(b, "doc.txt")) === "v1" && fs.existsSync(path.join(b, "gone.txt")))
       }))
       // offline: both edit doc.txt (b's edit is later, so it wins), a deletes gone.txt
@@ -78,8 +76,8 @@ describe("two nodes on an in-memory network", () => {
       write(b, "doc.txt", "edit from b", new Date())
       fs.unlinkSync(path.join(a, "gone.txt"))
       // phase 2: both back
-      yield* node(network, "a", a, ["b"])
-      const nodeB = yield* node(network, "b", b, [])
+      yield* memoryNode(network, "a", a, ["b"])
+      const nodeB = yield* memoryNode(network, "b", b, [])
       const conflictCopy = (root: string) => fs.readdirSync(root).find((n) => n.startsWith("doc.sync-conflict-"))
       yield* eventually("conflict resolved on both sides", () =>
         readOr(path.join(a, "doc.txt")) === "edit from b" && readOr(path.join(b, "doc.txt")) === "edit from b" &&
@@ -101,8 +99,8 @@ describe("two nodes on an in-memory network", () => {
       const big = randomBytes(8 * 128 * 1024) // 8 blocks
       fs.writeFileSync(path.join(a, "big.bin"), big)
       const network = makeNetwork()
-      yield* node(network, "a", a, ["b"])
-      yield* node(network, "b", b, [])
+      yield* memoryNode(network, "a", a, ["b"])
+      yield* memoryNode(network, "b", b, [])
       const received = (p: string) => logs.lines.find((l) => l.includes(`received: ${p} (`))
       yield* eventually("initial copy", () => received("big.bin") !== undefined)
       expect(received("big.bin")).toContain("8 of 8 blocks from peer")
@@ -126,8 +124,8 @@ describe("two nodes on an in-memory network", () => {
       const a = yield* tempDir()
       const b = yield* tempDir()
       const network = makeNetwork()
-      const nodeA = yield* node(network, "a", a, ["b"])
-      yield* node(network, "b", b, [])
+      const nodeA = yield* memoryNode(network, "a", a, ["b"])
+      yield* memoryNode(network, "b", b, [])
       write(a, "before.txt", "1")
       yield* eventually("first sync", () => readOr(path.join(b, "before.txt")) === "1")
       yield* cutAll(network)
