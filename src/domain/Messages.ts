@@ -11,7 +11,8 @@ const RequestId = Schema.Int.pipe(Schema.between(0, 0xffffffff))
 export class Hello extends Schema.TaggedClass<Hello>()("Hello", {
   protocol: Schema.Literal(PROTOCOL),
   replicaId: ReplicaId,
-  name: Schema.String.pipe(Schema.maxLength(256))
+  // shown in our logs: no control characters (no forged log lines, no terminal escapes)
+  name: Schema.String.pipe(Schema.maxLength(256), Schema.pattern(/^[^\u0000-\u001f\u007f]*$/))
 }) {}
 
 /** A batch of index records; `initialDone` marks the end of the first full index. */

@@ -1,0 +1,49 @@
+import { Effect, Exit } from "effect"
+import { describe, expect, it } from "vitest"
+import { BlockRequest, Hello, IndexBatch, Ping } from "../src/domain/Messages.js"
+import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
+
+const decode = (bytes: Uint8Array) => Effect.runSyncExit(decodeFrame(bytes))
+const reason = (bytes: Uint8Array) => {
+  const exit = decode(bytes)
+  if (Exit.isSuccess(exit)) throw new Error("expected a refusal")
+  return JSON.stringify(exit.cause)
+}
+const json = (value: unknown) => new Uint8Array([0, ...Buffer.from(JSON.stringify(value))])
+const hello = (name: string) => json({ _tag: "Hello", protocol: "dsync/1", replicaId: "0123456789abcdef", name })
+
+describe("wire codec", () => {
+  it("round-trips every message and raw block bytes", () => {
+    const messages = [
+      new Hello({ protocol: "dsync/1", replicaId: "0123456789abcdef", name: "laptop" }),
+      new IndexBatch({ records: [], initialDone: true }),
+      new BlockRequest({ id: 7, path: "a/b.txt", offset: 131072, size: 10, hash: "a".repeat(64) }),
+      new Ping()
+    ]
+    for (const message of messages) {
+      const exit = decode(encodeMessage(message))
+      expect(Exit.isSuccess(exit) && exit.value).toEqual(message)
+    }
+    const data = new Uint8Array([1, 2, 3, 250])
+    const exit = decode(encodeBlockData(0xfffffffe, true, data))
+    expect(Exit.isSuccess(exit) && exit.value).toEqual({ _tag: "BlockData", id: 0xfffffffe, compressed: true, data })
+  })
+
+  it("refuses malformed frames with a reason", () => {
+    expect(reason(new Uint8Array([]))).toContain("empty frame")
+    expect(reason(new Uint8Array([9, 1, 2]))).toContain("unknown frame kind")
+    expect(reason(new Uint8Array([1, 0, 0]))).toContain("short block frame")
+    expect(reason(new Uint8Array([1, 0, 0, 0, 1, 0x80]))).toContain("unknown block flags")
+    expect(reason(new Uint8Array([0, ...Buffer.from("{nope")]))).toContain("not valid JSON")
+    expect(reason(new Uint8Array([0, 0xff, 0xfe]))).toContain("not valid JSON")
+    expect(reason(json({ _tag: "Launch", missiles: true }))).toContain("invalid message")
+    expect(reason(json({ _tag: "BlockRequest", id: -1, path: "x", offset: 0, size: 1, hash: "a".repeat(64) }))).toContain("invalid message")
+    expect(reason(hello("x".repeat(257)))).toContain("invalid message")
+  })
+
+  it("a peer's name with control characters is refused (it would forge log lines)", () => {
+    expect(Exit.isSuccess(decode(hello("laptop")))).toBe(true)
+    expect(Exit.isFailure(decode(hello("evil\n12:00:00.000 INFO  fake line")))).toBe(true)
+    expect(Exit.isFailure(decode(hello("\u001b[31mred")))).toBe(true)
+  })
+})
