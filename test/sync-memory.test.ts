@@ -133,4 +133,30 @@ describe("two nodes on an in-memory network", () => {
       write(a, "during.txt", "2")
       yield* eventually("reconnected and caught up", () => readOr(path.join(b, "during.txt")) === "2", 15_000)
     }).pipe(Effect.scoped), { timeout: 30_000 })
+
+  it.live("syncs symlinks as links, never following them; a link cannot smuggle a write outside", () =>
+    Effect.gen(function*() {
+      const a = yield* tempDir()
+      const b = yield* tempDir()
+      const outside = yield* tempDir()
+      write(a, "target.txt", "t")
+      fs.symlinkSync("target.txt", path.join(a, "link.txt"))
+      fs.symlinkSync(outside, path.join(a, "escape")) // a link to a folder outside the synced one
+      const network = makeNetwork()
+      yield* memoryNode(network, "a", a, ["b"])
+      yield* memoryNode(network, "b", b, [])
+      yield* eventually("links synced", () => {
+        try {
+          return fs.readlinkSync(path.join(b, "link.txt")) === "target.txt" && fs.readlinkSync(path.join(b, "escape")) === outside
+        } catch {
+          return false
+        }
+      })
+      expect(fs.lstatSync(path.join(b, "escape")).isSymbolicLink()).toBe(true)
+      // a file created "inside" the link on A's side is outside A's folder: never scanned, never sent
+      write(a, "escape/secret.txt", "not synced")
+      write(a, "after.txt", "marker")
+      yield* eventually("later change synced", () => readOr(path.join(b, "after.txt")) === "marker")
+      expect(fs.readdirSync(outside)).toEqual(["secret.txt"])
+    }).pipe(Effect.scoped), { timeout: 30_000 })
 })
