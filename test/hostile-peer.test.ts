@@ -91,4 +91,21 @@ describe("a hostile peer", () => {
       expect(readOr(path.join(a, "keep.txt"))).toBe("untouched")
     }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
   }, { timeout: 30_000 })
+
+  it.live("one that stops answering block requests, or goes silent, is disconnected", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const a = yield* tempDir()
+      const network = makeNetwork()
+      yield* memoryNode(network, "a", a, [], { requestTimeout: "300 millis", idleTimeout: "1 second", keepalive: "10 seconds" })
+      const { channel, hasher } = yield* hostileClient(network)
+      yield* channel.send(encodeMessage(new IndexBatch({ records: [record("wanted.txt", "hello", hasher)], initialDone: true })))
+      yield* eventually("stalled requests noticed", () => logs.lines.some((l) => l.includes("stopped answering block requests")))
+      expect(fs.existsSync(path.join(a, "wanted.txt"))).toBe(false)
+      expect(fs.readdirSync(a).filter((n) => n.endsWith(".part"))).toEqual([])
+      // a second hostile peer that says nothing after its hello is dropped as idle
+      yield* hostileClient(network)
+      yield* eventually("idle peer dropped", () => logs.lines.some((l) => l.includes("idle timeout")), 5_000)
+    }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
+  }, { timeout: 30_000 })
 })

@@ -15,17 +15,31 @@ import type { Channel } from "../services/SecureChannel.js"
 import { BlockUnavailable, type BlockSource } from "./ApplyRemote.js"
 import { makePuller } from "./Puller.js"
 
+/** How a session notices a dead or stuck peer. */
+export interface SessionTiming {
+  /** A ping is sent this often, so an idle but healthy peer hears from us. */
+  readonly keepalive: Duration.DurationInput
+  /** Nothing heard from the peer for this long ends the session. */
+  readonly idleTimeout: Duration.DurationInput
+  /** A block request unanswered for this long ends the session. */
+  readonly requestTimeout: Duration.DurationInput
+}
+
+export const defaultTiming: SessionTiming = {
+  keepalive: Duration.seconds(15),
+  idleTimeout: Duration.seconds(45),
+  requestTimeout: Duration.seconds(30)
+}
+
 export interface SessionOptions {
   /** Our instance name, told to the peer. */
   readonly name: string
   /** Shared by all sessions: files being pulled at once (`max_concurrent_transfers`). */
   readonly transfers: Effect.Semaphore
-  readonly keepalive?: Duration.DurationInput
-  readonly idleTimeout?: Duration.DurationInput
+  readonly timing: SessionTiming
 }
 
 const INDEX_BATCH = 500
-const REQUEST_TIMEOUT = Duration.seconds(30)
 const HELLO_TIMEOUT = Duration.seconds(10)
 /** Block requests from the peer served at once; more wait (the peer bounds what it sends). */
 const SERVING = 32
@@ -86,16 +100,26 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     const sendFrame = channel.send
     const send = (message: Message) => sendFrame(encodeMessage(message))
     // Idle detection by timestamp and a watchdog, not a timer per frame (hot path).
-    const idleMillis = Duration.toMillis(options.idleTimeout ?? Duration.seconds(45))
+    const idleMillis = Duration.toMillis(options.timing.idleTimeout)
     let lastHeard = Date.now()
     const receive = channel.receive.pipe(
       Effect.tap(() => Effect.sync(() => (lastHeard = Date.now()))),
       Effect.flatMap(decodeFrame)
     )
+    // Block requests waiting for an answer, oldest first (Map keeps insertion order).
+    const pending = new Map<number, { readonly reply: Deferred.Deferred<Reply>; readonly sentAt: number }>()
+    const requestMillis = Duration.toMillis(options.timing.requestTimeout)
+    // One watchdog instead of a timer per frame or per request (both on the hot path):
+    // a silent peer, or one that stops answering block requests, ends the session.
     const watchdog = Effect.gen(function*() {
       while (true) {
-        yield* Effect.sleep(Duration.millis(Math.max(10, idleMillis / 4)))
-        if (Date.now() - lastHeard > idleMillis) return yield* new ConnectionClosed({ reason: "idle timeout" })
+        yield* Effect.sleep(Duration.millis(Math.max(10, Math.min(idleMillis, requestMillis) / 4)))
+        const now = Date.now()
+        if (now - lastHeard > idleMillis) return yield* new ConnectionClosed({ reason: "idle timeout" })
+        const oldest = pending.values().next().value
+        if (oldest && now - oldest.sentAt > requestMillis) {
+          return yield* new ConnectionClosed({ reason: "the peer stopped answering block requests" })
+        }
       }
     })
 
@@ -109,21 +133,18 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     }
     yield* Effect.logInfo(`connected to ${hello.name} (${shortId(channel.peerId)}) at ${channel.remoteLabel}`)
 
-    const pending = new Map<number, Deferred.Deferred<Reply>>()
     let nextId = 0
     const source: BlockSource = {
       fetch: (request) => {
         const id = nextId = (nextId + 1) >>> 0
         return Effect.gen(function*() {
           const reply = yield* Deferred.make<Reply>()
-          pending.set(id, reply)
+          pending.set(id, { reply, sentAt: Date.now() })
           // built from a validated record: skip re-validating on this per-block path
           yield* send(new BlockRequest({ id, ...request }, true)).pipe(
             Effect.mapError((e) => new BlockUnavailable({ reason: e.reason }))
           )
-          const answer = yield* Deferred.await(reply).pipe(
-            Effect.timeoutFail({ duration: REQUEST_TIMEOUT, onTimeout: () => new BlockUnavailable({ reason: "request timed out" }) })
-          )
+          const answer = yield* Deferred.await(reply)
           if (answer._tag === "BlockError") return yield* new BlockUnavailable({ reason: answer.reason })
           if (!answer.compressed) return answer.data
           const data = decompressBlock(answer.data, request.size)
@@ -140,9 +161,9 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       switch (frame._tag) {
         case "BlockData":
         case "BlockError": {
-          const reply = pending.get(frame.id)
+          const waiting = pending.get(frame.id)
           pending.delete(frame.id)
-          return reply ? Deferred.succeed(reply, frame) : Effect.logDebug(`late reply ${frame.id} ignored`)
+          return waiting ? Deferred.succeed(waiting.reply, frame) : Effect.logDebug(`late reply ${frame.id} ignored`)
         }
         case "BlockRequest":
           return FiberSet.run(serving, serveSlots.withPermits(1)(serveBlock(frame, sendFrame))).pipe(Effect.asVoid)
@@ -164,11 +185,13 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     }
 
     const keepalive = send(new Ping()).pipe(
-      Effect.repeat(Schedule.spaced(options.keepalive ?? Duration.seconds(15))),
+      Effect.repeat(Schedule.spaced(options.timing.keepalive)),
       Effect.asVoid
     )
+    // All run forever; the first to fail (peer gone, idle, stalled) ends them all.
+    // (Not raceAll: it waits for a success, so a failing watchdog would go unnoticed.)
     const background = yield* Effect.forkScoped(
-      Effect.raceAll([sendIndex(send), keepalive, watchdog, puller.run])
+      Effect.all([sendIndex(send), keepalive, watchdog, puller.run], { concurrency: "unbounded", discard: true })
     )
     const receiving = Effect.forever(Effect.flatMap(receive, dispatch))
     yield* Effect.raceFirst(receiving, Fiber.join(background))

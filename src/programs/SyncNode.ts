@@ -11,7 +11,7 @@ import { SecureChannel } from "../services/SecureChannel.js"
 import { Transport, type Connection } from "../services/Transport.js"
 import { Watcher } from "../services/Watcher.js"
 import { Hasher } from "../services/Hasher.js"
-import { runSession, type SessionOptions } from "./PeerSession.js"
+import { defaultTiming, runSession, type SessionOptions, type SessionTiming } from "./PeerSession.js"
 import { diskState, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { purgeTrash } from "./Trash.js"
@@ -21,8 +21,8 @@ export interface NodeOptions {
   readonly name: string
   readonly listen: PeerAddress
   readonly maxConcurrentTransfers: number
-  readonly keepalive?: Duration.DurationInput
-  readonly idleTimeout?: Duration.DurationInput
+  /** Overrides of the session timeouts (tests use short ones). */
+  readonly timing?: Partial<SessionTiming>
 }
 
 /** What a running node tells the code that started it. */
@@ -93,8 +93,7 @@ export const startNode = (options: NodeOptions) =>
     const sessionOptions: SessionOptions = {
       name: options.name,
       transfers: yield* Effect.makeSemaphore(options.maxConcurrentTransfers),
-      ...(options.keepalive ? { keepalive: options.keepalive } : {}),
-      ...(options.idleTimeout ? { idleTimeout: options.idleTimeout } : {})
+      timing: { ...defaultTiming, ...options.timing }
     }
 
     // Subscribe before the initial scan so nothing changed during the scan is missed.

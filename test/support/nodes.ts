@@ -1,6 +1,7 @@
-import { Effect, Layer, Logger, LogLevel } from "effect"
+import { Cause, Effect, Layer, Logger, LogLevel } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import type { SessionTiming } from "../../src/programs/PeerSession.js"
 import { startNode } from "../../src/programs/SyncNode.js"
 import { memoryNodeLayer, type MemoryNetwork } from "../../src/Testing.js"
 import { snapshot } from "./fs.js"
@@ -8,11 +9,20 @@ import { snapshot } from "./fs.js"
 export const PORT = 9000
 
 /** Start a node on the memory network in `root`, dialling `peers` (host names); it stops with the scope. */
-export const memoryNode = (network: MemoryNetwork, host: string, root: string, peers: ReadonlyArray<string>) =>
+export const memoryNode = (
+  network: MemoryNetwork,
+  host: string,
+  root: string,
+  peers: ReadonlyArray<string>,
+  timing?: Partial<SessionTiming>
+) =>
   Effect.gen(function*() {
     // built in the caller's scope: the node's services live as long as the node
     const services = yield* Layer.build(memoryNodeLayer({ network, host, root, peers: peers.map((h) => ({ host: h, port: PORT })) }))
-    return yield* Effect.provide(startNode({ name: host, listen: { host, port: PORT }, maxConcurrentTransfers: 4 }), services)
+    return yield* Effect.provide(
+      startNode({ name: host, listen: { host, port: PORT }, maxConcurrentTransfers: 4, ...(timing ? { timing } : {}) }),
+      services
+    )
   })
 
 export const write = (root: string, rel: string, content: string, mtime?: Date) => {
@@ -26,8 +36,9 @@ export const sameTree = (a: string, b: string) => JSON.stringify(snapshot(a)) ==
 /** Logs captured as plain lines (to assert on refusals). */
 export const captureLogs = () => {
   const lines: Array<string> = []
-  const logger = Logger.make(({ logLevel, message }) => {
-    lines.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+  const logger = Logger.make(({ cause, logLevel, message }) => {
+    const text = `${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`
+    lines.push(Cause.isEmpty(cause) ? text : `${text}: ${Cause.pretty(cause)}`)
   })
   return { lines, layer: Logger.replace(Logger.defaultLogger, logger), level: Logger.withMinimumLogLevel(LogLevel.Debug) }
 }
