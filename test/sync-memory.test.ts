@@ -159,4 +159,28 @@ describe("two nodes on an in-memory network", () => {
       yield* eventually("later change synced", () => readOr(path.join(b, "after.txt")) === "marker")
       expect(fs.readdirSync(outside)).toEqual(["secret.txt"])
     }).pipe(Effect.scoped), { timeout: 30_000 })
+
+  it.live("honours .dsyncignore, and applies an edited one without a restart", () =>
+    Effect.gen(function*() {
+      const a = yield* tempDir()
+      const b = yield* tempDir()
+      write(a, "keep.txt", "k")
+      write(a, "debug.log", "not a default pattern: synced")
+      write(a, "cache.tmp", "ignored by the default .dsyncignore")
+      write(a, "node_modules/pkg/index.js", "ignored by default")
+      const network = makeNetwork()
+      yield* memoryNode(network, "a", a, ["b"])
+      yield* memoryNode(network, "b", b, [])
+      yield* eventually("first sync", () => readOr(path.join(b, "keep.txt")) === "k" && fs.existsSync(path.join(b, "debug.log")))
+      expect(fs.existsSync(path.join(b, "cache.tmp"))).toBe(false)
+      expect(fs.existsSync(path.join(b, "node_modules"))).toBe(false)
+      expect(fs.existsSync(path.join(b, ".dsyncignore"))).toBe(true) // B made its own, with the defaults
+      // A starts ignoring *.secret while running
+      fs.appendFileSync(path.join(a, ".dsyncignore"), "\n*.secret\n")
+      yield* Effect.sleep("300 millis")
+      write(a, "key.secret", "do not sync")
+      write(a, "after.txt", "marker")
+      yield* eventually("later change synced", () => readOr(path.join(b, "after.txt")) === "marker")
+      expect(fs.existsSync(path.join(b, "key.secret"))).toBe(false)
+    }).pipe(Effect.scoped), { timeout: 30_000 })
 })
