@@ -1,5 +1,5 @@
 import { Effect, Layer } from "effect"
-import type { NodeConfig } from "./domain/Config.js"
+import type { NodeConfig, PeerAddress } from "./domain/Config.js"
 import { ConfigError } from "./domain/Errors.js"
 import * as CipherNode from "./layers/CipherNode.js"
 import * as DiscoveryStatic from "./layers/DiscoveryStatic.js"
@@ -11,20 +11,33 @@ import * as IndexSqlite from "./layers/IndexSqlite.js"
 import * as SecureChannelLive from "./layers/SecureChannelLive.js"
 import * as TransportTcp from "./layers/TransportTcp.js"
 import * as WatcherParcel from "./layers/WatcherParcel.js"
+import type { Transport } from "./services/Transport.js"
 import { startNode } from "./programs/SyncNode.js"
 
-/** Every service a node needs, with the real implementations, for one folder. */
-export const liveLayer = (config: NodeConfig) =>
+export interface FolderSettings {
+  readonly root: string
+  readonly excludes: ReadonlyArray<string>
+  readonly peers: ReadonlyArray<PeerAddress>
+}
+
+/**
+ * Every service a node needs for one folder, over the given transport: the real
+ * cipher, identity, index, watcher and ignore rules; peers from the settings.
+ */
+export const nodeLayer = <E>(transport: Layer.Layer<Transport, E>, settings: FolderSettings) =>
   Layer.mergeAll(
     SecureChannelLive.layer.pipe(Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer))),
-    TransportTcp.layer,
+    transport,
     HandshakeGuardTokenBucket.layer(),
     HasherBlake3.layer,
-    IndexSqlite.layer(config.root),
-    FolderLocal.layer(config.root, config.excludes),
+    IndexSqlite.layer(settings.root),
+    FolderLocal.layer(settings.root, settings.excludes),
     WatcherParcel.layer,
-    DiscoveryStatic.layer(config.peers)
+    DiscoveryStatic.layer(settings.peers)
   )
+
+/** The real thing: TCP. */
+export const liveLayer = (config: NodeConfig) => nodeLayer(TransportTcp.layer, config)
 
 /** Run a node with `config` until interrupted (Ctrl-C, SIGTERM). */
 export const runNode = (config: NodeConfig) =>

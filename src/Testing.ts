@@ -1,15 +1,6 @@
-import { Layer } from "effect"
 import type { PeerAddress } from "./domain/Config.js"
-import * as CipherNode from "./layers/CipherNode.js"
-import * as DiscoveryStatic from "./layers/DiscoveryStatic.js"
-import * as FolderLocal from "./layers/FolderLocal.js"
-import * as HandshakeGuardTokenBucket from "./layers/HandshakeGuardTokenBucket.js"
-import * as HasherBlake3 from "./layers/HasherBlake3.js"
-import * as IdentityEphemeral from "./layers/IdentityEphemeral.js"
-import * as IndexSqlite from "./layers/IndexSqlite.js"
-import * as SecureChannelLive from "./layers/SecureChannelLive.js"
 import * as TransportMemory from "./layers/TransportMemory.js"
-import * as WatcherParcel from "./layers/WatcherParcel.js"
+import { nodeLayer } from "./Live.js"
 
 export interface MemoryNodeConfig {
   readonly network: TransportMemory.MemoryNetwork
@@ -25,15 +16,6 @@ export interface MemoryNodeConfig {
  * several such nodes sync inside one process, with no sockets.
  */
 export const memoryNodeLayer = (config: MemoryNodeConfig) =>
-  Layer.mergeAll(
-    SecureChannelLive.layer.pipe(Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer))),
-    TransportMemory.layer(config.network, config.host),
-    HandshakeGuardTokenBucket.layer(),
-    HasherBlake3.layer,
-    IndexSqlite.layer(config.root),
-    FolderLocal.layer(config.root, config.excludes ?? []),
-    WatcherParcel.layer,
-    DiscoveryStatic.layer(config.peers)
-  )
+  nodeLayer(TransportMemory.layer(config.network, config.host), { ...config, excludes: config.excludes ?? [] })
 
 export { cutAll, makeNetwork, type MemoryNetwork } from "./layers/TransportMemory.js"

@@ -35,5 +35,5 @@ export * as TransportTcp from "./layers/TransportTcp.js"
 export * as WatcherParcel from "./layers/WatcherParcel.js"
 
 export { startNode, type NodeHandle, type NodeOptions } from "./programs/SyncNode.js"
-export { liveLayer, runNode } from "./Live.js"
+export { type FolderSettings, liveLayer, nodeLayer, runNode } from "./Live.js"
 export { memoryNodeLayer, type MemoryNodeConfig } from "./Testing.js"
