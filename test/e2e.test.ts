@@ -58,25 +58,8 @@ const readOr = (file: string) => {
 const shape = (tree: Record<string, TreeEntry>) =>
   Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, `${v.kind}:${v.size ?? ""}:${v.mode ?? ""}`]))
 
-const shallowTree = (root: string) => {
-  const out: Record<string, string> = {}
-  const walk = (dir: string) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const abs = path.join(dir, entry.name)
-      const rel = path.relative(root, abs).split(path.sep).join("/")
-      if (rel === ".dsync" || rel === ".dsyncignore") continue
-      if (entry.isDirectory()) {
-        out[rel] = "dir::"
-        walk(abs)
-      } else {
-        const st = fs.lstatSync(abs)
-        out[rel] = entry.isFile() ? `file:${st.size}:${(st.mode & 0o777).toString(8)}` : entry.isSymbolicLink() ? "symlink::" : "other::"
-      }
-    }
-  }
-  walk(root)
-  return out
-}
+/** Paths, kinds, sizes and modes, without hashing: cheap enough to poll. */
+const shallowTree = (root: string) => shape(describeTree(root, { hash: false }))
 
 describe.skipIf(!fs.existsSync(mainJs))("dsync end to end (two processes on 127.0.0.1)", { timeout: 120_000 }, () => {
   let tmp = ""

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -28,19 +29,51 @@ export const readOr = (file: string, fallback = "<missing>") => {
   }
 }
 
-/** Files under `root` (relative paths → content), skipping .dsync and .dsyncignore. */
-export const snapshot = (root: string): Record<string, string> => {
-  const out: Record<string, string> = {}
+export const sha256File = (file: string): string => {
+  const hash = createHash("sha256")
+  const fd = fs.openSync(file, "r")
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20)
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null)
+      if (n === 0) break
+      hash.update(buf.subarray(0, n))
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  return hash.digest("hex")
+}
+
+export interface TreeEntry {
+  readonly kind: "dir" | "file" | "symlink" | "other"
+  readonly size?: number
+  readonly sha256?: string
+  /** Permission bits of files (mode & 0o777). */
+  readonly mode?: string
+  readonly target?: string
+}
+
+/**
+ * Everything under `root` by relative `/` path, skipping `.dsync/` and `.dsyncignore`.
+ * `hash: false` skips the file hashes: cheap enough to poll.
+ */
+export const describeTree = (root: string, { hash = true } = {}): Record<string, TreeEntry> => {
+  const out: Record<string, TreeEntry> = {}
   const walk = (dir: string) => {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
       const abs = path.join(dir, entry.name)
       const rel = path.relative(root, abs).split(path.sep).join("/")
       if (rel === ".dsync" || rel === ".dsyncignore") continue
-      if (entry.isDirectory()) {
-        out[rel + "/"] = ""
+      if (entry.isSymbolicLink()) out[rel] = { kind: "symlink", target: fs.readlinkSync(abs) }
+      else if (entry.isDirectory()) {
+        out[rel] = { kind: "dir" }
         walk(abs)
-      } else if (entry.isSymbolicLink()) out[rel] = "-> " + fs.readlinkSync(abs)
-      else out[rel] = fs.readFileSync(abs, "utf8")
+      } else if (entry.isFile()) {
+        const st = fs.statSync(abs)
+        const mode = (st.mode & 0o777).toString(8)
+        out[rel] = hash ? { kind: "file", size: st.size, sha256: sha256File(abs), mode } : { kind: "file", size: st.size, mode }
+      } else out[rel] = { kind: "other" }
     }
   }
   walk(root)

@@ -4,7 +4,7 @@ import * as path from "node:path"
 import type { SessionTiming } from "../../src/programs/PeerSession.js"
 import { startNode } from "../../src/programs/SyncNode.js"
 import { memoryNodeLayer, type MemoryNetwork } from "../../src/Testing.js"
-import { snapshot } from "./fs.js"
+import { describeTree } from "./fs.js"
 
 export const PORT = 9000
 
@@ -31,7 +31,7 @@ export const write = (root: string, rel: string, content: string, mtime?: Date) 
   if (mtime) fs.utimesSync(path.join(root, rel), mtime, mtime)
 }
 
-export const sameTree = (a: string, b: string) => JSON.stringify(snapshot(a)) === JSON.stringify(snapshot(b))
+export const sameTree = (a: string, b: string) => JSON.stringify(describeTree(a)) === JSON.stringify(describeTree(b))
 
 /** Logs captured as plain lines (to assert on refusals). */
 export const captureLogs = () => {

@@ -1,7 +1,6 @@
 // Real `dsync` processes for end-to-end tests: spawn, capture output, wait, stop.
 // SAFETY: callers run dsync only with `--no-discovery -a 127.0.0.1:PORT` (see startDsync).
 import { type ChildProcess, spawn } from "node:child_process"
-import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
@@ -240,53 +239,6 @@ export const logsOf = (...procs: ReadonlyArray<DsyncProcess | undefined>) =>
     .map((p) => `=== ${p.name} (pid ${p.pid}) stderr ===\n${tail(p.stderr(), 60)}`)
     .join("\n")
 
-export const sha256File = (file: string): string => {
-  const hash = createHash("sha256")
-  const fd = fs.openSync(file, "r")
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20)
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null)
-      if (n === 0) break
-      hash.update(buf.subarray(0, n))
-    }
-  } finally {
-    fs.closeSync(fd)
-  }
-  return hash.digest("hex")
-}
-
-export interface TreeEntry {
-  readonly kind: "dir" | "file" | "symlink" | "other"
-  readonly size?: number
-  readonly sha256?: string
-  /** Permission bits of files (mode & 0o777). */
-  readonly mode?: string
-  readonly target?: string
-}
-
-/** Everything under `root` by relative `/` path, skipping `.dsync/` and `.dsyncignore`. */
-export const describeTree = (root: string): Record<string, TreeEntry> => {
-  const out: Record<string, TreeEntry> = {}
-  const walk = (dir: string) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const abs = path.join(dir, entry.name)
-      const rel = path.relative(root, abs).split(path.sep).join("/")
-      if (rel === ".dsync" || rel === ".dsyncignore") continue
-      if (entry.isSymbolicLink()) out[rel] = { kind: "symlink", target: fs.readlinkSync(abs) }
-      else if (entry.isDirectory()) {
-        out[rel] = { kind: "dir" }
-        walk(abs)
-      } else if (entry.isFile()) {
-        const st = fs.statSync(abs)
-        out[rel] = { kind: "file", size: st.size, sha256: sha256File(abs), mode: (st.mode & 0o777).toString(8) }
-      } else out[rel] = { kind: "other" }
-    }
-  }
-  walk(root)
-  return out
-}
-
 /** Every path under `root` (all of it, `.dsync/` included) whose name ends in `suffix`. */
 export const findFiles = (root: string, suffix: string): Array<string> => {
   const found: Array<string> = []
@@ -306,3 +258,5 @@ export const findFiles = (root: string, suffix: string): Array<string> => {
   walk(root)
   return found
 }
+
+export { describeTree, sha256File, type TreeEntry } from "./fs.js"
