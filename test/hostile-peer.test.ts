@@ -62,12 +62,12 @@ describe("a hostile peer", () => {
         records: [...unsafe.map((p) => record(p, "pwned", hasher)), record("bad.txt", "hello", hasher)],
         initialDone: true
       })))
-      // answer every block request with bytes that don't match the announced hash
+      // answer the file request with bytes that don't match the announced hash
       const answered = yield* Effect.gen(function*() {
         while (true) {
           const frame = yield* Effect.flatMap(channel.receive, decodeFrame)
-          if (frame._tag === "BlockRequest") {
-            yield* channel.send(encodeBlockData(frame.id, false, Buffer.from("HELLO")))
+          if (frame._tag === "FileRequest") {
+            yield* channel.send(encodeBlockData(frame.stream, 0, false, Buffer.from("HELLO")))
             return frame.path
           }
         }
@@ -92,7 +92,7 @@ describe("a hostile peer", () => {
     }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
   }, { timeout: 30_000 })
 
-  it.live("one that stops answering block requests, or goes silent, is disconnected", () => {
+  it.live("one that stops sending a file it was asked for, or goes silent, is disconnected", () => {
     const logs = captureLogs()
     return Effect.gen(function*() {
       const a = yield* tempDir()
@@ -100,7 +100,7 @@ describe("a hostile peer", () => {
       yield* memoryNode(network, "a", a, [], { requestTimeout: "300 millis", idleTimeout: "1 second", keepalive: "10 seconds" })
       const { channel, hasher } = yield* hostileClient(network)
       yield* channel.send(encodeMessage(new IndexBatch({ records: [record("wanted.txt", "hello", hasher)], initialDone: true })))
-      yield* eventually("stalled requests noticed", () => logs.lines.some((l) => l.includes("stopped answering block requests")))
+      yield* eventually("stalled requests noticed", () => logs.lines.some((l) => l.includes("stopped sending a file it was asked for")))
       expect(fs.existsSync(path.join(a, "wanted.txt"))).toBe(false)
       expect(fs.readdirSync(a).filter((n) => n.endsWith(".part"))).toEqual([])
       // a second hostile peer that says nothing after its hello is dropped as idle

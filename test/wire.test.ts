@@ -1,6 +1,6 @@
 import { Effect, Exit } from "effect"
 import { describe, expect, it } from "vitest"
-import { BlockRequest, Hello, IndexBatch, Ping } from "../src/domain/Messages.js"
+import { FileRequest, Hello, IndexBatch, Ping, StreamCancel, StreamEnd } from "../src/domain/Messages.js"
 import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
 
 const decode = (bytes: Uint8Array) => Effect.runSyncExit(decodeFrame(bytes))
@@ -17,7 +17,10 @@ describe("wire codec", () => {
     const messages = [
       new Hello({ protocol: "dsync/1", replicaId: "0123456789abcdef", name: "laptop" }),
       new IndexBatch({ records: [], initialDone: true }),
-      new BlockRequest({ id: 7, path: "a/b.txt", offset: 131072, size: 10, hash: "a".repeat(64) }),
+      new FileRequest({ stream: 7, path: "a/b.txt", hash: "a".repeat(64), blocks: [0, 5, 2047] }),
+      new StreamEnd({ stream: 7 }),
+      new StreamEnd({ stream: 8, error: "the file changed while being sent" }),
+      new StreamCancel({ stream: 9 }),
       new Ping()
     ]
     for (const message of messages) {
@@ -25,19 +28,20 @@ describe("wire codec", () => {
       expect(Exit.isSuccess(exit) && exit.value).toEqual(message)
     }
     const data = new Uint8Array([1, 2, 3, 250])
-    const exit = decode(encodeBlockData(0xfffffffe, true, data))
-    expect(Exit.isSuccess(exit) && exit.value).toEqual({ _tag: "BlockData", id: 0xfffffffe, compressed: true, data })
+    const exit = decode(encodeBlockData(0xfffffffe, 2047, true, data))
+    expect(Exit.isSuccess(exit) && exit.value).toEqual({ _tag: "BlockData", stream: 0xfffffffe, index: 2047, compressed: true, data })
   })
 
   it("refuses malformed frames with a reason", () => {
     expect(reason(new Uint8Array([]))).toContain("empty frame")
     expect(reason(new Uint8Array([9, 1, 2]))).toContain("unknown frame kind")
     expect(reason(new Uint8Array([1, 0, 0]))).toContain("short block frame")
-    expect(reason(new Uint8Array([1, 0, 0, 0, 1, 0x80]))).toContain("unknown block flags")
+    expect(reason(new Uint8Array([1, 0, 0, 0, 1, 0, 0, 0, 0, 0x80]))).toContain("unknown block flags")
     expect(reason(new Uint8Array([0, ...Buffer.from("{nope")]))).toContain("not valid JSON")
     expect(reason(new Uint8Array([0, 0xff, 0xfe]))).toContain("not valid JSON")
     expect(reason(json({ _tag: "Launch", missiles: true }))).toContain("invalid message")
-    expect(reason(json({ _tag: "BlockRequest", id: -1, path: "x", offset: 0, size: 1, hash: "a".repeat(64) }))).toContain("invalid message")
+    expect(reason(json({ _tag: "FileRequest", stream: -1, path: "x", hash: "a".repeat(64), blocks: [] }))).toContain("invalid message")
+    expect(reason(json({ _tag: "FileRequest", stream: 1, path: "x", hash: "a".repeat(64), blocks: [2048] }))).toContain("invalid message")
     expect(reason(hello("x".repeat(257)))).toContain("invalid message")
   })
 

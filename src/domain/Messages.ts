@@ -1,11 +1,10 @@
 import { Schema } from "effect"
-import { FileRecord, MAX_BLOCK_SIZE } from "./FileRecord.js"
+import { FileRecord, MAX_BLOCKS } from "./FileRecord.js"
 
 /** Application protocol spoken inside the encrypted channel. */
 export const PROTOCOL = "dsync/1"
 
 const ReplicaId = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{16}$/))
-const RequestId = Schema.Int.pipe(Schema.between(0, 0xffffffff))
 
 /** First message on a session: who this replica is. */
 export class Hello extends Schema.TaggedClass<Hello>()("Hello", {
@@ -21,29 +20,42 @@ export class IndexBatch extends Schema.TaggedClass<IndexBatch>()("IndexBatch", {
   initialDone: Schema.Boolean
 }) {}
 
-/** Ask for the bytes of one block; the answer is a binary BlockData frame or a BlockError. */
-export class BlockRequest extends Schema.TaggedClass<BlockRequest>()("BlockRequest", {
-  id: RequestId,
+const StreamId = Schema.Int.pipe(Schema.between(0, 0xffffffff))
+
+/**
+ * Ask for some blocks of one version of a file (`hash`). The peer streams them back as
+ * binary BlockData frames, in order, then sends StreamEnd. One request per file: no
+ * round trip per block.
+ */
+export class FileRequest extends Schema.TaggedClass<FileRequest>()("FileRequest", {
+  stream: StreamId,
   path: Schema.String.pipe(Schema.maxLength(4096)),
-  offset: Schema.Int.pipe(Schema.nonNegative()),
-  size: Schema.Int.pipe(Schema.between(0, MAX_BLOCK_SIZE)),
-  hash: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/))
+  hash: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/)),
+  blocks: Schema.Array(Schema.Int.pipe(Schema.between(0, MAX_BLOCKS - 1))).pipe(Schema.maxItems(MAX_BLOCKS))
 }) {}
 
-export class BlockError extends Schema.TaggedClass<BlockError>()("BlockError", {
-  id: RequestId,
-  reason: Schema.String.pipe(Schema.maxLength(1024))
+/** The sender is done with a stream: all blocks sent, or `error` says why it stopped. */
+export class StreamEnd extends Schema.TaggedClass<StreamEnd>()("StreamEnd", {
+  stream: StreamId,
+  error: Schema.optional(Schema.String.pipe(Schema.maxLength(1024)))
+}) {}
+
+/** The receiver no longer wants a stream (it failed, or the file changed again). */
+export class StreamCancel extends Schema.TaggedClass<StreamCancel>()("StreamCancel", {
+  stream: StreamId
 }) {}
 
 export class Ping extends Schema.TaggedClass<Ping>()("Ping", {}) {}
 
-export const Message = Schema.Union(Hello, IndexBatch, BlockRequest, BlockError, Ping)
+export const Message = Schema.Union(Hello, IndexBatch, FileRequest, StreamEnd, StreamCancel, Ping)
 export type Message = typeof Message.Type
 
-/** A binary block answer: raw bytes, never JSON. */
+/** One block of a stream: raw bytes, never JSON. */
 export interface BlockData {
   readonly _tag: "BlockData"
-  readonly id: number
+  readonly stream: number
+  /** Index of the block in the file. */
+  readonly index: number
   readonly compressed: boolean
   readonly data: Uint8Array
 }

@@ -5,7 +5,8 @@ import { type BlockData, type Frame, Message } from "../domain/Messages.js"
 /** First byte of each plaintext frame: a Schema message as JSON, or raw block bytes. */
 const KIND_MESSAGE = 0
 const KIND_BLOCK = 1
-const BLOCK_HEADER = 1 + 4 + 1
+/** kind, stream id, block index, flags */
+const BLOCK_HEADER = 1 + 4 + 4 + 1
 const FLAG_COMPRESSED = 1
 
 const encoder = new TextEncoder()
@@ -21,8 +22,8 @@ export const encodeMessage = (message: Message): Uint8Array => {
   return out
 }
 
-export const encodeBlockData = (id: number, compressed: boolean, data: Uint8Array): Uint8Array => {
-  const out = blockDataFrame(id, data.length, compressed)
+export const encodeBlockData = (stream: number, index: number, compressed: boolean, data: Uint8Array): Uint8Array => {
+  const out = blockDataFrame(stream, index, data.length, compressed)
   out.set(data, BLOCK_HEADER)
   return out
 }
@@ -31,11 +32,13 @@ export const encodeBlockData = (id: number, compressed: boolean, data: Uint8Arra
  * A block frame with its header filled in and room for `size` payload bytes, which the
  * caller writes into `blockPayload(frame)` (e.g. straight from the file: no extra copy).
  */
-export const blockDataFrame = (id: number, size: number, compressed = false): Uint8Array => {
+export const blockDataFrame = (stream: number, index: number, size: number, compressed = false): Uint8Array => {
   const out = new Uint8Array(BLOCK_HEADER + size)
+  const view = new DataView(out.buffer)
   out[0] = KIND_BLOCK
-  new DataView(out.buffer).setUint32(1, id)
-  out[5] = compressed ? FLAG_COMPRESSED : 0
+  view.setUint32(1, stream)
+  view.setUint32(5, index)
+  out[9] = compressed ? FLAG_COMPRESSED : 0
   return out
 }
 
@@ -47,11 +50,12 @@ export const decodeFrame = (bytes: Uint8Array): Effect.Effect<Frame, ProtocolErr
   if (bytes[0] === KIND_BLOCK) {
     if (bytes.length < BLOCK_HEADER) return Effect.fail(new ProtocolError({ reason: "short block frame" }))
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-    const flags = bytes[5]!
+    const flags = bytes[9]!
     if ((flags & ~FLAG_COMPRESSED) !== 0) return Effect.fail(new ProtocolError({ reason: "unknown block flags" }))
     const frame: BlockData = {
       _tag: "BlockData",
-      id: view.getUint32(1),
+      stream: view.getUint32(1),
+      index: view.getUint32(5),
       compressed: (flags & FLAG_COMPRESSED) !== 0,
       data: bytes.subarray(BLOCK_HEADER)
     }

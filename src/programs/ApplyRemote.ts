@@ -9,6 +9,7 @@ import { conflictPath, decide } from "../domain/Reconcile.js"
 import { merge } from "../domain/VersionVector.js"
 import { resolveInside, validatePeerPath } from "../lib/SafePath.js"
 import { readBlockSync } from "../lib/BlockIO.js"
+import { decompressBlock } from "../lib/Lz4Block.js"
 import { type BlockLocation, FileIndex, type LocalRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
@@ -19,13 +20,20 @@ import { moveToTrash, preserveInTrash } from "./Trash.js"
 /** A block could not be had from the peer (gone, changed while sent, timed out, bad data). */
 export class BlockUnavailable extends Data.TaggedError("BlockUnavailable")<{ readonly reason: string }> {}
 
+/**
+ * Takes each block of a stream as it arrives (synchronously, on the hot path). Returns
+ * undefined when the block was taken, or why it was refused, which stops the stream.
+ */
+export type BlockSink = (index: number, data: Uint8Array, compressed: boolean) => string | undefined
+
 /** Where remote blocks come from: the peer session. */
 export interface BlockSource {
-  readonly fetch: (request: { path: string; offset: number; size: number; hash: string }) => Effect.Effect<Uint8Array, BlockUnavailable>
+  /** Stream the blocks `blocks` (indexes) of version `hash` of `path` into `sink`; done when all arrived. */
+  readonly fetchBlocks: (
+    request: { readonly path: string; readonly hash: string; readonly blocks: ReadonlyArray<number> },
+    sink: BlockSink
+  ) => Effect.Effect<void, BlockUnavailable>
 }
-
-/** Blocks requested at once per file: keeps the pipe full without holding much memory. */
-const BLOCKS_IN_FLIGHT = 16
 
 const fsTry = <A>(op: string, p: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (cause) => new FsError({ op, path: p, cause }) })
@@ -64,29 +72,35 @@ const downloadToPart = (remote: FileRecord, target: string, source: BlockSource)
     )
     // blocks we already have (old version, a copy, a renamed file, the trash) are not fetched
     const local = yield* index.findBlocks(remote.blocks)
-    let fetched = 0
-    let next = 0
-    const writeBlock = (i: number) =>
-      Effect.gen(function*() {
-        const hash = remote.blocks[i]!
-        const offset = i * remote.blockSize
-        const size = blockLength(remote, i)
-        let data: Uint8Array | undefined = readLocalBlock(folder.root, local.get(hash), hasher, hash, size)
-        if (data === undefined) {
-          fetched++
-          data = yield* source.fetch({ path: remote.path, offset, size, hash })
+    const writeAt = (index: number, data: Uint8Array) =>
+      fs.writeSync(handle.fd, data, 0, data.length, index * remote.blockSize)
+    const missing: Array<number> = []
+    yield* Effect.forEach(remote.blocks, (hash, index) =>
+      Effect.try({
+        try: () => {
+          const data = readLocalBlock(folder.root, local.get(hash), hasher, hash, blockLength(remote, index))
+          if (data) writeAt(index, data)
+          else missing.push(index)
+        },
+        catch: (cause) => new FsError({ op: "write", path: part, cause })
+      }), { discard: true })
+    if (missing.length > 0) {
+      // Synchronous writes: measured faster here than a thread-pool round trip per block.
+      yield* source.fetchBlocks({ path: remote.path, hash: remote.hash, blocks: missing }, (index, received, compressed) => {
+        const size = blockLength(remote, index)
+        const data = compressed ? decompressBlock(received, size) : received
+        if (!data || data.length !== size || hasher.hash(data) !== remote.blocks[index]) {
+          return `block ${index} failed its hash check (changed while sent?)`
         }
-        if (data.length !== size || hasher.hash(data) !== hash) {
-          return yield* new BlockUnavailable({ reason: `block at ${offset} failed its hash check` })
+        try {
+          writeAt(index, data)
+          return undefined
+        } catch (cause) {
+          return `cannot write ${part}: ${cause instanceof Error ? cause.message : String(cause)}`
         }
-        // synchronous: measured faster here than a thread-pool round trip per block
-        yield* Effect.try({ try: () => fs.writeSync(handle.fd, data, 0, size, offset), catch: (cause) => new FsError({ op: "write", path: part, cause }) })
       })
-    // A few workers take the next block in turn: the pipe stays full without a fiber per block.
-    const worker = Effect.suspend(() => (next < remote.blocks.length ? writeBlock(next++) : Effect.void)).pipe(
-      Effect.repeat({ while: () => next < remote.blocks.length })
-    )
-    yield* Effect.all(Array.from({ length: BLOCKS_IN_FLIGHT }, () => worker), { concurrency: "unbounded", discard: true })
+    }
+    const fetched = missing.length
     yield* fsTry("sync", part, () => handle.sync())
     return { part, fetched }
   })

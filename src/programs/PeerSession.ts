@@ -1,10 +1,20 @@
-import { Deferred, Duration, Effect, Fiber, FiberSet, Option, Ref, Schedule, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, FiberMap, Option, Ref, Schedule, Stream } from "effect"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { ConnectionClosed, ProtocolError } from "../domain/Errors.js"
-import type { FileRecord } from "../domain/FileRecord.js"
-import { BlockError, BlockRequest, type BlockData, Hello, IndexBatch, type Message, Ping, PROTOCOL } from "../domain/Messages.js"
-import { readBlockInto } from "../lib/BlockIO.js"
-import { compressBlock, decompressBlock } from "../lib/Lz4Block.js"
+import { blockLength, type FileRecord } from "../domain/FileRecord.js"
+import {
+  type BlockData,
+  FileRequest,
+  Hello,
+  IndexBatch,
+  type Message,
+  Ping,
+  PROTOCOL,
+  StreamCancel,
+  StreamEnd
+} from "../domain/Messages.js"
+import { compressBlock } from "../lib/Lz4Block.js"
 import { validatePeerPath } from "../lib/SafePath.js"
 import { blockDataFrame, blockPayload, decodeFrame, encodeBlockData, encodeMessage } from "../lib/Wire.js"
 import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
@@ -12,7 +22,7 @@ import { Folder } from "../services/Folder.js"
 import { Hasher } from "../services/Hasher.js"
 import { shortId } from "../services/Identity.js"
 import type { Channel } from "../services/SecureChannel.js"
-import { BlockUnavailable, type BlockSource } from "./ApplyRemote.js"
+import { type BlockSink, BlockUnavailable, type BlockSource } from "./ApplyRemote.js"
 import { makePuller } from "./Puller.js"
 
 /** How a session notices a dead or stuck peer. */
@@ -41,10 +51,8 @@ export interface SessionOptions {
 
 const INDEX_BATCH = 500
 const HELLO_TIMEOUT = Duration.seconds(10)
-/** Block requests from the peer served at once; more wait (the peer bounds what it sends). */
-const SERVING = 32
-
-type Reply = BlockData | BlockError
+/** Files streamed to the peer at once; more requests wait their turn. */
+const SERVING = 16
 
 /** Send our index: everything since the last record sent, again whenever the index grows. */
 const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>) =>
@@ -66,28 +74,50 @@ const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>) 
 
 const toWire = ({ inode: _inode, ...record }: LocalRecord): FileRecord => record
 
-/** Answer one block request from our disk, if the block is still what our index says. */
-const serveBlock = (request: BlockRequest, send: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
+/**
+ * Stream the requested blocks of one file version to the peer, in order, then StreamEnd.
+ * Sending waits while the connection's write queue is full: that is the flow control.
+ */
+const serveFile = (request: FileRequest, sendFrame: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
     const folder = yield* Folder
-    const refuse = (reason: string) => send(encodeMessage(new BlockError({ id: request.id, reason })))
+    const end = (error?: string) =>
+      sendFrame(encodeMessage(new StreamEnd({ stream: request.stream, ...(error === undefined ? {} : { error }) })))
     const record = Option.getOrUndefined(yield* index.get(request.path))
-    const blockIndex = record ? request.offset / record.blockSize : -1
-    if (
-      !record || record.deleted || record.kind !== "file" || !Number.isInteger(blockIndex) ||
-      record.blocks[blockIndex] !== request.hash || Math.min(record.blockSize, record.size - request.offset) !== request.size
-    ) return yield* refuse("no such block")
+    if (!record || record.deleted || record.kind !== "file" || record.hash !== request.hash) {
+      return yield* end("no such file version here (changed since?)")
+    }
     const abs = path.join(folder.root, request.path)
-    // Read straight into the reply frame. The receiver checks each block's hash, so a file
-    // that changed since it was indexed is caught there; a short read is caught here.
-    const frame = blockDataFrame(request.id, request.size)
-    const data = blockPayload(frame)
-    const read = yield* Effect.try(() => readBlockInto(abs, request.offset, data)).pipe(Effect.orElseSucceed(() => -1))
-    if (read !== request.size) return yield* refuse("block changed")
-    const compressed = compressBlock(data)
-    yield* send(compressed ? encodeBlockData(request.id, true, compressed) : frame)
-  })
+    const fd = yield* Effect.acquireRelease(
+      Effect.try(() => fs.openSync(abs, "r")),
+      (fd) => Effect.sync(() => fs.closeSync(fd))
+    ).pipe(Effect.option)
+    if (Option.isNone(fd)) return yield* end("cannot open the file")
+    for (const i of request.blocks) {
+      if (i >= record.blocks.length) return yield* end(`no block ${i}`)
+      const size = blockLength(record, i)
+      // Read straight into the frame. The receiver checks each block's hash, so a file
+      // changed since it was indexed is caught there; a short read is caught here.
+      const frame = blockDataFrame(request.stream, i, size)
+      const data = blockPayload(frame)
+      const read = yield* Effect.try(() => fs.readSync(fd.value, data, 0, size, i * record.blockSize)).pipe(
+        Effect.orElseSucceed(() => -1)
+      )
+      if (read !== size) return yield* end("the file changed while being sent")
+      const compressed = compressBlock(data)
+      yield* sendFrame(compressed ? encodeBlockData(request.stream, i, true, compressed) : frame)
+    }
+    yield* end()
+  }).pipe(Effect.scoped)
+
+/** A stream we asked for: where its blocks go, which are still due, and who waits for the end. */
+interface IncomingStream {
+  readonly sink: BlockSink
+  readonly due: Set<number>
+  readonly done: Deferred.Deferred<void, BlockUnavailable>
+  lastHeard: number
+}
 
 /**
  * One sync session over an established secure channel: exchange hellos and indexes,
@@ -106,19 +136,20 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       Effect.tap(() => Effect.sync(() => (lastHeard = Date.now()))),
       Effect.flatMap(decodeFrame)
     )
-    // Block requests waiting for an answer, oldest first (Map keeps insertion order).
-    const pending = new Map<number, { readonly reply: Deferred.Deferred<Reply>; readonly sentAt: number }>()
+    // Streams we are receiving, by id.
+    const streams = new Map<number, IncomingStream>()
     const requestMillis = Duration.toMillis(options.timing.requestTimeout)
     // One watchdog instead of a timer per frame or per request (both on the hot path):
-    // a silent peer, or one that stops answering block requests, ends the session.
+    // a silent peer, or one that stops sending a file it was asked for, ends the session.
     const watchdog = Effect.gen(function*() {
       while (true) {
         yield* Effect.sleep(Duration.millis(Math.max(10, Math.min(idleMillis, requestMillis) / 4)))
         const now = Date.now()
         if (now - lastHeard > idleMillis) return yield* new ConnectionClosed({ reason: "idle timeout" })
-        const oldest = pending.values().next().value
-        if (oldest && now - oldest.sentAt > requestMillis) {
-          return yield* new ConnectionClosed({ reason: "the peer stopped answering block requests" })
+        for (const incoming of streams.values()) {
+          if (now - incoming.lastHeard > requestMillis) {
+            return yield* new ConnectionClosed({ reason: "the peer stopped sending a file it was asked for" })
+          }
         }
       }
     })
@@ -133,40 +164,60 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     }
     yield* Effect.logInfo(`connected to ${hello.name} (${shortId(channel.peerId)}) at ${channel.remoteLabel}`)
 
-    let nextId = 0
+    let nextStream = 0
+    /** Ends a stream we receive: removed, its waiter told; a failure also tells the peer to stop. */
+    const finish = (stream: number, error?: string): Effect.Effect<void> => {
+      const incoming = streams.get(stream)
+      if (!incoming) return Effect.void
+      streams.delete(stream)
+      if (error === undefined) return Deferred.succeed(incoming.done, undefined)
+      return Deferred.fail(incoming.done, new BlockUnavailable({ reason: error })).pipe(
+        Effect.zipRight(send(new StreamCancel({ stream }))),
+        Effect.ignore
+      )
+    }
     const source: BlockSource = {
-      fetch: (request) => {
-        const id = nextId = (nextId + 1) >>> 0
+      fetchBlocks: (request, sink) => {
+        const stream = nextStream = (nextStream + 1) >>> 0
         return Effect.gen(function*() {
-          const reply = yield* Deferred.make<Reply>()
-          pending.set(id, { reply, sentAt: Date.now() })
-          // built from a validated record: skip re-validating on this per-block path
-          yield* send(new BlockRequest({ id, ...request }, true)).pipe(
+          const done = yield* Deferred.make<void, BlockUnavailable>()
+          streams.set(stream, { sink, due: new Set(request.blocks), done, lastHeard: Date.now() })
+          // built from a validated record: skip re-validating
+          yield* send(new FileRequest({ stream, path: request.path, hash: request.hash, blocks: [...request.blocks] }, true)).pipe(
             Effect.mapError((e) => new BlockUnavailable({ reason: e.reason }))
           )
-          const answer = yield* Deferred.await(reply)
-          if (answer._tag === "BlockError") return yield* new BlockUnavailable({ reason: answer.reason })
-          if (!answer.compressed) return answer.data
-          const data = decompressBlock(answer.data, request.size)
-          return data ?? (yield* new BlockUnavailable({ reason: "bad compressed block" }))
-        }).pipe(Effect.ensuring(Effect.sync(() => pending.delete(id))))
+          yield* Deferred.await(done)
+        }).pipe(Effect.onInterrupt(() => finish(stream, "cancelled")))
       }
     }
 
     const puller = yield* makePuller(source, options.transfers)
 
-    const serving = yield* FiberSet.make()
+    const outgoing = yield* FiberMap.make<number>()
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
     const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, FileIndex | Folder | Hasher> => {
       switch (frame._tag) {
-        case "BlockData":
-        case "BlockError": {
-          const waiting = pending.get(frame.id)
-          pending.delete(frame.id)
-          return waiting ? Deferred.succeed(waiting.reply, frame) : Effect.logDebug(`late reply ${frame.id} ignored`)
+        case "BlockData": {
+          // hot path: plain code, no fiber per block
+          const incoming = streams.get(frame.stream)
+          if (!incoming) return Effect.void // a stream we cancelled: its last blocks still arrive
+          if (!incoming.due.delete(frame.index)) return finish(frame.stream, `unexpected block ${frame.index}`)
+          incoming.lastHeard = Date.now()
+          const refused = incoming.sink(frame.index, frame.data, frame.compressed)
+          return refused === undefined ? Effect.void : finish(frame.stream, refused)
         }
-        case "BlockRequest":
-          return FiberSet.run(serving, serveSlots.withPermits(1)(serveBlock(frame, sendFrame))).pipe(Effect.asVoid)
+        case "StreamEnd": {
+          const incoming = streams.get(frame.stream)
+          if (!incoming) return Effect.void
+          return finish(
+            frame.stream,
+            frame.error ?? (incoming.due.size > 0 ? `the peer sent ${incoming.due.size} blocks too few` : undefined)
+          )
+        }
+        case "FileRequest":
+          return FiberMap.run(outgoing, frame.stream, serveSlots.withPermits(1)(serveFile(frame, sendFrame))).pipe(Effect.asVoid)
+        case "StreamCancel":
+          return FiberMap.remove(outgoing, frame.stream)
         case "IndexBatch":
           return Effect.gen(function*() {
             const accepted: Array<FileRecord> = []
