@@ -5,12 +5,10 @@ import { Cipher, TAG_BYTES } from "../services/Cipher.js"
 /** Pure-JS ChaCha20-Poly1305: a fallback, and a cross-check of the node implementation. */
 export const layer = Layer.succeed(Cipher, {
   name: "@noble/ciphers",
-  seal: (key, nonce, plaintext, headroom = 0) => {
+  seal: (key, nonce, plaintext) => chacha20poly1305(key, nonce).encrypt(plaintext),
+  sealParts: (key, nonce, plaintext) => {
     const sealed = chacha20poly1305(key, nonce).encrypt(plaintext)
-    if (headroom === 0) return sealed
-    const out = new Uint8Array(headroom + sealed.length)
-    out.set(sealed, headroom)
-    return out
+    return [sealed.subarray(0, plaintext.length), sealed.subarray(plaintext.length)]
   },
   open: (key, nonce, sealed) => {
     if (sealed.length < TAG_BYTES) return undefined

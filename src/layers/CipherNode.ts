@@ -15,17 +15,30 @@ const transform = (c: NodeCipher | Decipher, input: Uint8Array, out: Uint8Array)
   for (let at = 0; at < input.length; at += SLICE) out.set(c.update(input.subarray(at, at + SLICE)), at)
 }
 
+const sealParts = (key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array): readonly [Uint8Array, Uint8Array] => {
+  const cipher = createCipheriv(ALGORITHM, key, nonce, OPTIONS)
+  let ciphertext: Uint8Array
+  if (plaintext.length <= SLICE) {
+    ciphertext = cipher.update(plaintext) // one piece: keep OpenSSL's buffer, no copy
+  } else {
+    ciphertext = new Uint8Array(plaintext.length)
+    transform(cipher, plaintext, ciphertext)
+  }
+  cipher.final()
+  return [ciphertext, cipher.getAuthTag()]
+}
+
 /** ChaCha20-Poly1305 through OpenSSL: the fast default. */
 export const layer = Layer.succeed(Cipher, {
   name: "node:crypto",
-  seal: (key, nonce, plaintext, headroom = 0) => {
-    const cipher = createCipheriv(ALGORITHM, key, nonce, OPTIONS)
-    const out = new Uint8Array(headroom + plaintext.length + TAG_BYTES) // headroom || ciphertext || tag
-    transform(cipher, plaintext, out.subarray(headroom))
-    cipher.final()
-    out.set(cipher.getAuthTag(), headroom + plaintext.length)
+  seal: (key, nonce, plaintext) => {
+    const [ciphertext, tag] = sealParts(key, nonce, plaintext)
+    const out = new Uint8Array(ciphertext.length + TAG_BYTES)
+    out.set(ciphertext)
+    out.set(tag, ciphertext.length)
     return out
   },
+  sealParts,
   open: (key, nonce, sealed) => {
     if (sealed.length < TAG_BYTES) return undefined
     const end = sealed.length - TAG_BYTES

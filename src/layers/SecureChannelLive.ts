@@ -10,7 +10,7 @@ import {
 } from "node:crypto"
 import { Data, Duration, Effect, Either, Layer, Schema } from "effect"
 import { ConnectionClosed, HandshakeError, ProtocolError } from "../domain/Errors.js"
-import { encodeFrame, FrameReader, HEADER_BYTES, writeFrameHeader } from "../lib/Framing.js"
+import { encodeFrame, frameHeader, FrameReader } from "../lib/Framing.js"
 import { Cipher, type CipherApi, KEY_BYTES, NONCE_BYTES, TAG_BYTES } from "../services/Cipher.js"
 import { Identity, type IdentityApi, shortId } from "../services/Identity.js"
 import {
@@ -195,9 +195,8 @@ const makeChannel = (
           return Effect.zipRight(connection.close, Effect.fail(new ConnectionClosed({ reason: "nonce limit reached" })))
         }
         // The counter moves before the write: a nonce is never used twice, even if the write fails.
-        const framed = cipher.seal(keys.send, nonceFor(sendCounter++), plaintext, HEADER_BYTES)
-        writeFrameHeader(framed)
-        return connection.write(framed)
+        const [ciphertext, tag] = cipher.sealParts(keys.send, nonceFor(sendCounter++), plaintext)
+        return connection.write(frameHeader(ciphertext.length + tag.length), ciphertext, tag)
       }))
 
     // The caller guarantees a single reader (the session's receive loop): no lock on this hot path.

@@ -6,6 +6,17 @@ import { Transport, type Connection } from "../services/Transport.js"
 const EOF = Symbol("eof")
 type Chunk = Uint8Array | typeof EOF
 
+/** A copy of the parts as one chunk (the writer may reuse its buffers). */
+const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const part of parts) {
+    out.set(part, at)
+    at += part.length
+  }
+  return out
+}
+
 /** One end of an in-memory pipe. */
 const endpoint = (
   inbound: Queue.Queue<Chunk>,
@@ -26,11 +37,11 @@ const endpoint = (
       chunk === EOF
         ? Effect.zipRight(Queue.offer(inbound, EOF), Effect.fail(new ConnectionClosed({ reason: "end of stream" })))
         : Effect.succeed(chunk)),
-    write: (bytes) =>
+    write: (...parts) =>
       Effect.flatMap(Ref.get(closed), (isClosed) =>
         isClosed
           ? Effect.fail(new ConnectionClosed({ reason: "closed" }))
-          : Queue.offer(outbound, bytes.slice())),
+          : Queue.offer(outbound, concat(parts))),
     close
   }
 }

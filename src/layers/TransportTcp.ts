@@ -5,9 +5,9 @@ import { ConnectionClosed, TransportError } from "../domain/Errors.js"
 import { Transport, type Connection } from "../services/Transport.js"
 
 /** Pause the socket once this much unread data is queued: backpressure to the sender. */
-const HIGH_WATER = 4 * 1024 * 1024
+const HIGH_WATER = 1024 * 1024
 /** Bytes we let queue in the socket's user-space buffer before a writer waits. */
-const WRITE_QUEUE_LIMIT = 4 * 1024 * 1024
+const WRITE_QUEUE_LIMIT = 1024 * 1024
 const DIAL_TIMEOUT_MS = 5_000
 
 /** Wrap a connected socket as a Connection with pull-based reads and awaited writes. */
@@ -59,12 +59,16 @@ export const fromSocket = (socket: net.Socket): Connection => {
       })
     }).pipe(Effect.zipRight(read))
   })
-  const write = (bytes: Uint8Array): Effect.Effect<void, ConnectionClosed> =>
+  const write = (...parts: ReadonlyArray<Uint8Array>): Effect.Effect<void, ConnectionClosed> =>
     Effect.suspend(() => {
       if (ended !== undefined || socket.destroyed) return Effect.fail(new ConnectionClosed({ reason: ended ?? "closed" }))
+      // cork: the parts leave in one gathering write (writev), not one syscall each
+      socket.cork()
+      for (const part of parts) socket.write(part)
+      socket.uncork()
       // Wait for 'drain' only when much is queued: waiting after every large frame would
       // cost an event-loop turn per frame and leave the pipe idle in between.
-      if (socket.write(bytes) || socket.writableLength < WRITE_QUEUE_LIMIT) return Effect.void
+      if (socket.writableLength < WRITE_QUEUE_LIMIT) return Effect.void
       return Effect.async<void, ConnectionClosed>((resume) => {
         const onDrain = () => {
           cleanup()

@@ -7,14 +7,16 @@ export const HEADER_BYTES = 4
 /** `payload` prefixed with its length as a 4-byte big-endian integer. */
 export const encodeFrame = (payload: Uint8Array): Uint8Array => {
   const out = new Uint8Array(HEADER_BYTES + payload.length)
+  new DataView(out.buffer).setUint32(0, payload.length)
   out.set(payload, HEADER_BYTES)
-  return writeFrameHeader(out)
+  return out
 }
 
-/** Fill in the header of a frame whose payload already sits after HEADER_BYTES of room. */
-export const writeFrameHeader = (frame: Uint8Array): Uint8Array => {
-  new DataView(frame.buffer, frame.byteOffset, HEADER_BYTES).setUint32(0, frame.length - HEADER_BYTES)
-  return frame
+/** The header alone, for a payload written after it as separate parts. */
+export const frameHeader = (payloadLength: number): Uint8Array => {
+  const header = new Uint8Array(HEADER_BYTES)
+  new DataView(header.buffer).setUint32(0, payloadLength)
+  return header
 }
 
 const EMPTY = new Uint8Array(0)

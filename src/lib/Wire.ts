@@ -44,6 +44,15 @@ export const blockDataFrame = (stream: number, index: number, size: number, comp
 
 export const blockPayload = (frame: Uint8Array): Uint8Array => frame.subarray(BLOCK_HEADER)
 
+/** Bytes of a block frame carrying `size` payload bytes. */
+export const blockFrameLength = (size: number): number => BLOCK_HEADER + size
+
+/** Point a reused (uncompressed) block frame at another block. */
+export const setBlockIndex = (frame: Uint8Array, index: number): Uint8Array => {
+  new DataView(frame.buffer, frame.byteOffset, BLOCK_HEADER).setUint32(5, index)
+  return frame
+}
+
 /** Decode and validate one plaintext frame; anything malformed is a ProtocolError. */
 export const decodeFrame = (bytes: Uint8Array): Effect.Effect<Frame, ProtocolError> => {
   if (bytes.length === 0) return Effect.fail(new ProtocolError({ reason: "empty frame" }))

@@ -16,7 +16,7 @@ import {
 } from "../domain/Messages.js"
 import { compressBlock } from "../lib/Lz4Block.js"
 import { validatePeerPath } from "../lib/SafePath.js"
-import { blockDataFrame, blockPayload, decodeFrame, encodeBlockData, encodeMessage } from "../lib/Wire.js"
+import { blockDataFrame, blockFrameLength, blockPayload, decodeFrame, encodeBlockData, encodeMessage, setBlockIndex } from "../lib/Wire.js"
 import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher } from "../services/Hasher.js"
@@ -94,12 +94,15 @@ const serveFile = (request: FileRequest, sendFrame: (frame: Uint8Array) => Effec
       (fd) => Effect.sync(() => fs.closeSync(fd))
     ).pipe(Effect.option)
     if (Option.isNone(fd)) return yield* end("cannot open the file")
+    // One frame buffer for the whole stream: sending seals (copies) it before we read the
+    // next block into it, so each block costs no new allocation here.
+    const scratch = blockDataFrame(request.stream, 0, record.blockSize)
     for (const i of request.blocks) {
       if (i >= record.blocks.length) return yield* end(`no block ${i}`)
       const size = blockLength(record, i)
       // Read straight into the frame. The receiver checks each block's hash, so a file
       // changed since it was indexed is caught there; a short read is caught here.
-      const frame = blockDataFrame(request.stream, i, size)
+      const frame = setBlockIndex(scratch.subarray(0, blockFrameLength(size)), i)
       const data = blockPayload(frame)
       const read = yield* Effect.try(() => fs.readSync(fd.value, data, 0, size, i * record.blockSize)).pipe(
         Effect.orElseSucceed(() => -1)

@@ -6,11 +6,13 @@ import { Context } from "effect"
  */
 export interface CipherApi {
   readonly name: string
+  /** ciphertext || tag */
+  readonly seal: (key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array) => Uint8Array
   /**
-   * `headroom` free bytes || ciphertext || tag. The headroom lets a caller put a frame
-   * header in front without copying the sealed bytes again.
+   * The same bytes as `seal`, as [ciphertext, tag]: a caller that writes them out with a
+   * gathering write saves copying the ciphertext into one buffer (the hot path).
    */
-  readonly seal: (key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, headroom?: number) => Uint8Array
+  readonly sealParts: (key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array) => readonly [Uint8Array, Uint8Array]
   /** The plaintext, or undefined when the tag does not verify. */
   readonly open: (key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array) => Uint8Array | undefined
 }

@@ -7,7 +7,7 @@ export interface Channel {
   /** The peer's proven Ed25519 public key, hex. */
   readonly peerId: string
   readonly remoteLabel: string
-  /** Seal and send one frame. Concurrent callers are serialised. */
+  /** Seal and send one frame. Concurrent callers are serialised. `plaintext` may be reused once this completes. */
   readonly send: (plaintext: Uint8Array) => Effect.Effect<void, ConnectionClosed>
   /** Receive and open the next frame. Fails on tampering, oversize, or EOF. */
   readonly receive: Effect.Effect<Uint8Array, ConnectionClosed | ProtocolError>

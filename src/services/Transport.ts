@@ -9,8 +9,12 @@ export interface Connection {
   readonly remoteLabel: string
   /** Next chunk of bytes, as the transport delivers them; fails once the stream has ended. */
   readonly read: Effect.Effect<Uint8Array, ConnectionClosed>
-  /** Queue bytes for sending; waits while the transport applies backpressure. */
-  readonly write: (bytes: Uint8Array) => Effect.Effect<void, ConnectionClosed>
+  /**
+   * Queue bytes for sending, as one contiguous piece (several parts are written back to
+   * back, gathered without copying where the transport can); waits while the transport
+   * applies backpressure.
+   */
+  readonly write: (...parts: ReadonlyArray<Uint8Array>) => Effect.Effect<void, ConnectionClosed>
   /** Close both directions now. Idempotent. */
   readonly close: Effect.Effect<void>
 }
