@@ -44,6 +44,9 @@ describe("two nodes on an in-memory network", () => {
       write(b, "docs/readme.md", "r")
       write(b, "docs/guide/intro.md", "i")
       yield* eventually("new tree", () => readOr(path.join(a, "docs/guide/intro.md")) === "i")
+      // folders made in one go (mkdir -p) are watched too: a later edit inside them is seen
+      write(b, "docs/guide/intro.md", "i2")
+      yield* eventually("edit inside a new nested folder", () => readOr(path.join(a, "docs/guide/intro.md")) === "i2")
       fs.rmSync(path.join(b, "docs"), { recursive: true })
       yield* eventually("removed tree", () => !fs.existsSync(path.join(a, "docs")))
       yield* eventually("converged", () => sameTree(a, b))

@@ -4,7 +4,7 @@ import { appendFile, mkdir, mkdtemp, realpath, rename, rm, writeFile } from "nod
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { layer as WatcherParcel } from "../src/layers/WatcherParcel.js"
-import { Watcher } from "../src/services/Watcher.js"
+import { RESCAN_ALL, Watcher } from "../src/services/Watcher.js"
 
 const WAIT = Duration.seconds(5)
 
@@ -71,6 +71,8 @@ describe("WatcherParcel", () => {
       // on it is added: the consumer rescans new folders (SyncNode does), so `d` is the promise.
       const nested = yield* until(["d"])
       for (const p of nested) expect(p.startsWith("/"), p).toBe(false)
+      // the watcher re-subscribes to cover the new folders, then asks for a full rescan
+      yield* until([RESCAN_ALL])
 
       // A file in a directory that already existed before its watch was added.
       yield* fs(() => writeFile(join(root, "d", "e", "g.txt"), "later"))

@@ -1,9 +1,20 @@
 import * as parcel from "@parcel/watcher"
-import { Effect, Layer, Option, Queue, Stream } from "effect"
+import { Effect, Layer, Option, Queue, Ref, Stream } from "effect"
+import { lstatSync } from "node:fs"
 import { realpath } from "node:fs/promises"
 import { FsError } from "../domain/Errors.js"
 import { toRelative } from "../lib/SafePath.js"
-import { Watcher } from "../services/Watcher.js"
+import { RESCAN_ALL, Watcher } from "../services/Watcher.js"
+
+const RESUBSCRIBE_INTERVAL_MS = 1000
+
+const isDirectory = (abs: string): boolean => {
+  try {
+    return lstatSync(abs).isDirectory()
+  } catch {
+    return false
+  }
+}
 
 /** Our state folder changes on every index write: never report it. */
 const isStatePath = (rel: string) => rel === ".dsync" || rel.startsWith(".dsync/")
@@ -33,27 +44,60 @@ export const layer: Layer.Layer<Watcher> = Layer.succeed(Watcher, {
         let failure: FsError | undefined
         const wakeup = yield* Queue.sliding<void>(1)
 
+        let newDirectory = false
         const onEvents: parcel.SubscribeCallback = (err, events) => {
           if (err) failure ??= new FsError({ op: "watch", path: root, cause: err })
           for (const event of events ?? []) {
             const rel = toRelative(base, event.path)
-            if (rel !== undefined && !isStatePath(rel)) pending.add(rel)
+            if (rel === undefined || isStatePath(rel)) continue
+            pending.add(rel)
+            if (event.type === "create" && !newDirectory) newDirectory = isDirectory(event.path)
           }
           if (failure !== undefined || pending.size > 0) Queue.unsafeOffer(wakeup, undefined)
         }
 
-        yield* Effect.acquireRelease(
-          Effect.tryPromise({
-            // `ignore` keeps the native side from even watching .dsync/ (the filter above stays as a guard).
-            try: () => parcel.subscribe(base, onEvents, { ignore: [".dsync"] }),
-            catch: (cause) => new FsError({ op: "watch", path: root, cause })
-          }),
-          (subscription) => Effect.tryPromise(() => subscription.unsubscribe()).pipe(Effect.ignore)
-        )
+        // `ignore` keeps the native side from even watching .dsync/ (the filter above stays as a guard).
+        const subscribe = Effect.tryPromise({
+          try: () => parcel.subscribe(base, onEvents, { ignore: [".dsync"] }),
+          catch: (cause) => new FsError({ op: "watch", path: root, cause })
+        })
+        const unsubscribe = (s: parcel.AsyncSubscription) => Effect.tryPromise(() => s.unsubscribe()).pipe(Effect.ignore)
+        const scope = yield* Effect.scope
+        let subscription: parcel.AsyncSubscription = yield* subscribe
+        yield* Effect.addFinalizer(() => unsubscribe(subscription))
+        let lastResubscribe = 0
+
+        /**
+         * inotify needs a watch per directory, added when the backend sees the directory
+         * appear: folders created in quick succession (`mkdir -p a/b`) can end up with no
+         * watch, so nothing inside them would ever be reported. After a new directory we
+         * subscribe afresh (the backend walks the whole tree again), at most once a second.
+         * The old subscription goes first (parcel shares native watches between live
+         * subscriptions, and removing the old one could drop the new one's), so for a few
+         * milliseconds nothing is watched: a batch with RESCAN_ALL follows.
+         */
+        const rewatch = Effect.gen(function*() {
+          const wait = lastResubscribe + RESUBSCRIBE_INTERVAL_MS - Date.now()
+          if (wait > 0) yield* Effect.sleep(wait)
+          newDirectory = false
+          // uninterruptible: closing mid-swap must not leave a subscription behind
+          yield* Effect.uninterruptible(Effect.gen(function*() {
+            yield* unsubscribe(subscription)
+            subscription = yield* subscribe
+          }))
+          lastResubscribe = Date.now()
+          pending.add(RESCAN_ALL)
+          Queue.unsafeOffer(wakeup, undefined)
+        }).pipe(Effect.catchAll((e) => Effect.sync(() => (failure ??= e))))
+        // Re-subscribing runs beside the stream, so other changes keep flowing meanwhile.
+        const rewatching = yield* Ref.make(false)
+        const scheduleRewatch = Effect.flatMap(Ref.getAndSet(rewatching, true), (running) =>
+          running ? Effect.void : Effect.forkIn(Effect.ensuring(rewatch, Ref.set(rewatching, false)), scope))
 
         const nextBatch = Effect.gen(function*() {
           yield* Queue.take(wakeup)
           if (failure !== undefined) return yield* Effect.fail(Option.some(failure))
+          if (newDirectory) yield* scheduleRewatch
           const batch = [...pending]
           pending.clear()
           return batch

@@ -9,7 +9,7 @@ import { HandshakeGuard } from "../services/HandshakeGuard.js"
 import { Identity, shortId } from "../services/Identity.js"
 import { SecureChannel } from "../services/SecureChannel.js"
 import { Transport, type Connection } from "../services/Transport.js"
-import { Watcher } from "../services/Watcher.js"
+import { RESCAN_ALL, Watcher } from "../services/Watcher.js"
 import { Hasher } from "../services/Hasher.js"
 import { defaultTiming, runSession, type SessionOptions, type SessionTiming } from "./PeerSession.js"
 import { diskState, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
@@ -52,8 +52,8 @@ const onLocalChanges = (paths: ReadonlyArray<string>) =>
     if (paths.includes(IGNORE_FILE_NAME)) {
       yield* folder.reloadIgnore
       yield* Effect.logInfo(".dsyncignore changed: rules reloaded")
-      yield* scanAll(false)
     }
+    if (paths.includes(IGNORE_FILE_NAME) || paths.includes(RESCAN_ALL)) return yield* scanAll(false)
     const entries = yield* Effect.forEach(paths, (rel) =>
       Effect.map(diskState(rel).pipe(Effect.orElseSucceed(() => undefined)), (present) => ({ rel, present })))
     // What exists first, then what vanished: after a rename the new path is announced

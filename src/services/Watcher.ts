@@ -6,8 +6,12 @@ export interface WatcherApi {
   /**
    * Batches of changed paths, relative to `root`, `/`-separated. A path in a batch may
    * have been created, modified or deleted: the consumer stats it to find out.
+   * RESCAN_ALL in a batch means changes may have gone unreported: rescan everything.
    */
   readonly watch: (root: string) => Stream.Stream<ReadonlyArray<string>, FsError>
 }
+
+/** In a batch: anything may have changed (the watcher was briefly blind). */
+export const RESCAN_ALL = ""
 
 export class Watcher extends Context.Tag("dsync/Watcher")<Watcher, WatcherApi>() {}
