@@ -1,7 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, Layer, Option, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { FsError } from "../src/domain/Errors.js"
+import * as WatcherParcel from "../src/layers/WatcherParcel.js"
+import { Watcher } from "../src/services/Watcher.js"
 import { cutAll, makeNetwork } from "../src/Testing.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
 import { captureLogs, memoryNode, sameTree, write } from "./support/nodes.js"
@@ -185,5 +188,28 @@ describe("two nodes on an in-memory network", () => {
       write(a, "after.txt", "marker")
       yield* eventually("later change synced", () => readOr(path.join(b, "after.txt")) === "marker")
       expect(fs.existsSync(path.join(b, "key.secret"))).toBe(false)
+    }).pipe(Effect.scoped), { timeout: 30_000 })
+
+  it.live("a watcher that fails is restarted, and what changed meanwhile is found by a rescan", () =>
+    Effect.gen(function*() {
+      const a = yield* tempDir()
+      const b = yield* tempDir()
+      // the first subscription fails at once; later ones are the real watcher
+      let subscriptions = 0
+      const flaky = Layer.effect(
+        Watcher,
+        Effect.map(Effect.provide(Watcher, WatcherParcel.layer), (real) => ({
+          watch: (root: string) =>
+            subscriptions++ === 0 ? Stream.fail(new FsError({ op: "watch", path: root, cause: "no inotify watches left" })) : real.watch(root)
+        }))
+      )
+      const network = makeNetwork()
+      yield* memoryNode(network, "a", a, ["b"], undefined, flaky)
+      yield* memoryNode(network, "b", b, [])
+      write(a, "made-while-blind.txt", "found")
+      yield* eventually("synced after the restart", () => readOr(path.join(b, "made-while-blind.txt")) === "found")
+      expect(subscriptions).toBeGreaterThanOrEqual(2)
+      write(a, "later.txt", "live again")
+      yield* eventually("live again", () => readOr(path.join(b, "later.txt")) === "live again")
     }).pipe(Effect.scoped), { timeout: 30_000 })
 })

@@ -1,6 +1,6 @@
 import { Console, Deferred, Duration, Effect, FiberMap, Option, Schedule, Stream } from "effect"
 import { formatAddress, type PeerAddress } from "../domain/Config.js"
-import type { HandshakeError, TransportError } from "../domain/Errors.js"
+import { FsError, type HandshakeError, type TransportError } from "../domain/Errors.js"
 import type { FileRecord } from "../domain/FileRecord.js"
 import { Discovery, type DiscoveredPeer } from "../services/Discovery.js"
 import { FileIndex } from "../services/FileIndex.js"
@@ -35,6 +35,10 @@ export interface NodeHandle {
   /** What the index holds for a path (tombstones included). */
   readonly record: (relPath: string) => Effect.Effect<Option.Option<FileRecord>>
 }
+
+const FULL_RESCAN_INTERVAL = Duration.minutes(5)
+/** Restart a failed watcher after 1 s, backing off to a minute. */
+const WATCHER_RESTART = Schedule.exponential(Duration.seconds(1)).pipe(Schedule.union(Schedule.spaced(Duration.minutes(1))))
 
 /** Reconnect delays: 0.5 s doubling to 30 s, jittered so peers don't dial in lockstep. */
 const reconnect = Schedule.exponential(Duration.millis(500)).pipe(
@@ -97,17 +101,29 @@ export const startNode = (options: NodeOptions) =>
     }
 
     // Subscribe before the initial scan so nothing changed during the scan is missed.
+    // A watcher that fails (e.g. out of inotify watches) is restarted, with a full
+    // rescan for whatever it missed meanwhile.
     const scanned = yield* Deferred.make<void>()
-    yield* Effect.forkScoped(
-      watcher.watch(folder.root).pipe(
-        Stream.runForEach((paths) => Effect.zipRight(Deferred.await(scanned), onLocalChanges(paths))),
-        Effect.catchAll((e) => Effect.logError(`file watcher stopped: ${e.message}`))
-      )
+    let starts = 0
+    const watching = Stream.suspend(() =>
+      starts++ === 0 ? watcher.watch(folder.root) : Stream.concat(Stream.make([RESCAN_ALL]), watcher.watch(folder.root))
+    ).pipe(
+      Stream.runForEach((paths) => Effect.zipRight(Deferred.await(scanned), onLocalChanges(paths))),
+      Effect.tapError((e) => Effect.logError(`file watcher failed, restarting it: ${e.message}`)),
+      Effect.zipRight(Effect.fail(new FsError({ op: "watch", path: folder.root, cause: "stream ended" }))),
+      Effect.retry(WATCHER_RESTART),
+      Effect.ignore
     )
+    yield* Effect.forkScoped(watching)
     yield* purgeTrash(folder.root)
     const count = yield* scanAll(true)
     yield* Deferred.succeed(scanned, undefined)
     yield* Effect.logDebug(`indexed ${count} entries`)
+    // Safety net for events no watcher reports (network filesystems, lost events): a
+    // periodic rescan. Cheap: unchanged files are recognised by size, mtime and inode.
+    yield* Effect.forkScoped(
+      scanAll(false).pipe(Effect.delay(FULL_RESCAN_INTERVAL), Effect.forever)
+    )
 
     const session = (channel: Parameters<typeof runSession>[0], initiator: string) =>
       sessions.run(channel, initiator, runSession(channel, sessionOptions)).pipe(

@@ -3,6 +3,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { SessionTiming } from "../../src/programs/PeerSession.js"
 import { startNode } from "../../src/programs/SyncNode.js"
+import type { Watcher } from "../../src/services/Watcher.js"
 import { memoryNodeLayer, type MemoryNetwork } from "../../src/Testing.js"
 import { describeTree } from "./fs.js"
 
@@ -14,11 +15,14 @@ export const memoryNode = (
   host: string,
   root: string,
   peers: ReadonlyArray<string>,
-  timing?: Partial<SessionTiming>
+  timing?: Partial<SessionTiming>,
+  /** Replaces some of the node's services (e.g. a failing watcher). */
+  overrides: Layer.Layer<never> | Layer.Layer<Watcher> = Layer.empty
 ) =>
   Effect.gen(function*() {
     // built in the caller's scope: the node's services live as long as the node
-    const services = yield* Layer.build(memoryNodeLayer({ network, host, root, peers: peers.map((h) => ({ host: h, port: PORT })) }))
+    const base = memoryNodeLayer({ network, host, root, peers: peers.map((h) => ({ host: h, port: PORT })) })
+    const services = yield* Layer.build(Layer.merge(base, overrides))
     return yield* Effect.provide(
       startNode({ name: host, listen: { host, port: PORT }, maxConcurrentTransfers: 4, ...(timing ? { timing } : {}) }),
       services
