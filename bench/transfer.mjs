@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 // Transfer benchmark: two real dsync processes on 127.0.0.1 (discovery off).
 //   node bench/transfer.mjs [--size-mib N]      (default 512; `npm run bench` builds first)
+// Measures: initial sync (a file A indexed at start, from B's connection until B has it),
+// live sync (a file moved into A while both run, until B has it: includes A's watcher
+// delay and hashing), `cp` of the same file (page cache only, no fsync), the latency of
+// 20 new 1 KiB files, and each process's peak RSS.
 // Prints one JSON object and writes it to bench/results/transfer.json.
 // SAFETY: dsync runs only with `--no-discovery -a 127.0.0.1:PORT`.
 import { spawn, spawnSync } from "node:child_process"
@@ -243,6 +247,8 @@ const main = async () => {
     )
 
     // ---- big file ----
+    // flush what the initial sync wrote, so its writeback does not land in this measurement
+    spawnSync("sync")
     const dst = path.join(dirB, "big.bin")
     const t0 = performance.now()
     fs.renameSync(src, path.join(dirA, "big.bin"))
