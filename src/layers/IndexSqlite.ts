@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto"
 import { mkdirSync } from "node:fs"
 import * as path from "node:path"
 import { FsError } from "../domain/Errors.js"
+import type { FileKind } from "../domain/FileRecord.js"
 import type { VersionVector } from "../domain/VersionVector.js"
 import { type BlockLocation, FileIndex, type FileIndexApi, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 
@@ -106,7 +107,7 @@ const make = (file: string) =>
       addBlock: db.prepare<[string, string, number, number]>("INSERT INTO blocks (hash, path, offset, size) VALUES (?, ?, ?, ?)"),
       touch: db.prepare<[number, number, string]>("UPDATE files SET mtime_ms = ?, inode = ? WHERE path = ?"),
       since: db.prepare<[number, number], FileRow>("SELECT * FROM files WHERE sequence > ? ORDER BY sequence LIMIT ?"),
-      live: db.prepare<[], FileRow>("SELECT * FROM files WHERE deleted = 0 ORDER BY path"),
+      livePaths: db.prepare<[], { path: string; kind: FileKind }>("SELECT path, kind FROM files WHERE deleted = 0 ORDER BY path"),
       findBlock: db.prepare<[string], BlockLocation>("SELECT path, offset, size FROM blocks WHERE hash = ? LIMIT 1"),
       moveBlocks: db.prepare<[string, string]>("UPDATE blocks SET path = ? WHERE path = ?"),
       forgetBlocks: db.prepare<[number, string]>("DELETE FROM blocks WHERE substr(path, 1, ?) = ?")
@@ -161,7 +162,7 @@ const make = (file: string) =>
           recent.delete(p)
         }),
       since: (after, limit) => Effect.sync(() => q.since.all(after, limit).map(fromRow)),
-      live: Effect.sync(() => q.live.all().map(fromRow)),
+      livePaths: Effect.sync(() => q.livePaths.all()),
       relocateBlocks: (from, to) => Effect.sync(() => void q.moveBlocks.run(to, from)),
       forgetBlocksUnder: (prefix) => Effect.sync(() => void q.forgetBlocks.run(prefix.length, prefix)),
       findBlocks: (hashes) =>

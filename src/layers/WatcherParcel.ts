@@ -1,6 +1,6 @@
 import * as parcel from "@parcel/watcher"
 import { Effect, Layer, Option, Queue, Ref, Stream } from "effect"
-import { lstatSync } from "node:fs"
+import { readdirSync } from "node:fs"
 import { realpath } from "node:fs/promises"
 import { FsError } from "../domain/Errors.js"
 import { toRelative } from "../lib/SafePath.js"
@@ -8,11 +8,16 @@ import { RESCAN_ALL, Watcher } from "../services/Watcher.js"
 
 const RESUBSCRIBE_INTERVAL_MS = 1000
 
-const isDirectory = (abs: string): boolean => {
+/**
+ * A new directory that already holds directories: those appeared before the backend
+ * could watch them (`mkdir -p a/b`), so they may have no watch. (Files inside a new
+ * directory are found by the consumer's rescan of it; later changes to them are seen.)
+ */
+const holdsDirectory = (abs: string): boolean => {
   try {
-    return lstatSync(abs).isDirectory()
+    return readdirSync(abs, { withFileTypes: true }).some((entry) => entry.isDirectory())
   } catch {
-    return false
+    return false // not a directory, or gone already
   }
 }
 
@@ -51,7 +56,7 @@ export const layer: Layer.Layer<Watcher> = Layer.succeed(Watcher, {
             const rel = toRelative(base, event.path)
             if (rel === undefined || isStatePath(rel)) continue
             pending.add(rel)
-            if (event.type === "create" && !newDirectory) newDirectory = isDirectory(event.path)
+            if (event.type === "create" && !newDirectory) newDirectory = holdsDirectory(event.path)
           }
           if (failure !== undefined || pending.size > 0) Queue.unsafeOffer(wakeup, undefined)
         }
@@ -70,7 +75,7 @@ export const layer: Layer.Layer<Watcher> = Layer.succeed(Watcher, {
         /**
          * inotify needs a watch per directory, added when the backend sees the directory
          * appear: folders created in quick succession (`mkdir -p a/b`) can end up with no
-         * watch, so nothing inside them would ever be reported. After a new directory we
+         * watch, so nothing inside them would ever be reported. After such a directory we
          * subscribe afresh (the backend walks the whole tree again), at most once a second.
          * The old subscription goes first (parcel shares native watches between live
          * subscriptions, and removing the old one could drop the new one's), so for a few

@@ -14,7 +14,7 @@ import { type BlockLocation, FileIndex, type LocalRecord } from "../services/Fil
 import { Folder } from "../services/Folder.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
 import { fileHash } from "./Content.js"
-import { diskState, scanLocked, scanPath, statMatches } from "./Scanner.js"
+import { diskState, lstatOrUndefined, scanLocked, scanPath, statMatches } from "./Scanner.js"
 import { moveToTrash, preserveInTrash } from "./Trash.js"
 
 /** A block could not be had from the peer (gone, changed while sent, timed out, bad data). */
@@ -120,7 +120,8 @@ const symlinkToPart = (remote: FileRecord, target: string) =>
 const storeApplied = (remote: FileRecord, local: LocalRecord | undefined, abs: string) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
-    const st = yield* fsTry("stat", abs, () => fsp.lstat(abs))
+    const st = yield* lstatOrUndefined(abs)
+    if (!st) return yield* new FsError({ op: "stat", path: abs, cause: "vanished right after being written" })
     // The stat key is ours (so our watcher sees no change); content and version are the peer's.
     yield* index.put({ ...remote, version: merge(local?.version ?? {}, remote.version), mtimeMs: st.mtimeMs, inode: st.ino })
   })

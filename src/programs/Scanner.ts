@@ -1,4 +1,5 @@
 import { Duration, Effect, Option } from "effect"
+import * as fs from "node:fs"
 import type { Stats } from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
@@ -23,10 +24,21 @@ const SETTLE_TRIES = 200
 const kindOf = (st: Stats): FileKind | undefined =>
   st.isFile() ? "file" : st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : undefined
 
-const lstatOrUndefined = (abs: string) =>
-  Effect.tryPromise({ try: () => fsp.lstat(abs), catch: (cause) => new FsError({ op: "stat", path: abs, cause }) }).pipe(
-    Effect.catchIf((e) => (e.cause as NodeJS.ErrnoException)?.code === "ENOENT" || (e.cause as NodeJS.ErrnoException)?.code === "ENOTDIR", () => Effect.succeed(undefined))
-  )
+const isMissing = (e: unknown) => {
+  const code = (e as NodeJS.ErrnoException).code
+  return code === "ENOENT" || code === "ENOTDIR"
+}
+
+/**
+ * lstat, or undefined when nothing is there (an expected answer, not an error). Synchronous:
+ * a metadata lookup is a few microseconds, far less than a thread-pool round trip, and
+ * it runs several times per file synced.
+ */
+export const lstatOrUndefined = (abs: string): Effect.Effect<Stats | undefined, FsError> =>
+  Effect.try({
+    try: () => fs.lstatSync(abs, { throwIfNoEntry: false }),
+    catch: (cause) => new FsError({ op: "stat", path: abs, cause })
+  }).pipe(Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(undefined)))
 
 /** Does the disk still look like what the index says (so the stored hash can be trusted)? */
 export const statMatches = (record: LocalRecord, st: Stats | undefined): boolean => {
@@ -135,7 +147,7 @@ export const scanMissingUnder = (dirPath: string) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
     const prefix = `${dirPath}/`
-    const under = (yield* index.live).filter((r) => r.path.startsWith(prefix))
+    const under = (yield* index.livePaths).filter((r) => r.path.startsWith(prefix))
     yield* Effect.forEach(under.reverse(), (r) => scanPath(r.path), { discard: true })
   })
 
@@ -182,7 +194,7 @@ export const scanAll = (atStart: boolean) => Effect.gen(function*() {
   const folder = yield* Folder
   const seen = new Set<string>()
   yield* walk("", seen, atStart)
-  const gone = (yield* index.live).filter((r) => !seen.has(r.path))
+  const gone = (yield* index.livePaths).filter((r) => !seen.has(r.path))
   for (const record of gone.reverse()) {
     if (!(yield* folder.isIgnored(record.path, record.kind === "dir"))) yield* scanPath(record.path)
   }

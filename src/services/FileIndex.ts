@@ -1,5 +1,5 @@
 import { Context, Effect, Option, Stream } from "effect"
-import type { FileRecord } from "../domain/FileRecord.js"
+import type { FileKind, FileRecord } from "../domain/FileRecord.js"
 
 /** A record plus what only this machine needs: the stat key that lets a scan skip re-hashing. */
 export interface LocalRecord extends FileRecord {
@@ -29,8 +29,8 @@ export interface FileIndexApi {
   readonly touch: (path: string, mtimeMs: number, inode: number) => Effect.Effect<void>
   /** Records with sequence > `after`, oldest first, at most `limit`. */
   readonly since: (after: number, limit: number) => Effect.Effect<ReadonlyArray<LocalRecord>>
-  /** Every record that is not a tombstone. */
-  readonly live: Effect.Effect<ReadonlyArray<LocalRecord>>
+  /** Path and kind of every entry that is not a tombstone (cheap: no block lists). */
+  readonly livePaths: Effect.Effect<ReadonlyArray<{ readonly path: string; readonly kind: FileKind }>>
   /** The blocks of `from` are now in `to` (a file moved into the trash stays a block source). */
   readonly relocateBlocks: (from: string, to: string) => Effect.Effect<void>
   /** Forget block locations under a path prefix (trash entries that were purged). */
