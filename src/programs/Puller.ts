@@ -9,12 +9,6 @@ const RETRY_DELAY = Duration.seconds(1)
 
 const depth = (r: FileRecord) => r.path.split("/").length
 
-/**
- * Deletions, folders, links and files of one block are quick and mostly waiting on the
- * disk (fsync, rename): they do not count against max_concurrent_transfers, which is
- * there to bound large transfers; SESSION_CONCURRENCY still bounds them.
- */
-const isSmall = (r: FileRecord) => r.deleted || r.kind !== "file" || r.blocks.length <= 1
 
 /**
  * The order that keeps a folder consistent: folders (shallow first), files, file
@@ -64,7 +58,7 @@ export const makePuller = (source: BlockSource, transfers: Effect.Semaphore) =>
 
     const applyAll = (records: ReadonlyArray<FileRecord>, concurrency: number) =>
       Effect.forEach(records, (record) =>
-        (isSmall(record) ? applyRemote(record, source) : transfers.withPermits(1)(applyRemote(record, source))).pipe(
+        transfers.withPermits(1)(applyRemote(record, source)).pipe(
           Effect.flatMap((done) => (done ? Effect.void : Effect.forkScoped(retryLater(record))))
         ), { concurrency, discard: true })
 
