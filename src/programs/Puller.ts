@@ -9,7 +9,6 @@ const RETRY_DELAY = Duration.seconds(1)
 
 const depth = (r: FileRecord) => r.path.split("/").length
 
-
 /**
  * The order that keeps a folder consistent: folders (shallow first), files, file
  * deletions, then folder deletions one at a time, deepest first (a folder empties first).
