@@ -1,0 +1,52 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { blockSizeFor, type FileRecord } from "../src/domain/FileRecord.js"
+import * as FolderLocal from "../src/layers/FolderLocal.js"
+import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
+import * as IndexSqlite from "../src/layers/IndexSqlite.js"
+import type { BlockSource } from "../src/programs/ApplyRemote.js"
+import { fileHash } from "../src/programs/Content.js"
+import { makePuller } from "../src/programs/Puller.js"
+import { Hasher } from "../src/services/Hasher.js"
+import { eventually, readOr, tempDir } from "./support/fs.js"
+
+describe("puller", () => {
+  it.live("keeps at most max_concurrent_transfers files in flight", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      const services = yield* Layer.build(
+        Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, []), HasherBlake3.layer)
+      )
+      const hasher = yield* Effect.provide(Hasher, services)
+      const contents = Array.from({ length: 6 }, (_, i) => Buffer.from(`file number ${i}`))
+      const records: Array<FileRecord> = contents.map((content, i) => {
+        const blocks = [hasher.hash(content)]
+        return {
+          path: `f${i}.txt`, kind: "file", size: content.length, mtimeMs: 1_000_000, mode: 0o644,
+          hash: fileHash(hasher, blocks, content.length), blockSize: blockSizeFor(content.length), blocks,
+          version: { aaaaaaaaaaaaaaaa: 1 }, deleted: false, sequence: i + 1
+        }
+      })
+      let inFlight = 0
+      let most = 0
+      const source: BlockSource = {
+        fetchBlocks: (request, sink) =>
+          Effect.gen(function*() {
+            inFlight++
+            most = Math.max(most, inFlight)
+            yield* Effect.sleep("50 millis")
+            const i = Number(request.path.slice(1, -4))
+            expect(sink(0, contents[i]!, false)).toBeUndefined()
+            inFlight--
+          })
+      }
+      const puller = yield* makePuller(source, yield* Effect.makeSemaphore(2))
+      yield* Effect.forkScoped(Effect.provide(puller.run, services))
+      yield* puller.offer(records)
+      yield* eventually("all six written", () => contents.every((c, i) => readOr(path.join(root, `f${i}.txt`)) === c.toString()))
+      expect(most).toBe(2)
+      expect(fs.readdirSync(root).filter((n) => n.endsWith(".part"))).toEqual([])
+    }).pipe(Effect.scoped))
+})
