@@ -4,6 +4,7 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { FsError, type UnsafePath } from "../domain/Errors.js"
+import { fsTry } from "../lib/FsTry.js"
 import { blockLength, type FileRecord } from "../domain/FileRecord.js"
 import { conflictPath, decide } from "../domain/Reconcile.js"
 import { merge } from "../domain/VersionVector.js"
@@ -35,8 +36,6 @@ export interface BlockSource {
   ) => Effect.Effect<void, BlockUnavailable>
 }
 
-const fsTry = <A>(op: string, p: string, f: () => Promise<A>) =>
-  Effect.tryPromise({ try: f, catch: (cause) => new FsError({ op, path: p, cause }) })
 
 /** A block from a local file, re-verified (the file may have changed since its scan). */
 const readLocalBlock = (root: string, location: BlockLocation | undefined, hasher: HasherApi, hash: string, size: number) => {

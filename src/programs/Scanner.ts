@@ -4,6 +4,7 @@ import type { Stats } from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { FsError } from "../domain/Errors.js"
+import { fsTry } from "../lib/FsTry.js"
 import { type FileKind, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
 import { bump } from "../domain/VersionVector.js"
 import { FileIndex, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
@@ -78,7 +79,7 @@ const readEntry = (relPath: string, abs: string, st: Stats, kind: FileKind) =>
       return { ...base, size: 0, mode: st.mode & 0o777, hash: "", blockSize: MIN_BLOCK_SIZE, blocks: [] }
     }
     if (kind === "symlink") {
-      const target = yield* Effect.tryPromise({ try: () => fsp.readlink(abs), catch: (cause) => new FsError({ op: "readlink", path: abs, cause }) })
+      const target = yield* fsTry("readlink", abs, () => fsp.readlink(abs))
       return { ...base, size: 0, mode: 0, hash: hasher.hash(Buffer.from(target)), target, blockSize: MIN_BLOCK_SIZE, blocks: [] }
     }
     const content = yield* hashFileContent(abs, st.size)

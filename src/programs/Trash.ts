@@ -1,7 +1,7 @@
 import { Effect } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import { FsError } from "../domain/Errors.js"
+import { fsTry } from "../lib/FsTry.js"
 import { FileIndex } from "../services/FileIndex.js"
 
 /** Content replaced or deleted by a peer is kept here this long. */
@@ -13,8 +13,6 @@ export const trashRoot = (root: string) => path.join(root, ".dsync", "trash")
 
 const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, "").replace(/\..*$/, "").replace("T", "-")
 
-const fsTry = <A>(op: string, p: string, f: () => Promise<A>) =>
-  Effect.tryPromise({ try: f, catch: (cause) => new FsError({ op, path: p, cause }) })
 
 /** Where the current content of `relPath` goes in the trash, relative to the folder. */
 const trashTarget = (root: string, relPath: string) =>
