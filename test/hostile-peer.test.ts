@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Hello, IndexBatch, PROTOCOL } from "../src/domain/Messages.js"
+import { FileRequest, Hello, IndexBatch, PROTOCOL } from "../src/domain/Messages.js"
 import * as CipherNode from "../src/layers/CipherNode.js"
 import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
 import * as IdentityEphemeral from "../src/layers/IdentityEphemeral.js"
@@ -106,6 +106,26 @@ describe("a hostile peer", () => {
       // a second hostile peer that says nothing after its hello is dropped as idle
       yield* hostileClient(network)
       yield* eventually("idle peer dropped", () => logs.lines.some((l) => l.includes("idle timeout")), 5_000)
+    }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
+  }, { timeout: 30_000 })
+
+  it.live("one that floods file requests is disconnected, not served without bound", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const a = yield* tempDir()
+      write(a, "big.bin", "x".repeat(1000))
+      const network = makeNetwork()
+      yield* memoryNode(network, "a", a, [])
+      const { channel } = yield* hostileClient(network)
+      // requests for a file version the node does not have: each is answered at once, but
+      // this peer never reads, so the answers back up and the requests stay open
+      for (let stream = 1; stream <= 400; stream++) {
+        yield* channel.send(encodeMessage(new FileRequest({ stream, path: "big.bin", hash: "0".repeat(64), blocks: [0] }))).pipe(
+          Effect.timeout("1 second"),
+          Effect.ignore
+        )
+      }
+      yield* eventually("flood refused", () => logs.lines.some((l) => l.includes("file requests open at once")))
     }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
   }, { timeout: 30_000 })
 })

@@ -2,6 +2,8 @@ import { Effect, Exit } from "effect"
 import { describe, expect, it } from "vitest"
 import { FileRequest, Hello, IndexBatch, Ping, StreamCancel, StreamEnd } from "../src/domain/Messages.js"
 import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
+import { byEncodedSize } from "../src/programs/PeerSession.js"
+import { MAX_FRAME_PLAINTEXT } from "../src/services/SecureChannel.js"
 
 const decode = (bytes: Uint8Array) => Effect.runSyncExit(decodeFrame(bytes))
 const reason = (bytes: Uint8Array) => {
@@ -49,5 +51,21 @@ describe("wire codec", () => {
     expect(Exit.isSuccess(decode(hello("laptop")))).toBe(true)
     expect(Exit.isFailure(decode(hello("evil\n12:00:00.000 INFO  fake line")))).toBe(true)
     expect(Exit.isFailure(decode(hello("\u001b[31mred")))).toBe(true)
+  })
+
+  it("index batches of big files are split to fit in a frame", () => {
+    const blocks = Array.from({ length: 2048 }, (_, i) => i.toString(16).padStart(64, "0"))
+    const records = Array.from({ length: 500 }, (_, i) => ({
+      path: `big/file-${i}.bin`, kind: "file" as const, size: 2048 * 131072, mtimeMs: 1, mode: 0o644,
+      hash: "f".repeat(64), blockSize: 131072, blocks, version: { "0123456789abcdef": 1 }, deleted: false,
+      sequence: i + 1, inode: i
+    }))
+    const batches = byEncodedSize(records)
+    expect(batches.length).toBeGreaterThan(1)
+    expect(batches.flat().map((r) => r.sequence)).toEqual(records.map((r) => r.sequence))
+    for (const batch of batches) {
+      const frame = encodeMessage(new IndexBatch({ records: batch.map(({ inode: _, ...r }) => r), initialDone: false }))
+      expect(frame.length).toBeLessThan(MAX_FRAME_PLAINTEXT)
+    }
   })
 })

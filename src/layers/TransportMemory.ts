@@ -1,10 +1,31 @@
-import { Effect, Layer, Queue, Ref } from "effect"
+import { Deferred, Effect, Layer, Queue } from "effect"
 import { formatAddress } from "../domain/Config.js"
 import { ConnectionClosed, TransportError } from "../domain/Errors.js"
 import { Transport, type Connection } from "../services/Transport.js"
 
-const EOF = Symbol("eof")
-type Chunk = Uint8Array | typeof EOF
+/** One direction of a pipe: bounded chunks, and whether either end closed it. */
+interface Pipe {
+  readonly chunks: Queue.Queue<Uint8Array>
+  readonly closed: Deferred.Deferred<void>
+}
+
+const makePipe = Effect.map(
+  Effect.all([Queue.bounded<Uint8Array>(64), Deferred.make<void>()]),
+  ([chunks, closed]): Pipe => ({ chunks, closed })
+)
+
+const endOfStream = new ConnectionClosed({ reason: "end of stream" })
+
+/**
+ * `effect`, unless the pipe closes first. Both sides stay interruptible even when the
+ * caller is not (a finalizer writing a last message): the loser of the race must be
+ * interruptible, or the race would wait for it forever.
+ */
+const untilClosed = <A>(pipe: Pipe, effect: Effect.Effect<A>, error: ConnectionClosed) =>
+  Effect.raceFirst(
+    Effect.interruptible(effect),
+    Effect.interruptible(Effect.zipRight(Deferred.await(pipe.closed), Effect.fail(error)))
+  )
 
 /** A copy of the parts as one chunk (the writer may reuse its buffers). */
 const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
@@ -17,45 +38,37 @@ const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   return out
 }
 
-/** One end of an in-memory pipe. */
-const endpoint = (
-  inbound: Queue.Queue<Chunk>,
-  outbound: Queue.Queue<Chunk>,
-  closed: Ref.Ref<boolean>,
-  remoteHost: string,
-  remoteLabel: string
-): Connection => {
-  const close = Effect.gen(function*() {
-    if (yield* Ref.getAndSet(closed, true)) return
-    yield* Queue.offer(outbound, EOF)
-    yield* Queue.offer(inbound, EOF)
-  })
-  return {
-    remoteHost,
-    remoteLabel,
-    read: Effect.flatMap(Queue.take(inbound), (chunk) =>
-      chunk === EOF
-        ? Effect.zipRight(Queue.offer(inbound, EOF), Effect.fail(new ConnectionClosed({ reason: "end of stream" })))
-        : Effect.succeed(chunk)),
-    write: (...parts) =>
-      Effect.flatMap(Ref.get(closed), (isClosed) =>
-        isClosed
-          ? Effect.fail(new ConnectionClosed({ reason: "closed" }))
-          : Queue.offer(outbound, concat(parts))),
-    close
-  }
-}
+/**
+ * One end of an in-memory pipe. Closing never waits (like a TCP reset it does not need
+ * the peer to read): a reader first gets what was already sent, then end of stream;
+ * a writer blocked on a full pipe is released with an error.
+ */
+const endpoint = (inbound: Pipe, outbound: Pipe, remoteHost: string, remoteLabel: string): Connection => ({
+  remoteHost,
+  remoteLabel,
+  read: Effect.flatMap(Queue.poll(inbound.chunks), (buffered) => {
+    if (buffered._tag === "Some") return Effect.succeed(buffered.value)
+    return Effect.flatMap(Deferred.isDone(inbound.closed), (closed) =>
+      closed ? Effect.fail(endOfStream) : untilClosed(inbound, Queue.take(inbound.chunks), endOfStream))
+  }),
+  write: (...parts) =>
+    Effect.flatMap(Deferred.isDone(outbound.closed), (closed) =>
+      closed
+        ? Effect.fail(new ConnectionClosed({ reason: "closed" }))
+        : untilClosed(outbound, Queue.offer(outbound.chunks, concat(parts)), new ConnectionClosed({ reason: "closed" })).pipe(
+          Effect.asVoid
+        )),
+  close: Effect.zipRight(Deferred.succeed(outbound.closed, undefined), Deferred.succeed(inbound.closed, undefined))
+})
 
 /** Two connected in-memory connections (`a` talks to `b`). Bounded: a slow reader slows the writer. */
 export const connectionPair = (labels: { a: string; b: string } = { a: "mem-a", b: "mem-b" }) =>
   Effect.gen(function*() {
-    const aToB = yield* Queue.bounded<Chunk>(64)
-    const bToA = yield* Queue.bounded<Chunk>(64)
-    const aClosed = yield* Ref.make(false)
-    const bClosed = yield* Ref.make(false)
+    const aToB = yield* makePipe
+    const bToA = yield* makePipe
     return {
-      a: endpoint(bToA, aToB, aClosed, labels.b, labels.b),
-      b: endpoint(aToB, bToA, bClosed, labels.a, labels.a)
+      a: endpoint(bToA, aToB, labels.b, labels.b),
+      b: endpoint(aToB, bToA, labels.a, labels.a)
     }
   })
 

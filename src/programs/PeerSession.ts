@@ -50,9 +50,13 @@ export interface SessionOptions {
 }
 
 const INDEX_BATCH = 500
+/** JSON bytes per index message: a quarter of the frame limit, whatever the records hold. */
+const INDEX_FRAME_BUDGET = 4 * 1024 * 1024
 const HELLO_TIMEOUT = Duration.seconds(10)
 /** Files streamed to the peer at once; more requests wait their turn. */
 const SERVING = 16
+/** Requests a peer may have open (we open at most 16): more is a flood, and ends the session. */
+const MAX_OPEN_STREAMS = 256
 
 /** Send our index: everything since the last record sent, again whenever the index grows. */
 const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>) =>
@@ -64,8 +68,10 @@ const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>) 
       while (true) {
         const records = yield* index.since(yield* Ref.get(sent), INDEX_BATCH)
         if (records.length === 0) break
-        yield* send(new IndexBatch({ records: records.map(toWire), initialDone: false }))
-        yield* Ref.set(sent, records[records.length - 1]!.sequence)
+        for (const batch of byEncodedSize(records)) {
+          yield* send(new IndexBatch({ records: batch.map(toWire), initialDone: false }))
+          yield* Ref.set(sent, batch[batch.length - 1]!.sequence)
+        }
       }
       if (!(yield* Ref.getAndSet(initialDone, true))) yield* send(new IndexBatch({ records: [], initialDone: true }))
     })
@@ -73,6 +79,30 @@ const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>) 
   })
 
 const toWire = ({ inode: _inode, ...record }: LocalRecord): FileRecord => record
+
+/** Rough JSON size of a record: its block hashes dominate (64 hex digits and quotes each). */
+const encodedSize = (r: LocalRecord) => 400 + r.path.length * 2 + r.blocks.length * 67
+
+/**
+ * Split records into runs that each encode well under the frame limit: 500 records of
+ * 2048 blocks each would be ~70 MB of JSON, and a frame carries at most 16 MiB.
+ */
+export const byEncodedSize = (records: ReadonlyArray<LocalRecord>, limit = INDEX_FRAME_BUDGET) => {
+  const batches: Array<Array<LocalRecord>> = []
+  let current: Array<LocalRecord> = []
+  let size = 0
+  for (const record of records) {
+    if (current.length > 0 && size + encodedSize(record) > limit) {
+      batches.push(current)
+      current = []
+      size = 0
+    }
+    current.push(record)
+    size += encodedSize(record)
+  }
+  if (current.length > 0) batches.push(current)
+  return batches
+}
 
 /**
  * Stream the requested blocks of one file version to the peer, in order, then StreamEnd.
@@ -190,7 +220,10 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
             Effect.mapError((e) => new BlockUnavailable({ reason: e.reason }))
           )
           yield* Deferred.await(done)
-        }).pipe(Effect.onInterrupt(() => finish(stream, "cancelled")))
+        }).pipe(
+          // torn down with the session: forget the stream, tell nobody (the connection is going)
+          Effect.onInterrupt(() => Effect.sync(() => streams.delete(stream)))
+        )
       }
     }
 
@@ -218,7 +251,10 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           )
         }
         case "FileRequest":
-          return FiberMap.run(outgoing, frame.stream, serveSlots.withPermits(1)(serveFile(frame, sendFrame))).pipe(Effect.asVoid)
+          return Effect.flatMap(FiberMap.size(outgoing), (open) =>
+            open >= MAX_OPEN_STREAMS
+              ? Effect.fail(new ProtocolError({ reason: `more than ${MAX_OPEN_STREAMS} file requests open at once` }))
+              : FiberMap.run(outgoing, frame.stream, serveSlots.withPermits(1)(serveFile(frame, sendFrame))).pipe(Effect.asVoid))
         case "StreamCancel":
           return FiberMap.remove(outgoing, frame.stream)
         case "IndexBatch":
