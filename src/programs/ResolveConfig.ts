@@ -3,7 +3,7 @@
  * Precedence: flags > config file > defaults. Every problem is a ConfigError whose
  * message is one line for the user (Main prefixes it with "dsync: ").
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Either } from "effect"
 import { isIPv4, isIPv6 } from "node:net"
 import * as nodePath from "node:path"

@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+// Many-small-files benchmark: two real dsync processes on 127.0.0.1 (discovery off).
+//   node bench/small-files.mjs [--files N]      (default 2000; `npm run bench:files` builds first)
+// A starts with N files of 1–8 KiB in 50 folders; B starts empty; measures the time from
+// B's connection until B has received every file. Prints one JSON object and writes it to
+// bench/results/small-files.json.
+// SAFETY: dsync runs only with `--no-discovery -a 127.0.0.1:PORT`.
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { cleanupSync, freePort, here, mainJs, peakRssMib, round, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
+
+const FOLDERS = 50
+const TIMEOUT_MS = 300_000
+
+const parseFiles = (argv) => {
+  const i = argv.indexOf("--files")
+  const n = i >= 0 ? Number(argv[i + 1]) : 2000
+  if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error("--files must be an integer from 1 to 100000")
+  return n
+}
+
+const main = async () => {
+  const files = parseFiles(process.argv.slice(2))
+  if (!fs.existsSync(mainJs)) throw new Error(`${mainJs} is missing: run \`npm run build\` first`)
+  const tmpRoot = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "dsync-bench-files-")))
+  tempDirs.add(tmpRoot)
+  const [dirA, dirB, configHome] = ["A", "B", "xdg"].map((d) => path.join(tmpRoot, d))
+  for (const d of [dirA, dirB, configHome]) fs.mkdirSync(d)
+  let bytes = 0
+  for (let i = 0; i < files; i++) {
+    const folder = path.join(dirA, `d${String(i % FOLDERS).padStart(2, "0")}`)
+    fs.mkdirSync(folder, { recursive: true })
+    const content = randomBytes(1024 + Math.floor(Math.random() * 7 * 1024))
+    fs.writeFileSync(path.join(folder, `f${String(i).padStart(6, "0")}.bin`), content)
+    bytes += content.length
+  }
+
+  const [portA, portB] = [await freePort(), await freePort()]
+  const a = startDsync({ folder: dirA, port: portA, peerPort: portB, name: "bench-a", configHome })
+  const procs = [a]
+  try {
+    await waitFor("A to start", () => /listening on/.test(a.stdout), 60_000, procs)
+    const b = startDsync({ folder: dirB, port: portB, peerPort: portA, name: "bench-b", configHome })
+    procs.push(b)
+    await waitFor("B to connect", () => b.stderr.includes("connected to bench-a"), 20_000, procs, 1)
+    const t0 = performance.now()
+    const received = () => (b.stderr.match(/received: /g) ?? []).length
+    await waitFor(`B to receive ${files} files`, () => received() >= files, TIMEOUT_MS, procs, 20)
+    const seconds = (performance.now() - t0) / 1000
+    const peak = { sender: peakRssMib(a.pid), receiver: peakRssMib(b.pid) }
+    const [stopA, stopB] = await Promise.all([stop(a), stop(b)])
+    const result = {
+      files,
+      mib: round(bytes / 1024 / 1024, 1),
+      seconds: round(seconds),
+      files_per_s: round(files / seconds, 1),
+      peak_rss_mib: peak,
+      exit_codes: { sender: stopA.code, receiver: stopB.code }
+    }
+    fs.mkdirSync(path.join(here, "results"), { recursive: true })
+    fs.writeFileSync(path.join(here, "results", "small-files.json"), JSON.stringify(result, null, 2) + "\n")
+    process.stdout.write(JSON.stringify(result) + "\n")
+    return stopA.code === 0 && stopB.code === 0 ? 0 : 1
+  } finally {
+    await Promise.all(procs.map((p) => (p.exit ? undefined : stop(p, 3_000))))
+  }
+}
+
+let code = 1
+try {
+  code = await main()
+} catch (e) {
+  process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`)
+} finally {
+  cleanupSync()
+}
+process.exit(code)
