@@ -176,3 +176,15 @@ export const fileSize = (file) => {
 
 export const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
 
+/** Run a benchmark's `main` (which returns an exit code), report a thrown error, always clean up, exit. */
+export const runBench = async (main) => {
+  let code = 1
+  try {
+    code = await main()
+  } catch (e) {
+    process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`)
+  } finally {
+    cleanupSync()
+  }
+  process.exit(code)
+}

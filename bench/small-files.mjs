@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { cleanupSync, freePort, here, mainJs, peakRssMib, round, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
+import { freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
 
 const FOLDERS = 50
 const TIMEOUT_MS = 300_000
@@ -68,12 +68,4 @@ const main = async () => {
   }
 }
 
-let code = 1
-try {
-  code = await main()
-} catch (e) {
-  process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`)
-} finally {
-  cleanupSync()
-}
-process.exit(code)
+await runBench(main)

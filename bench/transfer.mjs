@@ -13,8 +13,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import {
-  BIG_TIMEOUT_MS, cleanupSync, context, fileSize, freePort, here, mainJs, MiB, parseArgs, peakRssMib, percentile, round, sha256File,
-  SMALL_SAMPLES, SMALL_TIMEOUT_MS, startDsync, stop, tempDirs, waitFor, writeRandomFile
+  BIG_TIMEOUT_MS, context, fileSize, freePort, here, mainJs, MiB, parseArgs, peakRssMib, percentile, round, sha256File,
+  SMALL_SAMPLES, SMALL_TIMEOUT_MS, runBench, startDsync, stop, tempDirs, waitFor, writeRandomFile
 } from "./harness.mjs"
 
 const main = async () => {
@@ -157,13 +157,4 @@ const main = async () => {
   }
 }
 
-let code = 1
-try {
-  code = await main()
-} catch (e) {
-  process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`)
-  code = 1
-} finally {
-  cleanupSync()
-}
-process.exit(code)
+await runBench(main)

@@ -44,7 +44,7 @@ export const makeSessions = Effect.sync(() => {
     return entry ? Deferred.await(entry.ended) : Effect.void
   }
 
-  return { run, awaitEnd, count: () => live.size, peers: () => [...live.keys()] }
+  return { run, awaitEnd, peers: () => [...live.keys()] }
 })
 
 export type Sessions = Effect.Effect.Success<typeof makeSessions>
