@@ -18,15 +18,20 @@ export interface FolderSettings {
   readonly root: string
   readonly excludes: ReadonlyArray<string>
   readonly peers: ReadonlyArray<PeerAddress>
+  /** Shared-secret passphrase: only peers with the same one can complete a handshake. */
+  readonly secret?: SecureChannelLive.SharedSecret
 }
 
 /**
  * Every service a node needs for one folder, over the given transport: the real
- * cipher, identity, index, watcher and ignore rules; peers from the settings.
+ * cipher, identity, index, watcher and ignore rules; peers (and the optional shared
+ * secret) from the settings.
  */
 export const nodeLayer = <E>(transport: Layer.Layer<Transport, E>, settings: FolderSettings) =>
   Layer.mergeAll(
-    SecureChannelLive.layer.pipe(Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer))),
+    (settings.secret === undefined ? SecureChannelLive.layer : SecureChannelLive.makeLayer({ secret: settings.secret })).pipe(
+      Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer))
+    ),
     transport,
     HandshakeGuardTokenBucket.layer(),
     HasherBlake3.layer,
@@ -44,6 +49,9 @@ export const runNode = (config: NodeConfig) =>
   Effect.gen(function*() {
     if (config.discovery) {
       yield* Effect.logInfo("mDNS discovery is not in this version yet: dialling the peers given with -a / peer only")
+    }
+    if (config.secret !== undefined) {
+      yield* Effect.logInfo("shared secret set: only peers with the same secret can connect")
     }
     yield* startNode({
       name: config.name,

@@ -9,6 +9,8 @@ export interface MemoryNodeConfig {
   readonly root: string
   readonly peers: ReadonlyArray<PeerAddress>
   readonly excludes?: ReadonlyArray<string>
+  /** Shared-secret passphrase (as with --secret-file). */
+  readonly secret?: Uint8Array
 }
 
 /**

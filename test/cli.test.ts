@@ -1,10 +1,12 @@
 // Runs the compiled `dsync` binary with bad input. No case gets as far as starting
-// the node, so nothing here touches the network.
+// the node, so nothing here touches the network, except "shared secret" at the end,
+// which runs nodes on 127.0.0.1 only (discovery off, loopback peers).
 import { execFile, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type DsyncProcess, freePorts, logsOf, startDsync, stopAll } from "./support/proc.js"
 
 const repo = join(import.meta.dirname, "..")
 const main = join(repo, "dist", "Main.js")
@@ -47,6 +49,14 @@ const expectOneLineError = async (args: ReadonlyArray<string>, pattern: RegExp, 
   expect(lines[0]).toMatch(pattern)
   expect(r.stderr).not.toMatch(/^\s+at /m)
   expect(r.stderr).not.toMatch(/[{}]/)
+  return r
+}
+
+/** A file under tmp holding `content`. */
+const fileWith = (name: string, content: string) => {
+  const file = join(tmp, name)
+  writeFileSync(file, content)
+  return file
 }
 
 /** A config dir holding `dsync/dsync.toml` with the given text. */
@@ -81,6 +91,26 @@ describe.concurrent("dsync CLI, bad input", () => {
     await expectOneLineError(["-d", folder, "--config", file], new RegExp(`${file.replace(/\./g, "\\.")}:3: unknown key "prot"`))
   })
 
+  it("missing --secret-file", () =>
+    expectOneLineError(["-d", folder, "--secret-file", join(tmp, "no-secret")], /secret file .*no-secret does not exist/))
+  it("empty --secret-file", () =>
+    expectOneLineError(["-d", folder, "--secret-file", fileWith("empty-secret", "")], /secret file .*empty-secret is empty/))
+  it("--secret-file larger than 4 KiB, its content not shown", async () => {
+    const content = "VERY-SECRET-CONTENT-".repeat(250)
+    const args = ["-d", folder, "--secret-file", fileWith("big-secret", content)]
+    const r = await expectOneLineError(args, /secret file .*big-secret is larger than 4 KiB/)
+    expect(r.stderr).not.toContain("VERY-SECRET")
+  })
+  it("--secret-file that is a folder", () => expectOneLineError(["-d", folder, "--secret-file", folder], /is a directory/))
+  it("secret_file of the wrong type in dsync.toml", () =>
+    expectOneLineError(["-d", folder], /dsync\.toml:2: secret_file must be a non-empty string/, xdgWith("xdg-secret-type", `port = 9000\nsecret_file = 42\n`)))
+  it("secret_file in dsync.toml naming an empty file", () =>
+    expectOneLineError(
+      ["-d", folder],
+      /secret file .*empty-secret-2 is empty/,
+      xdgWith("xdg-secret-empty", `secret_file = "${fileWith("empty-secret-2", "\n")}"\n`)
+    ))
+
   it("reads dsync.toml from XDG_CONFIG_HOME", () =>
     expectOneLineError(["-d", folder], /dsync\.toml:2: port must be an integer from 1 to 65535/, xdgWith("xdg-port", `name = "x"\nport = 0\n`)))
 
@@ -101,7 +131,7 @@ describe.concurrent("dsync CLI, built-ins", () => {
   it("--help lists every flag, without colour under NO_COLOR", async () => {
     const r = await run(["--help"])
     expect(r.status).toBe(0)
-    for (const flag of ["-d, --path", "-p, --port", "-n, --name", "-a, --peer", "--no-discovery", "-v, --verbose", "-e, --exclude", "--config", "--version"]) {
+    for (const flag of ["-d, --path", "-p, --port", "-n, --name", "-a, --peer", "--no-discovery", "-v, --verbose", "-e, --exclude", "--config", "--secret-file FILE", "--version"]) {
       expect(r.stdout).toContain(flag)
     }
     expect(r.stdout).not.toContain("\x1b[")
@@ -112,4 +142,43 @@ describe.concurrent("dsync CLI, built-ins", () => {
     expect(r.status).toBe(0)
     expect(r.stdout).toContain("--no-discovery")
   })
+})
+
+describe("dsync CLI, shared secret", () => {
+  const procs: Array<DsyncProcess> = []
+  afterAll(() => stopAll(procs))
+
+  it("peers with the same secret connect, one with another secret is refused; the passphrase is never printed", async () => {
+    const secret = "Tr0ub4dor-and-3-more-words"
+    const [portA, portB, portC] = await freePorts(3)
+    const node = (name: string, port: number, peers: Array<number>, extraArgs: Array<string>, configHome = xdg) => {
+      const dir = join(tmp, `secret-${name}`)
+      mkdirSync(dir)
+      const p = startDsync({ folder: dir, port, name, peerPorts: peers, configHome, verbose: true, extraArgs })
+      procs.push(p)
+      return p
+    }
+    // a: --secret-file; b: secret_file in dsync.toml; c: another secret.
+    const a = node("node-a", portA!, [], ["--secret-file", fileWith("secret-a", `${secret}\n`)])
+    const b = node("node-b", portB!, [portA!], [], xdgWith("xdg-secret-b", `secret_file = "${fileWith("secret-b", secret)}"\n`))
+    try {
+      await Promise.all([a.startup(), b.startup()])
+      await Promise.all([a.waitForLog("connected to node-b", 20_000), b.waitForLog("connected to node-a", 20_000)])
+      expect(a.stderr()).toContain("shared secret set")
+      const c = node("node-c", portC!, [portA!], ["--secret-file", fileWith("secret-c", `${secret}!\n`)])
+      await c.startup()
+      const reason = "the peer does not know the shared secret (or uses another one)"
+      await Promise.all([a.waitForLog(reason, 20_000), c.waitForLog(reason, 20_000)])
+      expect(c.stderr()).not.toContain("connected to")
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${logsOf(...procs)}`)
+    } finally {
+      await stopAll(procs)
+    }
+    for (const p of procs) {
+      expect(p.stdout()).not.toContain(secret)
+      expect(p.stderr()).not.toContain(secret)
+      expect(p.stderr()).not.toContain(Buffer.from(secret).toString("hex"))
+    }
+  }, 60_000)
 })

@@ -1,7 +1,8 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { Effect, Either, Redacted } from "effect"
+import { chmodSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { inspect } from "node:util"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll } from "vitest"
@@ -13,6 +14,7 @@ import {
   loadConfigFile,
   parseConfigFile,
   parsePeer,
+  readSecretFile,
   resolveConfig
 } from "../src/programs/ResolveConfig.js"
 
@@ -58,7 +60,8 @@ describe("parseConfigFile", () => {
         `no_discovery = true`,
         `max_concurrent_transfers = 8`,
         `exclude = ["*.log", "build/"]`,
-        `verbose = true`
+        `verbose = true`,
+        `secret_file = "~/.config/dsync/secret"`
       ].join("\n")
       expect(yield* parseConfigFile(text, "dsync.toml")).toEqual({
         path: "~/sync",
@@ -68,7 +71,8 @@ describe("parseConfigFile", () => {
         noDiscovery: true,
         maxConcurrentTransfers: 8,
         excludes: ["*.log", "build/"],
-        verbose: true
+        verbose: true,
+        secretFile: "~/.config/dsync/secret"
       })
       // A single peer may be a plain string.
       expect((yield* parseConfigFile(`peer = "h.local:1"`, "f")).peers).toEqual([{ host: "h.local", port: 1 }])
@@ -101,7 +105,10 @@ describe("parseConfigFile", () => {
     ["max_concurrent_transfers", `max_concurrent_transfers = 0`, "an integer from 1 to 64"],
     ["max_concurrent_transfers", `max_concurrent_transfers = 65`, "an integer from 1 to 64"],
     ["exclude", `exclude = "*.log"`, "an array of strings"],
-    ["exclude", `exclude = [1]`, "an array of strings"]
+    ["exclude", `exclude = [1]`, "an array of strings"],
+    ["secret_file", `secret_file = 5`, "a non-empty string (the path of a file)"],
+    ["secret_file", `secret_file = ""`, "a non-empty string"],
+    ["secret_file", `secret_file = ["/a"]`, "a non-empty string"]
   ]
   for (const [key, line, expected] of typeCases) {
     it.effect(`rejects ${line} naming key, line and type`, () =>
@@ -268,5 +275,74 @@ describe("loadConfigFile", () => {
       expect(yield* load(file, true)).toEqual({ port: 9300 })
       writeFileSync(file, `port = 9300\nprot = 1\n`)
       expect(yield* errorOf(load(file, false))).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:2: unknown key`))
+    }))
+})
+
+describe("shared secret file", () => {
+  const secretDir = join(base, "secrets")
+  mkdirSync(secretDir)
+  const secretFile = (name: string, content: string | Uint8Array) => {
+    const file = join(secretDir, name)
+    writeFileSync(file, content)
+    return file
+  }
+  const passphraseOf = (config: { readonly secret?: Redacted.Redacted<Uint8Array> }) =>
+    config.secret === undefined ? undefined : Buffer.from(Redacted.value(config.secret)).toString("utf8")
+
+  it.effect("--secret-file: the passphrase without its trailing newline, redacted in any printout", () =>
+    Effect.gen(function*() {
+      const file = secretFile("good", "s3cret passphrase\n")
+      const config = yield* resolve({ path: syncDir, secretFile: file })
+      expect(passphraseOf(config)).toBe("s3cret passphrase")
+      for (const printed of [String(config.secret), JSON.stringify(config), inspect(config, { depth: 10 })]) {
+        expect(printed).not.toContain("s3cret")
+      }
+      // No secret given: none in the config.
+      expect((yield* resolve({ path: syncDir })).secret).toBeUndefined()
+    }))
+
+  it.effect("strips one trailing newline (LF or CRLF) and nothing else", () =>
+    Effect.gen(function*() {
+      const read = (content: string) =>
+        Effect.map(readSecretFile(secretFile("nl", content)).pipe(Effect.provide(NodeFileSystem.layer)), (r) =>
+          Buffer.from(Redacted.value(r)).toString("utf8"))
+      expect(yield* read("abc")).toBe("abc")
+      expect(yield* read("abc\r\n")).toBe("abc")
+      expect(yield* read("abc\n\n")).toBe("abc\n")
+      expect(yield* read(" abc \n")).toBe(" abc ")
+      expect(yield* read("x".repeat(4096))).toHaveLength(4096)
+    }))
+
+  it.effect("secret_file from dsync.toml: ~ expanded, relative to cwd; --secret-file replaces it", () =>
+    Effect.gen(function*() {
+      writeFileSync(join(home, "dsync-secret"), "from home\n")
+      secretFile("flag", "from flag")
+      expect(passphraseOf(yield* resolve({ path: syncDir }, { secretFile: "~/dsync-secret" }))).toBe("from home")
+      expect(passphraseOf(yield* resolve({ path: syncDir }, { secretFile: "home/dsync-secret" }))).toBe("from home")
+      expect(passphraseOf(yield* resolve({ path: syncDir, secretFile: "secrets/flag" }, { secretFile: "~/dsync-secret" })))
+        .toBe("from flag")
+    }))
+
+  it.effect("a missing, empty, too large or unreadable file is a one-line error naming the file, not its content", () =>
+    Effect.gen(function*() {
+      const error = (file: string) => errorOf(resolve({ path: syncDir, secretFile: file }))
+      const missing = join(secretDir, "none")
+      expect(yield* error(missing)).toBe(`secret file ${missing} does not exist`)
+      // The file named in dsync.toml gets the same checks.
+      expect(yield* errorOf(resolve({ path: syncDir }, { secretFile: missing }))).toBe(`secret file ${missing} does not exist`)
+      const empty = secretFile("empty", "")
+      expect(yield* error(empty)).toBe(`secret file ${empty} is empty`)
+      const newline = secretFile("newline", "\n")
+      expect(yield* error(newline)).toBe(`secret file ${newline} is empty`)
+      const large = secretFile("large", "TOO-LARGE-CONTENT".repeat(300))
+      const message = yield* error(large)
+      expect(message).toBe(`secret file ${large} is larger than 4 KiB (it should hold a passphrase)`)
+      expect(yield* error(secretFile("4097", "y".repeat(4097)))).toContain("is larger than 4 KiB")
+      expect(yield* error(secretDir)).toBe(`secret file ${secretDir} is a directory`)
+      expect(yield* error("")).toBe("--secret-file must not be empty")
+      const locked = secretFile("locked", "locked passphrase")
+      chmodSync(locked, 0o000)
+      // root reads it anyway; anyone else gets told why not
+      if (process.getuid?.() !== 0) expect(yield* error(locked)).toBe(`cannot read secret file ${locked}: PermissionDenied`)
     }))
 })

@@ -1,16 +1,31 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Either, Fiber, Layer, TestClock } from "effect"
+import { Duration, Effect, Either, Fiber, Layer, Redacted, TestClock } from "effect"
+import {
+  createHash,
+  createHmac,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  randomBytes
+} from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import type { HandshakeError } from "../src/domain/Errors.js"
 import * as CipherNoble from "../src/layers/CipherNoble.js"
 import * as CipherNode from "../src/layers/CipherNode.js"
 import * as IdentityEphemeral from "../src/layers/IdentityEphemeral.js"
-import { makeLayer, type SecureChannelOptions } from "../src/layers/SecureChannelLive.js"
+import { deriveSecretKey, makeLayer, type SecureChannelOptions } from "../src/layers/SecureChannelLive.js"
 import { connectionPair } from "../src/layers/TransportMemory.js"
 import { encodeFrame, FrameReader } from "../src/lib/Framing.js"
 import { Cipher } from "../src/services/Cipher.js"
 import { Identity, type IdentityApi } from "../src/services/Identity.js"
 import { type Channel, MAX_HANDSHAKE_FRAME, SecureChannel } from "../src/services/SecureChannel.js"
 import type { Connection } from "../src/services/Transport.js"
+import { startNode } from "../src/programs/SyncNode.js"
+import { makeNetwork, type MemoryNetwork, memoryNodeLayer } from "../src/Testing.js"
+import { eventually, readOr, tempDir } from "./support/fs.js"
+import { captureLogs } from "./support/nodes.js"
 
 // ---- helpers ----
 
@@ -314,4 +329,203 @@ describe("SecureChannel handshake", () => {
       const clean = yield* scenario((frame) => frame)
       expect(Either.isRight(clean)).toBe(true)
     }))
+})
+
+// ---- the optional shared secret ----
+
+const passphrase = (s: string) => text.encode(s)
+
+/**
+ * An initiator written out by hand (so a test sees every frame the responder sends): it signs
+ * a valid auth, attaches `proof(exchange, dh)` if that returns bytes, and returns the rest.
+ */
+const X25519_SPKI = Buffer.from("302a300506032b656e032100", "hex")
+const rawInitiator = (
+  connection: Connection,
+  identity: IdentityApi,
+  proof: (exchange: Buffer, dh: Buffer) => Uint8Array | undefined
+) =>
+  Effect.gen(function*() {
+    const reader = new FrameReader(connection)
+    const hello = yield* readJson(reader)
+    const { privateKey, publicKey } = generateKeyPairSync("x25519")
+    const eph = publicKey.export({ type: "spki", format: "der" }).subarray(X25519_SPKI.length)
+    const peerEph = createPublicKey({ key: Buffer.concat([X25519_SPKI, Buffer.from(hello.eph, "hex")]), format: "der", type: "spki" })
+    const dh = diffieHellman({ privateKey, publicKey: peerEph })
+    const challenge = randomBytes(32)
+    const exchange = Buffer.concat([Buffer.from(hello.challenge, "hex"), challenge, Buffer.from(hello.eph, "hex"), eph])
+    const sig = identity.sign(Buffer.concat([Buffer.from("dsync-hs/1I"), exchange]))
+    const p = proof(exchange, dh)
+    yield* sendJson(connection, {
+      t: "auth",
+      proto: "dsync-hs/1",
+      id: identity.peerId,
+      challenge: challenge.toString("hex"),
+      eph: eph.toString("hex"),
+      sig: Buffer.from(sig).toString("hex"),
+      ...(p ? { proof: Buffer.from(p).toString("hex") } : {})
+    })
+    return { reader, exchange, dh }
+  })
+
+/** Every frame until the connection ends. */
+const readAll = (reader: FrameReader) =>
+  Effect.gen(function*() {
+    const frames: Array<any> = []
+    for (;;) {
+      const next = yield* Effect.either(readJson(reader))
+      if (Either.isLeft(next)) return frames
+      frames.push(next.right)
+    }
+  })
+
+/** The proof as the protocol defines it: HMAC-SHA256(scrypt key, label, role, exchange, X25519 secret, ids). */
+const expectedProof = (key: Uint8Array, role: "I" | "R", exchange: Buffer, dh: Buffer, ...ids: Array<Uint8Array>) =>
+  createHmac("sha256", key).update(Buffer.concat([Buffer.from(`dsync-secret-proof/1${role}`), exchange, dh, ...ids])).digest()
+
+describe("SecureChannel handshake with a shared secret", () => {
+  it.effect("the same secret on both sides: handshake ok, data flows; the passphrase is never on the wire", () =>
+    Effect.gen(function*() {
+      const secret = "correct horse battery staple"
+      const alice = yield* node({ secret: passphrase(secret) })
+      const bob = yield* node({ secret: Redacted.make(passphrase(secret)), cipher: CipherNoble.layer })
+      const frames: Array<Uint8Array> = []
+      const mitm = yield* relay((_d, _i, frame) => {
+        frames.push(frame.slice())
+        return frame
+      })
+      const [ri, rr] = yield* both(alice, bob, mitm.initiatorEnd, mitm.responderEnd, bob.identity.peerId)
+      const initiator = Either.getOrThrow(ri)
+      const responder = Either.getOrThrow(rr)
+      expect(initiator.peerId).toBe(bob.identity.peerId)
+      expect(responder.peerId).toBe(alice.identity.peerId)
+      yield* roundTrip(initiator, responder, [0, 1, 70000], 1)
+      yield* roundTrip(responder, initiator, [3, 100000], 2)
+      // Both auth messages carry a proof; nothing carries the passphrase, as text or hex.
+      const auths = frames.slice(0, 3).map(toJson).filter((m) => m.t === "auth")
+      expect(auths).toHaveLength(2)
+      for (const auth of auths) expect(auth.proof).toMatch(/^[0-9a-f]{64}$/)
+      const wire = Buffer.concat(frames)
+      expect(wire.includes(Buffer.from(secret))).toBe(false)
+      expect(wire.includes(Buffer.from(Buffer.from(secret).toString("hex")))).toBe(false)
+    }))
+
+  it.effect("different secrets: both sides fail with a clear reason", () =>
+    Effect.gen(function*() {
+      const alice = yield* node({ secret: passphrase("one passphrase") })
+      const bob = yield* node({ secret: passphrase("another passphrase") })
+      const { a, b } = yield* connectionPair()
+      const [ri, rr] = yield* both(alice, bob, a, b)
+      expect(reasonOf(rr)).toBe("the peer does not know the shared secret (or uses another one)")
+      expect(reasonOf(ri)).toBe("the peer does not know the shared secret (or uses another one)")
+    }))
+
+  it.effect("a secret on one side only: both sides fail, whichever side has it", () =>
+    Effect.gen(function*() {
+      const withSecret = yield* node({ secret: passphrase("only here") })
+      const without = yield* node()
+      const c1 = yield* connectionPair()
+      const [ri1, rr1] = yield* both(withSecret, without, c1.a, c1.b)
+      expect(reasonOf(rr1)).toBe("the peer uses a shared secret and we have none (see --secret-file)")
+      expect(reasonOf(ri1)).toBe("the peer does not know the shared secret (or uses another one)")
+      const c2 = yield* connectionPair()
+      const [ri2, rr2] = yield* both(without, withSecret, c2.a, c2.b)
+      expect(reasonOf(rr2)).toBe("the peer does not know the shared secret (it has none set)")
+      expect(reasonOf(ri2)).toBe("the peer uses a shared secret and we have none (see --secret-file)")
+    }))
+
+  it.effect("the responder checks the initiator's proof first: a wrong or missing proof gets a bare reject, no proof", () =>
+    Effect.gen(function*() {
+      const bob = yield* node({ secret: passphrase("bob's secret") })
+      const eve = yield* IdentityEphemeral.make
+      const wrongKey = deriveSecretKey(passphrase("a guess"))
+      const attempts: ReadonlyArray<(exchange: Buffer, dh: Buffer) => Uint8Array | undefined> = [
+        (exchange, dh) => expectedProof(wrongKey, "I", exchange, dh, eve.publicKey), // well-formed, wrong secret
+        () => randomBytes(32),
+        () => undefined
+      ]
+      for (const proof of attempts) {
+        const { a, b } = yield* connectionPair()
+        const fiber = yield* Effect.fork(bob.accept(b))
+        const { reader } = yield* rawInitiator(a, eve, proof)
+        // Everything bob sends after our auth: one reject saying nothing about the secret, then the end.
+        expect(yield* readAll(reader)).toEqual([{ t: "reject", reason: "shared secret mismatch" }])
+        expect((yield* Effect.flip(Fiber.join(fiber))).reason).toMatch(/^the peer does not know the shared secret/)
+      }
+    }))
+
+  it.effect("with the right proof the responder proves itself, and the session keys depend on the secret", () =>
+    Effect.gen(function*() {
+      const secret = passphrase("shared by both")
+      const key = deriveSecretKey(secret)
+      const bob = yield* node({ secret })
+      const alice = yield* IdentityEphemeral.make
+      const cipher = yield* Effect.provide(Cipher, CipherNode.layer)
+      const { a, b } = yield* connectionPair()
+      const fiber = yield* Effect.fork(bob.accept(b))
+      const { dh, exchange, reader } = yield* rawInitiator(a, alice, (x, dh) => expectedProof(key, "I", x, dh, alice.publicKey))
+      const auth = yield* readJson(reader)
+      expect(auth.t).toBe("auth")
+      expect(auth.id).toBe(bob.identity.peerId)
+      expect(auth.proof).toBe(expectedProof(key, "R", exchange, dh, alice.publicKey, bob.identity.publicKey).toString("hex"))
+      const channel = yield* Fiber.join(fiber)
+      yield* channel.send(bytes(50, 7))
+      const sealed = yield* reader.read(1 << 20)
+      // The first r2i frame opens with keys from the X25519 secret plus the secret's key, and not without it.
+      const salt = createHash("sha256")
+        .update(Buffer.concat([Buffer.from("dsync-hs/1"), exchange, alice.publicKey, bob.identity.publicKey]))
+        .digest()
+      const r2i = (ikm: Buffer) => new Uint8Array(hkdfSync("sha256", ikm, salt, "dsync/1 r2i", 32))
+      const nonce0 = new Uint8Array(12)
+      const opened = cipher.open(r2i(Buffer.concat([dh, key])), nonce0, sealed)
+      expect(opened && same(opened, bytes(50, 7))).toBe(true)
+      expect(cipher.open(r2i(dh), nonce0, sealed)).toBeUndefined()
+    }))
+
+  it.effect("a relay that strips or replaces the initiator's proof cannot get through", () =>
+    Effect.gen(function*() {
+      const alice = yield* node({ secret: passphrase("s") })
+      const bob = yield* node({ secret: passphrase("s") })
+      for (const change of [(m: any) => ({ ...m, proof: undefined }), (m: any) => ({ ...m, proof: hex(32, 0x42) })]) {
+        const mitm = yield* relay((direction, index, frame) =>
+          direction === "i2r" && index === 0 ? fromJson(change(toJson(frame))) : frame
+        )
+        const [ri, rr] = yield* both(alice, bob, mitm.initiatorEnd, mitm.responderEnd)
+        expect(reasonOf(rr)).toMatch(/^the peer does not know the shared secret/)
+        expect(reasonOf(ri)).toBe("the peer does not know the shared secret (or uses another one)")
+      }
+    }))
+
+  it.effect("an empty passphrase is refused when the layer is built", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(node({ secret: new Uint8Array(0) }))
+      expect(exit._tag).toBe("Failure")
+    }))
+
+  it.live("memory nodes: same secret syncs, other secret does not; the passphrase is in no log line", () =>
+    Effect.gen(function*() {
+      const secret = "a-long-random-passphrase-4f9c2e"
+      const logs = captureLogs()
+      const start = (network: MemoryNetwork, host: string, root: string, peers: ReadonlyArray<string>, pass: string) =>
+        Effect.gen(function*() {
+          const layer = memoryNodeLayer({ network, host, root, peers: peers.map((h) => ({ host: h, port: 9000 })), secret: passphrase(pass) })
+          const services = yield* Layer.build(layer)
+          return yield* Effect.provide(startNode({ name: host, listen: { host, port: 9000 }, maxConcurrentTransfers: 4 }), services)
+        })
+      const run = Effect.gen(function*() {
+        const a = yield* tempDir()
+        const b = yield* tempDir()
+        const c = yield* tempDir()
+        fs.writeFileSync(path.join(a, "hello.txt"), "hi")
+        const network = makeNetwork()
+        yield* start(network, "a", a, ["b", "c"], secret)
+        yield* start(network, "b", b, [], secret)
+        yield* start(network, "c", c, [], `${secret}-not`)
+        yield* eventually("sync with the same secret", () => readOr(path.join(b, "hello.txt")) === "hi")
+        yield* eventually("c refuses a", () => logs.lines.some((l) => l.includes("the peer does not know the shared secret")))
+        expect(fs.existsSync(path.join(c, "hello.txt"))).toBe(false)
+      })
+      yield* run.pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
+      expect(logs.lines.join("\n")).not.toContain(secret)
+    }), { timeout: 30_000 })
 })

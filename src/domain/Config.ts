@@ -1,3 +1,5 @@
+import type { Redacted } from "effect"
+
 /** A peer address given by the user or found by discovery. */
 export interface PeerAddress {
   readonly host: string
@@ -17,6 +19,8 @@ export interface NodeConfig {
   readonly verbose: boolean
   readonly excludes: ReadonlyArray<string>
   readonly maxConcurrentTransfers: number
+  /** The shared-secret passphrase (from --secret-file / secret_file), if any; redacted in any output. */
+  readonly secret?: Redacted.Redacted<Uint8Array>
 }
 
 export const defaults = {

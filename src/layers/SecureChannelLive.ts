@@ -1,14 +1,17 @@
 import {
   createHash,
+  createHmac,
   createPublicKey,
   diffieHellman,
   generateKeyPairSync,
   hkdfSync,
   type KeyObject,
   randomBytes,
+  scryptSync,
+  timingSafeEqual,
   verify
 } from "node:crypto"
-import { Data, Duration, Effect, Either, Layer, Schema } from "effect"
+import { Data, Duration, Effect, Either, Layer, Redacted, Schema } from "effect"
 import { ConnectionClosed, HandshakeError, ProtocolError } from "../domain/Errors.js"
 import { encodeFrame, frameHeader, FrameReader } from "../lib/Framing.js"
 import { Cipher, type CipherApi, KEY_BYTES, NONCE_BYTES, TAG_BYTES } from "../services/Cipher.js"
@@ -29,6 +32,15 @@ export const HANDSHAKE_TIMEOUT: Duration.DurationInput = Duration.seconds(5)
 /** The session ends before a nonce counter gets here (far below where 8 bytes would wrap). */
 export const NONCE_LIMIT = 2 ** 48
 
+/** Why a handshake fails when the peer proves another shared secret, or refuses our proof. */
+export const SECRET_MISMATCH = "the peer does not know the shared secret (or uses another one)"
+/** Why a handshake fails when the peer shows no proof at all while we have a secret. */
+export const SECRET_ABSENT_THERE = "the peer does not know the shared secret (it has none set)"
+/** Why a handshake fails when the peer proves a secret and we have none. */
+export const SECRET_ABSENT_HERE = "the peer uses a shared secret and we have none (see --secret-file)"
+/** What the peer is told (in a reject) for any of the above: nothing about either secret. */
+export const SECRET_REJECT = "shared secret mismatch"
+
 // ---- wire messages (plaintext JSON frames; byte fields are lowercase hex) ----
 
 const Hex = (bytes: number) => Schema.String.pipe(Schema.pattern(new RegExp(`^[0-9a-f]{${bytes * 2}}$`)))
@@ -41,9 +53,17 @@ const InitiatorAuth = Schema.Struct({
   id: Hex(32),
   challenge: Hex(32),
   eph: Hex(32),
-  sig: Hex(64)
+  sig: Hex(64),
+  /** Present only when the sender has a shared secret: HMAC-SHA256 (see `secretProof`). */
+  proof: Schema.optional(Hex(32))
 })
-const ResponderAuth = Schema.Struct({ t: Schema.Literal("auth"), proto: Proto, id: Hex(32), sig: Hex(64) })
+const ResponderAuth = Schema.Struct({
+  t: Schema.Literal("auth"),
+  proto: Proto,
+  id: Hex(32),
+  sig: Hex(64),
+  proof: Schema.optional(Hex(32))
+})
 const Reject = Schema.Struct({ t: Schema.Literal("reject"), reason: Schema.String.pipe(Schema.maxLength(256)) })
 /** Read before the full schema, so a version mismatch is reported as such and not as "malformed". */
 const Envelope = Schema.Struct({ t: Schema.String, proto: Schema.optional(Schema.Unknown) })
@@ -52,8 +72,11 @@ const decodeJson = Schema.decodeUnknownEither(Schema.parseJson())
 const decodeEnvelope = Schema.decodeUnknownEither(Envelope)
 const decodeReject = Schema.decodeUnknownEither(Reject)
 
-/** A handshake failure we tell the peer about (as a reject message) before closing. */
-class Abort extends Data.TaggedError("Abort")<{ readonly reason: string }> {}
+/**
+ * A handshake failure we tell the peer about (as a reject message) before closing;
+ * `told` replaces the reason in the reject when the peer should learn less than our log.
+ */
+class Abort extends Data.TaggedError("Abort")<{ readonly reason: string; readonly told?: string }> {}
 
 // ---- crypto helpers (node:crypto: OpenSSL is much faster than pure JS here) ----
 
@@ -116,14 +139,84 @@ const transcript = (role: Uint8Array, x: Exchange, initiatorId?: Uint8Array): Ui
     ...(initiatorId ? [initiatorId] : [])
   ])
 
-/** One key per direction, from the shared secret, salted with the whole exchange including both ids. */
-const deriveKeys = (secret: Uint8Array, x: Exchange, initiatorId: Uint8Array, responderId: Uint8Array) => {
+/**
+ * One key per direction, from the X25519 secret (and the shared-secret key, when set),
+ * salted with the whole exchange including both ids.
+ */
+const deriveKeys = (
+  dh: Uint8Array,
+  x: Exchange,
+  initiatorId: Uint8Array,
+  responderId: Uint8Array,
+  secretKey: Uint8Array | undefined
+) => {
   const salt = createHash("sha256")
     .update(Buffer.concat([LABEL, x.responderChallenge, x.initiatorChallenge, x.responderEph, x.initiatorEph, initiatorId, responderId]))
     .digest()
-  const key = (info: string) => new Uint8Array(hkdfSync("sha256", secret, salt, info, KEY_BYTES))
+  // Without a shared secret the input is exactly what it always was (peers without the option interoperate).
+  const ikm = secretKey ? Buffer.concat([dh, secretKey]) : dh
+  const key = (info: string) => new Uint8Array(hkdfSync("sha256", ikm, salt, info, KEY_BYTES))
   return { i2r: key("dsync/1 i2r"), r2i: key("dsync/1 r2i") }
 }
+
+// ---- the optional shared secret ----
+
+/** scrypt salt: fixed, for domain separation (the passphrase is the only secret input). */
+const SECRET_SALT = "dsync-secret/1"
+const PROOF_LABEL = utf8.encode("dsync-secret-proof/1")
+
+/**
+ * The 32-byte key for a shared-secret passphrase: scrypt N=2^15, r=8, p=1 (about 0.1-0.2 s
+ * and 32 MiB), so that each guess at a passphrase costs as much to whoever tries it offline.
+ */
+export const deriveSecretKey = (passphrase: Uint8Array): Uint8Array => {
+  if (passphrase.length === 0) throw new Error("empty shared secret")
+  return new Uint8Array(scryptSync(passphrase, SECRET_SALT, 32, { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 }))
+}
+
+/**
+ * What a side sends to prove it knows the shared secret: HMAC-SHA256 keyed with the derived
+ * key over the role, the exchange, the X25519 secret and the ids known so far. The X25519
+ * secret in it means only the two ends of this handshake can check (or guess against) it:
+ * an eavesdropper who recorded the handshake has nothing to test passphrases against.
+ */
+const secretProof = (
+  secretKey: Uint8Array,
+  role: Uint8Array,
+  x: Exchange,
+  dh: Uint8Array,
+  initiatorId: Uint8Array,
+  responderId?: Uint8Array
+): Uint8Array =>
+  new Uint8Array(
+    createHmac("sha256", secretKey)
+      .update(Buffer.concat([
+        PROOF_LABEL,
+        role,
+        x.responderChallenge,
+        x.initiatorChallenge,
+        x.responderEph,
+        x.initiatorEph,
+        dh,
+        initiatorId,
+        ...(responderId ? [responderId] : [])
+      ]))
+      .digest()
+  )
+
+/**
+ * Checks the peer's `proof` field against our secret (or our lack of one). Undefined when
+ * it is as expected; otherwise the failure (the peer is told only SECRET_REJECT).
+ */
+const checkProof = (secretKey: Uint8Array | undefined, proof: string | undefined, expected: () => Uint8Array) => {
+  if (secretKey === undefined) return proof === undefined ? undefined : new Abort({ reason: SECRET_ABSENT_HERE, told: SECRET_REJECT })
+  if (proof === undefined) return new Abort({ reason: SECRET_ABSENT_THERE, told: SECRET_REJECT })
+  return timingSafeEqual(fromHex(proof), expected()) ? undefined : new Abort({ reason: SECRET_MISMATCH, told: SECRET_REJECT })
+}
+
+/** The passphrase bytes of a shared secret as given to the layer. */
+export type SharedSecret = Uint8Array | Redacted.Redacted<Uint8Array>
+
 
 /** 4 zero bytes then the 8-byte little-endian counter. */
 const nonceFor = (counter: number): Uint8Array => {
@@ -225,16 +318,26 @@ const makeChannel = (
 export interface SecureChannelOptions {
   /** Deadline for the whole handshake (default HANDSHAKE_TIMEOUT). */
   readonly handshakeTimeout?: Duration.DurationInput
+  /**
+   * A passphrase both peers must know (non-empty). It is never sent, logged or stored: a key
+   * derived from it (once, here) is mixed into the handshake proofs and the session keys.
+   * Without it, the handshake is exactly the one without the option.
+   */
+  readonly secret?: SharedSecret
 }
 
+/** Builds the service; with a secret, this runs scrypt once (a fraction of a second). */
 export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureChannelOptions = {}): SecureChannelApi => {
   const timeout = options.handshakeTimeout ?? HANDSHAKE_TIMEOUT
+  const secretKey = options.secret === undefined
+    ? undefined
+    : deriveSecretKey(Redacted.isRedacted(options.secret) ? Redacted.value(options.secret) : options.secret)
 
   /** Deadline, reject message for our own refusals, and closing the connection on any failure. */
   const run = (connection: Connection, handshake: Effect.Effect<Channel, Abort | HandshakeError>) =>
     handshake.pipe(
       Effect.catchTag("Abort", (e) =>
-        writeMessage(connection, { t: "reject", reason: e.reason.slice(0, 256) }).pipe(
+        writeMessage(connection, { t: "reject", reason: (e.told ?? e.reason).slice(0, 256) }).pipe(
           Effect.ignore,
           Effect.zipRight(Effect.fail(new HandshakeError({ reason: e.reason })))
         )),
@@ -255,18 +358,26 @@ export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureCh
           responderEph: fromHex(hello.eph),
           initiatorEph: eph.publicKey
         }
-        const secret = sharedSecret(eph.privateKey, x.responderEph)
-        if (!secret) return yield* new Abort({ reason: "all-zero shared secret" })
+        const dh = sharedSecret(eph.privateKey, x.responderEph)
+        if (!dh) return yield* new Abort({ reason: "all-zero shared secret" })
         yield* writeMessage(connection, {
           t: "auth",
           proto: HANDSHAKE_PROTOCOL,
           id: identity.peerId,
           challenge: toHex(x.initiatorChallenge),
           eph: toHex(x.initiatorEph),
-          sig: toHex(identity.sign(transcript(INITIATOR, x)))
+          sig: toHex(identity.sign(transcript(INITIATOR, x))),
+          // We prove first: the responder answers with its proof only if ours checks out.
+          ...(secretKey ? { proof: toHex(secretProof(secretKey, INITIATOR, x, dh, identity.publicKey)) } : {})
         })
 
-        const auth = yield* readMessage(reader, ResponderAuth, "auth")
+        const auth = yield* readMessage(reader, ResponderAuth, "auth").pipe(
+          Effect.mapError((e) =>
+            e._tag === "HandshakeError" && e.reason === `rejected by peer: ${SECRET_REJECT}`
+              ? new HandshakeError({ reason: secretKey ? SECRET_MISMATCH : SECRET_ABSENT_HERE })
+              : e
+          )
+        )
         if (auth.id === identity.peerId) return yield* new Abort({ reason: "peer presented our own id" })
         const peerKey = fromHex(auth.id)
         if (!verifySignature(peerKey, transcript(RESPONDER, x, identity.publicKey), fromHex(auth.sig))) {
@@ -277,7 +388,13 @@ export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureCh
             reason: `peer id mismatch: expected ${shortId(expectedPeerId)}, peer proved ${shortId(auth.id)}`
           })
         }
-        const keys = deriveKeys(secret, x, identity.publicKey, peerKey)
+        const refused = checkProof(
+          secretKey,
+          auth.proof,
+          () => secretProof(secretKey!, RESPONDER, x, dh, identity.publicKey, peerKey)
+        )
+        if (refused) return yield* refused
+        const keys = deriveKeys(dh, x, identity.publicKey, peerKey, secretKey)
         return yield* makeChannel(connection, reader, cipher, auth.id, { send: keys.i2r, receive: keys.r2i })
       })
     )
@@ -304,19 +421,24 @@ export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureCh
           responderEph: eph.publicKey,
           initiatorEph: fromHex(auth.eph)
         }
-        const secret = sharedSecret(eph.privateKey, x.initiatorEph)
-        if (!secret) return yield* new Abort({ reason: "all-zero shared secret" })
+        const dh = sharedSecret(eph.privateKey, x.initiatorEph)
+        if (!dh) return yield* new Abort({ reason: "all-zero shared secret" })
         const peerKey = fromHex(auth.id)
         if (!verifySignature(peerKey, transcript(INITIATOR, x), fromHex(auth.sig))) {
           return yield* new Abort({ reason: "bad signature" })
         }
+        // The initiator's proof is checked before anything of ours depends on the secret:
+        // a stranger without it gets a reject and nothing to guess the passphrase against.
+        const refused = checkProof(secretKey, auth.proof, () => secretProof(secretKey!, INITIATOR, x, dh, peerKey))
+        if (refused) return yield* refused
         yield* writeMessage(connection, {
           t: "auth",
           proto: HANDSHAKE_PROTOCOL,
           id: identity.peerId,
-          sig: toHex(identity.sign(transcript(RESPONDER, x, peerKey)))
+          sig: toHex(identity.sign(transcript(RESPONDER, x, peerKey))),
+          ...(secretKey ? { proof: toHex(secretProof(secretKey, RESPONDER, x, dh, peerKey, identity.publicKey)) } : {})
         })
-        const keys = deriveKeys(secret, x, peerKey, identity.publicKey)
+        const keys = deriveKeys(dh, x, peerKey, identity.publicKey, secretKey)
         return yield* makeChannel(connection, reader, cipher, auth.id, { send: keys.r2i, receive: keys.i2r })
       })
     )

@@ -16,7 +16,7 @@ interface Spec {
   readonly help: string
 }
 
-/** The seed's flags, plus --config and --log-level. Order is the --help order. */
+/** The seed's flags, plus --config, --secret-file and --log-level. Order is the --help order. */
 const SPECS: ReadonlyArray<Spec> = [
   { long: "path", short: "d", value: "DIR", help: "Directory to sync (required unless dsync.toml sets path)" },
   { long: "port", short: "p", value: "PORT", help: "TCP port to listen on (default 9000)" },
@@ -26,6 +26,7 @@ const SPECS: ReadonlyArray<Spec> = [
   { long: "verbose", short: "v", help: "Show detailed logs" },
   { long: "exclude", short: "e", value: "GLOB", repeatable: true, help: "Exclude pattern, repeatable (e.g. *.log); added to dsync.toml's exclude" },
   { long: "config", value: "FILE", help: "Config file to read instead of the default dsync.toml" },
+  { long: "secret-file", value: "FILE", help: "File holding a passphrase every peer must share to connect (never sent)" },
   { long: "log-level", value: "LEVEL", help: "Log level: debug, info, warning, error, none (default info)" },
   { long: "version", help: "Print the version and exit" },
   { long: "help", short: "h", help: "Print this help and exit" }
@@ -101,7 +102,8 @@ export const parseArgs = (args: ReadonlyArray<string>): Either.Either<Command, C
     peers: lists.peer,
     excludes: lists.exclude,
     noDiscovery: switches.has("no-discovery"),
-    verbose: switches.has("verbose")
+    verbose: switches.has("verbose"),
+    secretFile: single.get("secret-file")
   }
   const config = single.get("config")
   return Either.right({ _tag: "Run", flags, logLevel, ...(config === undefined ? {} : { config }) })

@@ -4,7 +4,7 @@
  * message is one line for the user (Main prefixes it with "dsync: ").
  */
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Effect, Either } from "effect"
+import { Effect, Either, Option, Redacted } from "effect"
 import { isIPv4, isIPv6 } from "node:net"
 import * as nodePath from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"
@@ -21,6 +21,8 @@ export interface FileSettings {
   readonly maxConcurrentTransfers?: number
   readonly excludes?: ReadonlyArray<string>
   readonly verbose?: boolean
+  /** As written (`~` is expanded by resolveConfig). */
+  readonly secretFile?: string
 }
 
 /** The command line as parsed; an absent field means "not given". */
@@ -34,6 +36,8 @@ export interface Flags {
   readonly noDiscovery?: boolean
   readonly verbose?: boolean
   readonly excludes?: ReadonlyArray<string>
+  /** File holding the shared-secret passphrase. */
+  readonly secretFile?: string
 }
 
 export interface ResolveEnv {
@@ -135,7 +139,17 @@ const distance = (a: string, b: string): number => {
   return prev[b.length]!
 }
 
-const knownKeys = ["path", "port", "name", "peer", "no_discovery", "max_concurrent_transfers", "exclude", "verbose"] as const
+const knownKeys = [
+  "path",
+  "port",
+  "name",
+  "peer",
+  "no_discovery",
+  "max_concurrent_transfers",
+  "exclude",
+  "verbose",
+  "secret_file"
+] as const
 
 const intIn = (v: unknown, lo: number, hi: number): number | undefined =>
   // Integers are parsed as bigint, so `port = 9000.0` (a float) is rejected.
@@ -214,6 +228,10 @@ export const parseConfigFile = (text: string, fileName: string): Effect.Effect<F
           if (!Array.isArray(v) || !v.every((p) => typeof p === "string")) return wrong(key, "an array of strings", v)
           out.excludes = v as Array<string>
           break
+        case "secret_file":
+          if (typeof v !== "string" || v === "") return wrong(key, "a non-empty string (the path of a file)", v)
+          out.secretFile = v
+          break
         default: {
           const near = knownKeys.find((k) => distance(k, key) <= 2)
           const hint = near ? ` (did you mean "${near}"?)` : ""
@@ -246,6 +264,53 @@ export const loadConfigFile = (
   })
 
 // ---------------------------------------------------------------------------
+// Shared secret
+
+/** Largest secret file accepted: it holds a passphrase, not a key file or a document. */
+export const MAX_SECRET_FILE_BYTES = 4096
+
+/**
+ * Reads the shared-secret passphrase from `file` (absolute): its bytes, one trailing
+ * newline (`\n` or `\r\n`) removed. Missing, unreadable, empty or over 4 KiB is a
+ * ConfigError naming the file, never its content.
+ */
+export const readSecretFile = (
+  file: string
+): Effect.Effect<Redacted.Redacted<Uint8Array>, ConfigError, FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const cannot = (e: { readonly _tag: string; readonly message: string; readonly reason?: string }) =>
+      fail(
+        e._tag === "SystemError" && e.reason === "NotFound"
+          ? `secret file ${file} does not exist`
+          : `cannot read secret file ${file}: ${e._tag === "SystemError" ? e.reason : e.message}`
+      )
+    const info = yield* fs.stat(file).pipe(Effect.mapError(cannot))
+    if (info.type === "Directory") return yield* Effect.fail(fail(`secret file ${file} is a directory`))
+    // Read at most one byte past the limit, so a huge (or endless) file is refused without loading it.
+    const bytes = yield* Effect.scoped(Effect.gen(function*() {
+      const handle = yield* fs.open(file, { flag: "r" })
+      const chunks: Array<Uint8Array> = []
+      let total = 0
+      while (total <= MAX_SECRET_FILE_BYTES) {
+        const chunk = yield* handle.readAlloc(MAX_SECRET_FILE_BYTES + 1 - total)
+        if (Option.isNone(chunk) || chunk.value.length === 0) break
+        chunks.push(chunk.value)
+        total += chunk.value.length
+      }
+      return Buffer.concat(chunks)
+    })).pipe(Effect.mapError(cannot))
+    if (bytes.length > MAX_SECRET_FILE_BYTES) {
+      return yield* Effect.fail(fail(`secret file ${file} is larger than 4 KiB (it should hold a passphrase)`))
+    }
+    let end = bytes.length
+    if (end > 0 && bytes[end - 1] === 0x0a) end--
+    if (end > 0 && bytes[end - 1] === 0x0d && end < bytes.length) end--
+    if (end === 0) return yield* Effect.fail(fail(`secret file ${file} is empty`))
+    return Redacted.make(new Uint8Array(bytes.subarray(0, end)))
+  })
+
+// ---------------------------------------------------------------------------
 // Merge
 
 /** `~` or `~/...` at the start of a config-file path means the home directory. */
@@ -260,6 +325,7 @@ export const expandHome = (p: string, homedir: string): string =>
  * - `exclude`: file patterns and `-e` patterns are concatenated.
  * - The folder must exist and be a directory; it is resolved to an absolute real path.
  *   A relative path is taken relative to the current directory.
+ * - `--secret-file` replaces the file's `secret_file`; the file is read here (see readSecretFile).
  */
 export const resolveConfig = (
   flags: Flags,
@@ -301,6 +367,10 @@ export const resolveConfig = (
     // Real path: so two spellings of one folder (symlinks, `..`) are the same root.
     const root = yield* fs.realPath(abs).pipe(Effect.mapError((e) => fail(`cannot access folder ${abs}: ${e.message}`)))
 
+    const rawSecret = flags.secretFile ?? (file.secretFile !== undefined ? expandHome(file.secretFile, env.homedir) : undefined)
+    if (rawSecret === "") return yield* Effect.fail(fail("--secret-file must not be empty"))
+    const secret = rawSecret === undefined ? undefined : yield* readSecretFile(nodePath.resolve(env.cwd, rawSecret))
+
     return {
       root,
       port: flagPort ?? file.port ?? defaults.port,
@@ -310,6 +380,7 @@ export const resolveConfig = (
       discovery: !(flags.noDiscovery || file.noDiscovery),
       verbose: Boolean(flags.verbose || file.verbose),
       excludes: [...(file.excludes ?? []), ...(flags.excludes ?? [])],
-      maxConcurrentTransfers: file.maxConcurrentTransfers ?? defaults.maxConcurrentTransfers
+      maxConcurrentTransfers: file.maxConcurrentTransfers ?? defaults.maxConcurrentTransfers,
+      ...(secret === undefined ? {} : { secret })
     }
   })
