@@ -9,6 +9,7 @@ import * as IndexSqlite from "../src/layers/IndexSqlite.js"
 import type { BlockSource } from "../src/programs/ApplyRemote.js"
 import { fileHash } from "../src/programs/Content.js"
 import { makePuller } from "../src/programs/Puller.js"
+import { makeTransferSlots } from "../src/programs/TransferSlots.js"
 import { Hasher } from "../src/services/Hasher.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
 
@@ -42,11 +43,17 @@ describe("puller", () => {
             inFlight--
           })
       }
-      const puller = yield* makePuller(source, yield* Effect.makeSemaphore(2))
+      let released = 0
+      const puller = yield* makePuller(source, {
+        peer: "p",
+        slots: yield* makeTransferSlots(2),
+        release: (cost) => Effect.sync(() => void (released += cost))
+      })
       yield* Effect.forkScoped(Effect.provide(puller.run, services))
-      yield* puller.offer(records)
+      yield* puller.offer(records.map((record) => ({ record, cost: 10 })))
       yield* eventually("all six written", () => contents.every((c, i) => readOr(path.join(root, `f${i}.txt`)) === c.toString()))
       expect(most).toBe(2)
+      yield* eventually("every record's cost returned", () => released === 60)
       expect(fs.readdirSync(root).filter((n) => n.endsWith(".part"))).toEqual([])
     }).pipe(Effect.scoped))
 })

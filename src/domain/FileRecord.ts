@@ -10,6 +10,8 @@ const Hex32 = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/))
 export const MAX_BLOCKS = 2048
 export const MIN_BLOCK_SIZE = 128 * 1024
 export const MAX_BLOCK_SIZE = 16 * 1024 * 1024
+/** Modification times beyond this (about year 5000) are nonsense, and some filesystems reject them. */
+export const MAX_MTIME_MS = 1e14
 /** Largest file we accept from a peer (MAX_BLOCKS blocks of MAX_BLOCK_SIZE). */
 export const MAX_FILE_SIZE = MAX_BLOCKS * MAX_BLOCK_SIZE
 
@@ -22,8 +24,9 @@ export const FileRecord = Schema.Struct({
   path: Schema.String.pipe(Schema.maxLength(4096)),
   kind: FileKind,
   size: Schema.Int.pipe(Schema.between(0, MAX_FILE_SIZE)),
-  mtimeMs: Schema.Number.pipe(Schema.finite()),
-  mode: Schema.Int.pipe(Schema.between(0, 0o7777)),
+  mtimeMs: Schema.Number.pipe(Schema.between(-MAX_MTIME_MS, MAX_MTIME_MS)),
+  // permission bits only: setuid, setgid and sticky are never taken from a peer
+  mode: Schema.Int.pipe(Schema.between(0, 0o777)),
   hash: Schema.String.pipe(Schema.pattern(/^([0-9a-f]{64})?$/)),
   target: Schema.optional(Schema.String.pipe(Schema.maxLength(4096))),
   blockSize: Schema.Int.pipe(Schema.between(MIN_BLOCK_SIZE, MAX_BLOCK_SIZE)),

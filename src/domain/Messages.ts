@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { FileRecord, MAX_BLOCKS } from "./FileRecord.js"
+import { MAX_BLOCKS } from "./FileRecord.js"
 
 /** Application protocol spoken inside the encrypted channel. */
 export const PROTOCOL = "dsync/1"
@@ -14,11 +14,28 @@ export class Hello extends Schema.TaggedClass<Hello>()("Hello", {
   name: Schema.String.pipe(Schema.maxLength(256), Schema.pattern(/^[^\u0000-\u001f\u007f]*$/))
 }) {}
 
-/** A batch of index records; `initialDone` marks the end of the first full index. */
+/**
+ * A batch of index records; `initialDone` marks the end of the first full index. Each
+ * record is decoded on its own (IncomingRecords): one bad record is refused alone
+ * instead of ending the session.
+ */
 export class IndexBatch extends Schema.TaggedClass<IndexBatch>()("IndexBatch", {
-  records: Schema.Array(FileRecord).pipe(Schema.maxItems(1000)),
+  records: Schema.Array(Schema.Unknown).pipe(Schema.maxItems(1000)),
   initialDone: Schema.Boolean
 }) {}
+
+/**
+ * Index flow control: the receiver has finished with records worth `credit` (their
+ * `recordCost`), so the sender may send that much more. A sender keeps at most
+ * INDEX_WINDOW outstanding, and a receiver drops a peer that exceeds it: what waits
+ * to be applied stays bounded, and the socket carries the backpressure.
+ */
+export class IndexAck extends Schema.TaggedClass<IndexAck>()("IndexAck", {
+  credit: Schema.Int.pipe(Schema.between(0, 2 ** 40))
+}) {}
+
+/** Record cost (IncomingRecords.recordCost) a sender may have outstanding, unacknowledged. */
+export const INDEX_WINDOW = 8 * 1024 * 1024
 
 const StreamId = Schema.Int.pipe(Schema.between(0, 0xffffffff))
 
@@ -47,7 +64,7 @@ export class StreamCancel extends Schema.TaggedClass<StreamCancel>()("StreamCanc
 
 export class Ping extends Schema.TaggedClass<Ping>()("Ping", {}) {}
 
-export const Message = Schema.Union(Hello, IndexBatch, FileRequest, StreamEnd, StreamCancel, Ping)
+export const Message = Schema.Union(Hello, IndexBatch, IndexAck, FileRequest, StreamEnd, StreamCancel, Ping)
 export type Message = typeof Message.Type
 
 /** One block of a stream: raw bytes, never JSON. */

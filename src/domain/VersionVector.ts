@@ -1,10 +1,18 @@
 import { Schema } from "effect"
 
+/**
+ * Highest counter accepted from a peer: far below 2^53, so a bump can never lose
+ * precision, and far above what edits can reach (one per edit, per replica).
+ */
+export const MAX_COUNTER = 2 ** 40
+/** Replicas one file's vector may name: only replicas that edited the file appear in it. */
+export const MAX_VECTOR_ENTRIES = 64
+
 /** Per-file version vector: replica id -> counter of edits made on that replica. */
 export const VersionVector = Schema.Record({
   key: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{16}$/)),
-  value: Schema.Int.pipe(Schema.nonNegative())
-})
+  value: Schema.Int.pipe(Schema.between(1, MAX_COUNTER))
+}).pipe(Schema.filter((v) => Object.keys(v).length <= MAX_VECTOR_ENTRIES || `more than ${MAX_VECTOR_ENTRIES} replicas in a version vector`))
 export type VersionVector = typeof VersionVector.Type
 
 export type Ordering = "equal" | "newer" | "older" | "concurrent"
@@ -31,5 +39,9 @@ export const merge = (a: VersionVector, b: VersionVector): VersionVector => {
   return out
 }
 
-/** The vector after `replica` made one more edit on top of everything in `v`. */
+/**
+ * The vector after `replica` made one more edit on top of everything in `v`. Only this
+ * replica bumps its own counter, and peers may not raise it (see `checkRecord`), so it
+ * grows by one per local edit and stays far below MAX_COUNTER.
+ */
 export const bump = (v: VersionVector, replica: string): VersionVector => ({ ...v, [replica]: (v[replica] ?? 0) + 1 })

@@ -1,6 +1,7 @@
 import { Effect, Layer, Ref } from "effect"
 import type { FsError } from "../domain/Errors.js"
 import { loadIgnore } from "../lib/Ignore.js"
+import { RootedFs } from "../lib/RootedFs.js"
 import { Folder, type FolderApi } from "../services/Folder.js"
 
 /** Striped locks: a fixed set, so memory stays bounded however many paths there are. */
@@ -21,6 +22,7 @@ export const layer = (root: string, excludes: ReadonlyArray<string>): Layer.Laye
       const locks = yield* Effect.forEach(Array.from({ length: STRIPES }), () => Effect.makeSemaphore(1))
       const api: FolderApi = {
         root,
+        fs: new RootedFs(root),
         isIgnored: (relPath, isDir) => Effect.map(Ref.get(matcher), (m) => m(relPath, isDir)),
         reloadIgnore: loadIgnore(root, excludes).pipe(
           Effect.flatMap((m) => Ref.set(matcher, m)),

@@ -1,14 +1,15 @@
 /**
- * Paths received from peers: validated before any filesystem use, and resolved so
- * that nothing is written through a symlink that could lead out of the folder.
+ * Paths received from peers: validated before any filesystem use (RootedFs then makes
+ * sure no call on them goes through a symlink, whatever the disk holds at that moment).
  */
-import { Effect, Either } from "effect"
-import { lstatSync } from "node:fs"
-import { isAbsolute, join, relative, resolve, sep } from "node:path"
-import { FsError, UnsafePath } from "../domain/Errors.js"
+import { Either } from "effect"
+import { isAbsolute, relative, resolve, sep } from "node:path"
+import { UnsafePath } from "../domain/Errors.js"
 
 export const MAX_PATH_BYTES = 4096
 export const MAX_SEGMENT_BYTES = 255
+/** Folders nested deeper than this are refused (each level costs a directory open per call). */
+export const MAX_DEPTH = 64
 
 const utf8Length = (s: string) => Buffer.byteLength(s, "utf8")
 
@@ -30,6 +31,7 @@ export const validatePeerPath = (p: string): Either.Either<string, UnsafePath> =
   if (/^[A-Za-z]:/.test(p)) return refuse("drive-letter path")
   if (p !== p.normalize("NFC")) return refuse("not in Unicode NFC form")
   const segments = p.split("/")
+  if (segments.length > MAX_DEPTH) return refuse(`more than ${MAX_DEPTH} levels deep`)
   for (const segment of segments) {
     if (segment === "") return refuse("empty path segment")
     if (segment === "." || segment === "..") return refuse(`'${segment}' segment`)
@@ -40,42 +42,6 @@ export const validatePeerPath = (p: string): Either.Either<string, UnsafePath> =
   if (segments[0]!.toLowerCase() === ".dsync") return refuse("inside the .dsync state folder")
   return Either.right(p)
 }
-
-/**
- * Absolute target for peer path `rel` under `root`. Refused when `rel` is invalid or an
- * existing parent directory inside `root` is a symlink (it could point anywhere).
- * The final component may itself be a symlink: callers replace it, never follow it.
- * Parents that do not exist yet are fine (the caller creates them as real directories).
- */
-export const resolveInside = (root: string, rel: string): Effect.Effect<string, UnsafePath | FsError> =>
-  Effect.gen(function*() {
-    const valid = yield* validatePeerPath(rel)
-    const base = resolve(root)
-    const segments = valid.split("/")
-    let current = base
-    for (const segment of segments.slice(0, -1)) {
-      current = join(current, segment)
-      const path = current
-      // synchronous: a few microseconds per component, on the path of every file written
-      const stats = yield* Effect.try({
-        // Missing (or under a file): nothing below exists either, so no link is left to check.
-        try: () => {
-          try {
-            return lstatSync(path, { throwIfNoEntry: false })
-          } catch (e) {
-            if ((e as NodeJS.ErrnoException).code === "ENOTDIR") return undefined
-            throw e
-          }
-        },
-        catch: (cause) => new FsError({ op: "lstat", path, cause })
-      })
-      if (stats === undefined) break
-      if (stats.isSymbolicLink()) {
-        return yield* new UnsafePath({ path: rel, reason: `parent '${relative(base, path)}' is a symlink` })
-      }
-    }
-    return join(base, ...segments)
-  })
 
 /**
  * Native absolute path → `/`-separated NFC path relative to `root`;

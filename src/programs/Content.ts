@@ -2,6 +2,7 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import { FsError } from "../domain/Errors.js"
 import { blockSizeFor } from "../domain/FileRecord.js"
+import type { RootedFs } from "../lib/RootedFs.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
 
 export interface Content {
@@ -26,17 +27,18 @@ export const fileHash = (hasher: HasherApi, blocks: ReadonlyArray<string>, size:
 const READ_CHUNK = 4 * 1024 * 1024
 
 /**
- * Hash a file block by block. Reads are synchronous, a few MiB at a time with a yield
- * between them: much faster than a thread-pool round trip per block, and other fibers
- * (sessions, keepalives) still run while a large file is hashed.
+ * Hash the file `rel` block by block (opened without following a link). Reads are
+ * synchronous, a few MiB at a time with a yield between them: much faster than a
+ * thread-pool round trip per block, and other fibers (sessions, keepalives) still run
+ * while a large file is hashed.
  */
-export const hashFileContent = (abs: string, size: number) =>
+export const hashFileContent = (disk: RootedFs, rel: string, size: number) =>
   Effect.gen(function*() {
     const hasher = yield* Hasher
     const blockSize = blockSizeFor(size)
-    const fail = (op: string) => (cause: unknown) => new FsError({ op, path: abs, cause })
+    const fail = (op: string) => (cause: unknown) => new FsError({ op, path: rel, cause })
     const blocks = yield* Effect.acquireUseRelease(
-      Effect.try({ try: () => fs.openSync(abs, "r"), catch: fail("open") }),
+      Effect.try({ try: () => disk.openRead(rel), catch: fail("open") }),
       (fd) =>
         Effect.gen(function*() {
           const chunk = Math.max(blockSize, READ_CHUNK - (READ_CHUNK % blockSize))

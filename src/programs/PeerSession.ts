@@ -1,12 +1,13 @@
-import { Deferred, Duration, Effect, Fiber, FiberMap, Option, Ref, Schedule, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, FiberMap, Option, Queue, Ref, Schedule, Stream } from "effect"
 import * as fs from "node:fs"
-import * as path from "node:path"
 import { ConnectionClosed, ProtocolError } from "../domain/Errors.js"
 import { blockLength, type FileRecord } from "../domain/FileRecord.js"
 import {
   type BlockData,
   FileRequest,
   Hello,
+  INDEX_WINDOW,
+  IndexAck,
   IndexBatch,
   type Message,
   Ping,
@@ -15,7 +16,7 @@ import {
   StreamEnd
 } from "../domain/Messages.js"
 import { compressBlock } from "../lib/Lz4Block.js"
-import { validatePeerPath } from "../lib/SafePath.js"
+import { printable, showPath } from "../lib/Printable.js"
 import { blockDataFrame, blockFrameLength, blockPayload, decodeFrame, encodeBlockData, encodeMessage, setBlockIndex } from "../lib/Wire.js"
 import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
@@ -23,7 +24,9 @@ import { Hasher } from "../services/Hasher.js"
 import { shortId } from "../services/Identity.js"
 import type { Channel } from "../services/SecureChannel.js"
 import { type BlockSink, BlockUnavailable, type BlockSource } from "./ApplyRemote.js"
+import { admitRecord, recordCost } from "./IncomingRecords.js"
 import { makePuller } from "./Puller.js"
+import type { TransferSlots } from "./TransferSlots.js"
 
 /** How a session notices a dead or stuck peer. */
 export interface SessionTiming {
@@ -31,21 +34,27 @@ export interface SessionTiming {
   readonly keepalive: Duration.DurationInput
   /** Nothing heard from the peer for this long ends the session. */
   readonly idleTimeout: Duration.DurationInput
-  /** A block request unanswered for this long ends the session. */
-  readonly requestTimeout: Duration.DurationInput
+  /**
+   * A file stream that delivers less than FLOOR_BYTES_PER_SECOND over this long is
+   * cancelled (and the file tried again later), so a slow peer cannot hold a slot.
+   */
+  readonly slowStreamWindow: Duration.DurationInput
 }
 
 export const defaultTiming: SessionTiming = {
   keepalive: Duration.seconds(15),
   idleTimeout: Duration.seconds(45),
-  requestTimeout: Duration.seconds(30)
+  slowStreamWindow: Duration.seconds(10)
 }
+
+/** The floor rate of a file stream. */
+export const FLOOR_BYTES_PER_SECOND = 64 * 1024
 
 export interface SessionOptions {
   /** Our instance name, told to the peer. */
   readonly name: string
-  /** Shared by all sessions: files being pulled at once (`max_concurrent_transfers`). */
-  readonly transfers: Effect.Semaphore
+  /** Shared by all sessions: files being pulled at once (`max_concurrent_transfers`), fairly between peers. */
+  readonly slots: TransferSlots
   readonly timing: SessionTiming
 }
 
@@ -58,8 +67,11 @@ const SERVING = 16
 /** Requests a peer may have open (we open at most 16): more is a flood, and ends the session. */
 const MAX_OPEN_STREAMS = 256
 
-/** Send our index: everything since the last record sent, again whenever the index grows. */
-const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>) =>
+/**
+ * Send our index: everything since the last record sent, again whenever the index
+ * grows, never more than INDEX_WINDOW of unacknowledged record cost at a time.
+ */
+const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>, window: IndexWindow) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
     const sent = yield* Ref.make(0)
@@ -69,7 +81,9 @@ const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>) 
         const records = yield* index.since(yield* Ref.get(sent), INDEX_BATCH)
         if (records.length === 0) break
         for (const batch of byEncodedSize(records)) {
-          yield* send(new IndexBatch({ records: batch.map(toWire), initialDone: false }))
+          const wire = batch.map(toWire)
+          yield* window.reserve(wire.reduce((sum, r) => sum + recordCost(r), 0))
+          yield* send(new IndexBatch({ records: wire, initialDone: false }))
           yield* Ref.set(sent, batch[batch.length - 1]!.sequence)
         }
       }
@@ -78,10 +92,33 @@ const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>) 
     yield* Stream.runForEach(index.sequenceChanges, () => drain)
   })
 
+/** The sender's side of index flow control: cost sent and not yet acknowledged. */
+interface IndexWindow {
+  /** Wait until `cost` more fits (a batch alone may exceed the window when nothing is outstanding). */
+  readonly reserve: (cost: number) => Effect.Effect<void>
+  readonly acknowledge: (credit: number) => Effect.Effect<void>
+}
+
+const makeIndexWindow = Effect.gen(function*() {
+  let outstanding = 0
+  const freed = yield* Queue.sliding<void>(1)
+  const window: IndexWindow = {
+    reserve: (cost) =>
+      Effect.gen(function*() {
+        while (outstanding > 0 && outstanding + cost > INDEX_WINDOW) yield* Queue.take(freed)
+        outstanding += cost
+      }),
+    acknowledge: (credit) =>
+      Effect.suspend(() => {
+        outstanding = Math.max(0, outstanding - credit)
+        return Queue.offer(freed, undefined)
+      })
+  }
+  return window
+})
+
 const toWire = ({ inode: _inode, ...record }: LocalRecord): FileRecord => record
 
-/** Rough JSON size of a record: its block hashes dominate (64 hex digits and quotes each). */
-const encodedSize = (r: LocalRecord) => 400 + r.path.length * 2 + r.blocks.length * 67
 
 /**
  * Split records into runs that each encode well under the frame limit: 500 records of
@@ -92,13 +129,13 @@ export const byEncodedSize = (records: ReadonlyArray<LocalRecord>, limit = INDEX
   let current: Array<LocalRecord> = []
   let size = 0
   for (const record of records) {
-    if (current.length > 0 && size + encodedSize(record) > limit) {
+    if (current.length > 0 && size + recordCost(record) > limit) {
       batches.push(current)
       current = []
       size = 0
     }
     current.push(record)
-    size += encodedSize(record)
+    size += recordCost(record)
   }
   if (current.length > 0) batches.push(current)
   return batches
@@ -118,9 +155,9 @@ const serveFile = (request: FileRequest, sendFrame: (frame: Uint8Array) => Effec
     if (!record || record.deleted || record.kind !== "file" || record.hash !== request.hash) {
       return yield* end("no such file version here (changed since?)")
     }
-    const abs = path.join(folder.root, request.path)
+    // through the folder's rooted calls: a path that is now a link, or under one, is not read
     const fd = yield* Effect.acquireRelease(
-      Effect.try(() => fs.openSync(abs, "r")),
+      Effect.try(() => folder.fs.openRead(request.path)),
       (fd) => Effect.sync(() => fs.closeSync(fd))
     ).pipe(Effect.option)
     if (Option.isNone(fd)) return yield* end("cannot open the file")
@@ -144,12 +181,14 @@ const serveFile = (request: FileRequest, sendFrame: (frame: Uint8Array) => Effec
     yield* end()
   }).pipe(Effect.scoped)
 
-/** A stream we asked for: where its blocks go, which are still due, and who waits for the end. */
+/** A stream we asked for: where its blocks go, which are still due, who waits for the end, and its rate. */
 interface IncomingStream {
   readonly sink: BlockSink
   readonly due: Set<number>
   readonly done: Deferred.Deferred<void, BlockUnavailable>
-  lastHeard: number
+  /** Start of the current floor-rate window, and bytes received in it. */
+  windowStart: number
+  windowBytes: number
 }
 
 /**
@@ -171,17 +210,23 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     )
     // Streams we are receiving, by id.
     const streams = new Map<number, IncomingStream>()
-    const requestMillis = Duration.toMillis(options.timing.requestTimeout)
+    const floorMillis = Duration.toMillis(options.timing.slowStreamWindow)
+    const floorBytes = (FLOOR_BYTES_PER_SECOND * floorMillis) / 1000
     // One watchdog instead of a timer per frame or per request (both on the hot path):
-    // a silent peer, or one that stops sending a file it was asked for, ends the session.
+    // a silent peer ends the session; a stream below the floor rate is cancelled.
     const watchdog = Effect.gen(function*() {
       while (true) {
-        yield* Effect.sleep(Duration.millis(Math.max(10, Math.min(idleMillis, requestMillis) / 4)))
+        yield* Effect.sleep(Duration.millis(Math.max(10, Math.min(idleMillis, floorMillis) / 4)))
         const now = Date.now()
         if (now - lastHeard > idleMillis) return yield* new ConnectionClosed({ reason: "idle timeout" })
-        for (const incoming of streams.values()) {
-          if (now - incoming.lastHeard > requestMillis) {
-            return yield* new ConnectionClosed({ reason: "the peer stopped sending a file it was asked for" })
+        for (const [stream, incoming] of streams) {
+          if (now - incoming.windowStart < floorMillis) continue
+          if (incoming.windowBytes < floorBytes) {
+            const rate = Math.round(incoming.windowBytes / 1024 / ((now - incoming.windowStart) / 1000))
+            yield* finish(stream, `the peer sent too slowly (${rate} KiB/s, the floor is ${FLOOR_BYTES_PER_SECOND / 1024} KiB/s)`)
+          } else {
+            incoming.windowStart = now
+            incoming.windowBytes = 0
           }
         }
       }
@@ -195,7 +240,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     if (hello.replicaId === index.replicaId) {
       return yield* new ProtocolError({ reason: "the peer is this same folder (copied .dsync/ folder?)" })
     }
-    yield* Effect.logInfo(`connected to ${hello.name} (${shortId(channel.peerId)}) at ${channel.remoteLabel}`)
+    yield* Effect.logInfo(`connected to ${printable(hello.name)} (${shortId(channel.peerId)}) at ${printable(channel.remoteLabel)}`)
 
     let nextStream = 0
     /** Ends a stream we receive: removed, its waiter told; a failure also tells the peer to stop. */
@@ -214,7 +259,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         const stream = nextStream = (nextStream + 1) >>> 0
         return Effect.gen(function*() {
           const done = yield* Deferred.make<void, BlockUnavailable>()
-          streams.set(stream, { sink, due: new Set(request.blocks), done, lastHeard: Date.now() })
+          streams.set(stream, { sink, due: new Set(request.blocks), done, windowStart: Date.now(), windowBytes: 0 })
           // built from a validated record: skip re-validating
           yield* send(new FileRequest({ stream, path: request.path, hash: request.hash, blocks: [...request.blocks] }, true)).pipe(
             Effect.mapError((e) => new BlockUnavailable({ reason: e.reason }))
@@ -227,7 +272,46 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       }
     }
 
-    const puller = yield* makePuller(source, options.transfers)
+    // Index flow control, both directions: what we sent and the peer has not yet
+    // applied; what the peer sent that we still hold (bounded: a peer past the window is dropped).
+    const window = yield* makeIndexWindow
+    let holding = 0
+    let credit = 0
+    const flushCredit = Effect.suspend(() => {
+      if (credit === 0) return Effect.void
+      const ack = new IndexAck({ credit })
+      credit = 0
+      return Effect.ignore(send(ack))
+    })
+    const release = (cost: number) =>
+      Effect.suspend(() => {
+        holding -= cost
+        credit += cost
+        return credit >= INDEX_WINDOW / 16 ? flushCredit : Effect.void
+      })
+    const creditFlusher = Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(50)), flushCredit))
+    const puller = yield* makePuller(source, { peer: channel.peerId, slots: options.slots, release })
+    const hasher = yield* Hasher
+    const receiveIndex = (batch: IndexBatch) =>
+      Effect.gen(function*() {
+        const admitted = yield* Effect.forEach(batch.records, (raw) =>
+          Effect.map(index.get(typeof raw === "object" && raw !== null ? String((raw as { path?: unknown }).path) : ""), (local) =>
+            admitRecord(raw, hasher, index.replicaId, Option.getOrUndefined(local))))
+        const cost = admitted.reduce((sum, a) => sum + a.cost, 0)
+        if (holding > 0 && holding + cost > INDEX_WINDOW) {
+          return yield* new ProtocolError({ reason: "the peer sent more index records than it was allowed to" })
+        }
+        holding += cost
+        const accepted = []
+        for (const a of admitted) {
+          if (a._tag === "Accepted") accepted.push({ record: a.record, cost: a.cost })
+          else {
+            yield* Effect.logWarning(`refused record from ${shortId(channel.peerId)}: ${showPath(a.path)}: ${a.reason}`)
+            yield* release(a.cost)
+          }
+        }
+        yield* puller.offer(accepted)
+      })
 
     const outgoing = yield* FiberMap.make<number>()
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
@@ -238,7 +322,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           const incoming = streams.get(frame.stream)
           if (!incoming) return Effect.void // a stream we cancelled: its last blocks still arrive
           if (!incoming.due.delete(frame.index)) return finish(frame.stream, `unexpected block ${frame.index}`)
-          incoming.lastHeard = Date.now()
+          incoming.windowBytes += frame.data.length
           const refused = incoming.sink(frame.index, frame.data, frame.compressed)
           return refused === undefined ? Effect.void : finish(frame.stream, refused)
         }
@@ -258,15 +342,9 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         case "StreamCancel":
           return FiberMap.remove(outgoing, frame.stream)
         case "IndexBatch":
-          return Effect.gen(function*() {
-            const accepted: Array<FileRecord> = []
-            for (const record of frame.records) {
-              const valid = validatePeerPath(record.path)
-              if (valid._tag === "Right") accepted.push(record)
-              else yield* Effect.logWarning(`refused path from ${shortId(channel.peerId)}: ${JSON.stringify(record.path)}: ${valid.left.reason}`)
-            }
-            yield* puller.offer(accepted)
-          })
+          return receiveIndex(frame)
+        case "IndexAck":
+          return window.acknowledge(frame.credit)
         case "Ping":
           return Effect.void
         case "Hello":
@@ -281,7 +359,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     // All run forever; the first to fail (peer gone, idle, stalled) ends them all.
     // (Not raceAll: it waits for a success, so a failing watchdog would go unnoticed.)
     const background = yield* Effect.forkScoped(
-      Effect.all([sendIndex(send), keepalive, watchdog, puller.run], { concurrency: "unbounded", discard: true })
+      Effect.all([sendIndex(send, window), keepalive, watchdog, creditFlusher, puller.run], { concurrency: "unbounded", discard: true })
     )
     const receiving = Effect.forever(Effect.flatMap(receive, dispatch))
     yield* Effect.raceFirst(receiving, Fiber.join(background))

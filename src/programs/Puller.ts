@@ -1,8 +1,10 @@
-import { Deferred, Duration, Effect, Ref } from "effect"
+import { Duration, Effect, Queue } from "effect"
 import type { FileRecord } from "../domain/FileRecord.js"
+import { showPath } from "../lib/Printable.js"
 import { applyRemote, type BlockSource } from "./ApplyRemote.js"
+import type { TransferSlots } from "./TransferSlots.js"
 
-/** Files applied at once within one session (the node-wide limit is the transfers semaphore). */
+/** Files applied at once within one session (the node-wide limit is the transfer slots). */
 const SESSION_CONCURRENCY = 16
 const MAX_ATTEMPTS = 5
 const RETRY_DELAY = Duration.seconds(1)
@@ -10,67 +12,94 @@ const RETRY_DELAY = Duration.seconds(1)
 const depth = (r: FileRecord) => r.path.split("/").length
 
 /**
- * The order that keeps a folder consistent: folders (shallow first), files, file
+ * The order that keeps a folder consistent: folders (shallow first), files, then
+ * symlinks one at a time (so a link never races a file beneath its path), file
  * deletions, then folder deletions one at a time, deepest first (a folder empties first).
  */
 export const applyOrder = (records: ReadonlyArray<FileRecord>) => ({
   dirs: records.filter((r) => !r.deleted && r.kind === "dir").sort((a, b) => depth(a) - depth(b)),
-  files: records.filter((r) => !r.deleted && r.kind !== "dir"),
+  files: records.filter((r) => !r.deleted && r.kind === "file"),
+  links: records.filter((r) => !r.deleted && r.kind === "symlink"),
   fileDeletions: records.filter((r) => r.deleted && r.kind !== "dir"),
   dirDeletions: records.filter((r) => r.deleted && r.kind === "dir").sort((a, b) => depth(b) - depth(a))
 })
 
+/** A record waiting to be applied, with what it costs to hold (returned to the peer as credit when done). */
+export interface Pending {
+  readonly record: FileRecord
+  readonly cost: number
+}
+
+export interface PullerOptions {
+  /** Who the records come from: transfer slots are shared fairly between peers. */
+  readonly peer: string
+  readonly slots: TransferSlots
+  /** Called once per record we are done with (applied, given up, or replaced by a newer one). */
+  readonly release: (cost: number) => Effect.Effect<void>
+}
+
 /**
  * Applies what a peer announces, latest record per path: a burst of updates to one
  * file coalesces. A record that failed (peer went quiet, block changed while sent,
- * disk error) is tried again a few times unless a newer record replaced it.
+ * disk error) is tried again a few times unless a newer record replaced it. Memory is
+ * bounded by the index window: every record held has been counted against it.
  */
-export const makePuller = (source: BlockSource, transfers: Effect.Semaphore) =>
+export const makePuller = (source: BlockSource, options: PullerOptions) =>
   Effect.gen(function*() {
-    const incoming = new Map<string, FileRecord>()
+    const incoming = new Map<string, Pending>()
     const attempts = new Map<string, number>()
-    const wake = yield* Ref.make(yield* Deferred.make<void>())
-    const signal = Effect.flatMap(Ref.get(wake), (d) => Deferred.succeed(d, undefined))
+    const wake = yield* Queue.sliding<void>(1)
 
-    const offer = (records: Iterable<FileRecord>) =>
+    const put = (item: Pending) =>
       Effect.suspend(() => {
-        for (const record of records) {
-          incoming.set(record.path, record)
-          attempts.delete(record.path)
-        }
-        return incoming.size > 0 ? signal : Effect.void
+        const replaced = incoming.get(item.record.path)
+        incoming.set(item.record.path, item)
+        return replaced ? options.release(replaced.cost) : Effect.void
       })
 
-    const retryLater = (record: FileRecord) =>
+    const offer = (items: Iterable<Pending>) =>
       Effect.gen(function*() {
-        const tries = (attempts.get(record.path) ?? 0) + 1
+        for (const item of items) {
+          yield* put(item)
+          attempts.delete(item.record.path)
+        }
+        if (incoming.size > 0) yield* Queue.offer(wake, undefined)
+      })
+
+    const retryLater = (item: Pending) =>
+      Effect.gen(function*() {
+        const path = item.record.path
+        const tries = (attempts.get(path) ?? 0) + 1
         if (tries >= MAX_ATTEMPTS) {
-          attempts.delete(record.path)
-          return yield* Effect.logWarning(`giving up on ${record.path} after ${tries} attempts; it is tried again on the next change or reconnect`)
+          attempts.delete(path)
+          yield* options.release(item.cost)
+          return yield* Effect.logWarning(`giving up on ${showPath(path)} after ${tries} attempts; it is tried again on the next change or reconnect`)
         }
         yield* Effect.sleep(Duration.times(RETRY_DELAY, tries))
-        if (incoming.has(record.path)) return // superseded meanwhile
-        incoming.set(record.path, record)
-        attempts.set(record.path, tries)
-        yield* signal
+        if (incoming.has(path)) return yield* options.release(item.cost) // superseded meanwhile
+        incoming.set(path, item)
+        attempts.set(path, tries)
+        yield* Queue.offer(wake, undefined)
       })
 
-    const applyAll = (records: ReadonlyArray<FileRecord>, concurrency: number) =>
-      Effect.forEach(records, (record) =>
-        transfers.withPermits(1)(applyRemote(record, source)).pipe(
-          Effect.flatMap((done) => (done ? Effect.void : Effect.forkScoped(retryLater(record))))
+    const applyAll = (items: ReadonlyArray<Pending>, concurrency: number) =>
+      Effect.forEach(items, (item) =>
+        options.slots.withSlot(options.peer)(applyRemote(item.record, source)).pipe(
+          Effect.flatMap((done) => (done ? options.release(item.cost) : Effect.asVoid(Effect.forkScoped(retryLater(item)))))
         ), { concurrency, discard: true })
 
     const run = Effect.gen(function*() {
       while (true) {
-        yield* Deferred.await(yield* Ref.get(wake))
-        yield* Ref.set(wake, yield* Deferred.make<void>())
-        const batch = applyOrder([...incoming.values()])
+        yield* Queue.take(wake)
+        const byPath = new Map([...incoming.values()].map((item) => [item.record, item]))
         incoming.clear()
-        yield* applyAll(batch.dirs, 1)
-        yield* applyAll(batch.files, SESSION_CONCURRENCY)
-        yield* applyAll(batch.fileDeletions, SESSION_CONCURRENCY)
-        yield* applyAll(batch.dirDeletions, 1)
+        const batch = applyOrder([...byPath.keys()])
+        const items = (records: ReadonlyArray<FileRecord>) => records.map((r) => byPath.get(r)!)
+        yield* applyAll(items(batch.dirs), 1)
+        yield* applyAll(items(batch.files), SESSION_CONCURRENCY)
+        yield* applyAll(items(batch.links), 1)
+        yield* applyAll(items(batch.fileDeletions), SESSION_CONCURRENCY)
+        yield* applyAll(items(batch.dirDeletions), 1)
       }
     })
 

@@ -1,10 +1,7 @@
 import { Duration, Effect, Option } from "effect"
-import * as fs from "node:fs"
 import type { Stats } from "node:fs"
-import * as fsp from "node:fs/promises"
-import * as path from "node:path"
-import { FsError } from "../domain/Errors.js"
-import { fsTry } from "../lib/FsTry.js"
+import type { FsError } from "../domain/Errors.js"
+import { fsSync } from "../lib/FsTry.js"
 import { type FileKind, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
 import { bump } from "../domain/VersionVector.js"
 import { FileIndex, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
@@ -25,21 +22,12 @@ const SETTLE_TRIES = 200
 const kindOf = (st: Stats): FileKind | undefined =>
   st.isFile() ? "file" : st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : undefined
 
-const isMissing = (e: unknown) => {
-  const code = (e as NodeJS.ErrnoException).code
-  return code === "ENOENT" || code === "ENOTDIR"
-}
-
 /**
- * lstat, or undefined when nothing is there (an expected answer, not an error). Synchronous:
- * a metadata lookup is a few microseconds, far less than a thread-pool round trip, and
- * it runs several times per file synced.
+ * What is at `relPath` now: lstat, or undefined when nothing is there, or when it could
+ * only be reached through a symlink (that is not a path of this folder).
  */
-export const lstatOrUndefined = (abs: string): Effect.Effect<Stats | undefined, FsError> =>
-  Effect.try({
-    try: () => fs.lstatSync(abs, { throwIfNoEntry: false }),
-    catch: (cause) => new FsError({ op: "stat", path: abs, cause })
-  }).pipe(Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(undefined)))
+export const diskState = (relPath: string): Effect.Effect<Stats | undefined, FsError, Folder> =>
+  Effect.flatMap(Folder, (folder) => fsSync("stat", relPath, () => folder.fs.lstat(relPath)))
 
 /** Does the disk still look like what the index says (so the stored hash can be trusted)? */
 export const statMatches = (record: LocalRecord, st: Stats | undefined): boolean => {
@@ -49,9 +37,6 @@ export const statMatches = (record: LocalRecord, st: Stats | undefined): boolean
   if (record.kind === "file" && (st.mode & 0o777) !== record.mode) return false // chmod leaves mtime alone
   return st.size === record.size && st.mtimeMs === record.mtimeMs && st.ino === record.inode
 }
-
-export const diskState = (relPath: string) =>
-  Effect.flatMap(Folder, (folder) => lstatOrUndefined(path.join(folder.root, relPath)))
 
 /** Record a local deletion of `existing`: a tombstone with a new version. */
 const tombstone = (existing: LocalRecord) =>
@@ -71,18 +56,19 @@ const tombstone = (existing: LocalRecord) =>
   })
 
 /** Read what is on disk at `relPath` now, as a record without version and sequence. */
-const readEntry = (relPath: string, abs: string, st: Stats, kind: FileKind) =>
+const readEntry = (relPath: string, st: Stats, kind: FileKind) =>
   Effect.gen(function*() {
     const hasher = yield* Hasher
+    const folder = yield* Folder
     const base = { path: relPath, kind, mtimeMs: st.mtimeMs, inode: st.ino, deleted: false }
     if (kind === "dir") {
       return { ...base, size: 0, mode: st.mode & 0o777, hash: "", blockSize: MIN_BLOCK_SIZE, blocks: [] }
     }
     if (kind === "symlink") {
-      const target = yield* fsTry("readlink", abs, () => fsp.readlink(abs))
+      const target = yield* fsSync("readlink", relPath, () => folder.fs.readlink(relPath))
       return { ...base, size: 0, mode: 0, hash: hasher.hash(Buffer.from(target)), target, blockSize: MIN_BLOCK_SIZE, blocks: [] }
     }
-    const content = yield* hashFileContent(abs, st.size)
+    const content = yield* hashFileContent(folder.fs, relPath, st.size)
     return { ...base, size: st.size, mode: st.mode & 0o777, ...content, blocks: [...content.blocks] }
   })
 
@@ -95,8 +81,7 @@ export const scanLocked = (relPath: string, settle = true): Effect.Effect<ScanOu
   Effect.gen(function*() {
     const folder = yield* Folder
     const index = yield* FileIndex
-    const abs = path.join(folder.root, relPath)
-    const st = yield* lstatOrUndefined(abs)
+    const st = yield* diskState(relPath)
     const existing = Option.getOrUndefined(yield* index.get(relPath))
     if (st === undefined) {
       if (existing === undefined || existing.deleted) return "unchanged" as const
@@ -107,8 +92,8 @@ export const scanLocked = (relPath: string, settle = true): Effect.Effect<ScanOu
     if (kind === undefined || (yield* folder.isIgnored(relPath, kind === "dir"))) return "ignored" as const
     if (existing && statMatches(existing, st)) return "unchanged" as const
     if (settle && kind === "file" && Date.now() - st.mtimeMs < SETTLE_MS) return "unstable" as const
-    const entry = yield* readEntry(relPath, abs, st, kind)
-    const after = yield* lstatOrUndefined(abs)
+    const entry = yield* readEntry(relPath, st, kind)
+    const after = yield* diskState(relPath)
     if (after === undefined || after.size !== st.size || after.mtimeMs !== st.mtimeMs) return "unstable" as const
     if (
       existing && !existing.deleted && existing.kind === entry.kind && existing.hash === entry.hash &&
@@ -152,9 +137,9 @@ export const scanMissingUnder = (dirPath: string) =>
     yield* Effect.forEach(under.reverse(), (r) => scanPath(r.path), { discard: true })
   })
 
-const removeStalePart = (abs: string) =>
-  Effect.tryPromise(() => fsp.unlink(abs)).pipe(
-    Effect.zipRight(Effect.logDebug(`removed stale partial file ${abs}`)),
+const removeStalePart = (rel: string) =>
+  Effect.flatMap(Folder, (folder) => fsSync("unlink", rel, () => folder.fs.unlink(rel))).pipe(
+    Effect.zipRight(Effect.logDebug(`removed stale partial file ${rel}`)),
     Effect.ignore
   )
 
@@ -166,15 +151,15 @@ const removeStalePart = (abs: string) =>
 const walk = (relDir: string, seen: Set<string>, atStart: boolean): Effect.Effect<void, never, FileIndex | Folder | Hasher> =>
   Effect.gen(function*() {
     const folder = yield* Folder
-    const absDir = path.join(folder.root, relDir)
-    const entries = yield* Effect.tryPromise(() => fsp.readdir(absDir, { withFileTypes: true })).pipe(
-      Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot read folder ${absDir}: ${e.message}`), []))
+    // never through a link: a folder replaced by a symlink is not read at all
+    const entries = yield* fsSync("read folder", relDir, () => folder.fs.readdir(relDir)).pipe(
+      Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot read folder ${relDir || "."}: ${e.message}`), []))
     )
     yield* Effect.forEach(entries, (entry) =>
       Effect.gen(function*() {
         const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
         if (entry.isFile() && PART_FILE.test(entry.name)) {
-          return atStart ? yield* removeStalePart(path.join(absDir, entry.name)) : undefined
+          return atStart ? yield* removeStalePart(rel) : undefined
         }
         if (yield* folder.isIgnored(rel, entry.isDirectory())) return
         seen.add(rel)

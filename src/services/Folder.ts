@@ -1,4 +1,5 @@
 import { Context, Effect } from "effect"
+import type { RootedFs } from "../lib/RootedFs.js"
 
 /** Decides whether a relative path is excluded from sync. */
 export type IgnoreMatcher = (relPath: string, isDir: boolean) => boolean
@@ -7,6 +8,8 @@ export type IgnoreMatcher = (relPath: string, isDir: boolean) => boolean
 export interface FolderApi {
   /** Absolute real path of the folder. */
   readonly root: string
+  /** Every filesystem call on a path inside the folder goes through here: it cannot leave the folder. */
+  readonly fs: RootedFs
   readonly isIgnored: (relPath: string, isDir: boolean) => Effect.Effect<boolean>
   /** Re-read `.dsyncignore` (after it changed on disk). */
   readonly reloadIgnore: Effect.Effect<void>

@@ -1,0 +1,244 @@
+/**
+ * Filesystem calls on folder-relative paths that cannot leave the folder, whatever
+ * happens on disk between two calls. Containment by construction, not by a check that
+ * can go stale: each call walks the path one directory at a time, opening every
+ * component with O_NOFOLLOW | O_DIRECTORY relative to the one before (through Linux's
+ * `/proc/self/fd/N/name`, which is openat(2) for Node), and then acts on the last name
+ * inside that directory handle. A symlink anywhere in the parents fails the call
+ * (ELOOP / ENOTDIR) at the moment it is made; the last component is never followed
+ * either (rename, link, unlink, symlink and lstat act on a link itself; opens use
+ * O_NOFOLLOW; modes and times are set through the open descriptor).
+ *
+ * Where `/proc/self/fd` is missing (macOS, Windows) each parent is lstat'ed just before
+ * the call instead: the window left open is microseconds long and only a local process
+ * can use it, not a peer (every peer-driven change runs under the path's lock).
+ *
+ * Everything here is synchronous on purpose: metadata calls take microseconds, less
+ * than a thread-pool round trip, and several run per file synced.
+ */
+import * as fs from "node:fs"
+import type { Dirent, Stats } from "node:fs"
+import * as path from "node:path"
+
+const C = fs.constants
+const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW
+const PROC_FD = "/proc/self/fd"
+
+/** Can we reach a descriptor's directory by path (openat emulation)? Checked once. */
+const procFdWorks = (() => {
+  try {
+    const fd = fs.openSync(".", C.O_RDONLY | C.O_DIRECTORY)
+    try {
+      return fs.statSync(`${PROC_FD}/${fd}/.`).isDirectory()
+    } finally {
+      fs.closeSync(fd)
+    }
+  } catch {
+    return false
+  }
+})()
+
+const errno = (code: string, message: string): NodeJS.ErrnoException =>
+  Object.assign(new Error(`${code}: ${message}`), { code })
+
+/** The path's segments; anything that could step outside (`..`, absolute, NUL) is refused. */
+const segmentsOf = (rel: string): Array<string> => {
+  if (rel === "") return []
+  const segments = rel.split("/")
+  for (const s of segments) {
+    if (s === "" || s === "." || s === ".." || s.includes("\0") || s.includes(path.sep)) {
+      throw errno("EINVAL", `not a folder-relative path: ${JSON.stringify(rel)}`)
+    }
+  }
+  return segments
+}
+
+/** True for the errors meaning "nothing (real) is there": missing, under a file, or under a link. */
+export const isAbsent = (e: unknown): boolean => {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code
+  return code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP"
+}
+
+/** A directory inside the folder, held open while a call uses it; `at(name)` names an entry in it. */
+interface DirRef {
+  readonly at: (name: string) => string
+  readonly close: () => void
+}
+
+export class RootedFs {
+  constructor(
+    /** Absolute path of the folder (the folder itself may be reached through links: the user chose it). */
+    readonly root: string
+  ) {}
+
+  /** Open directory `rel` (every component a real directory); `create` makes missing ones. */
+  private openDir(segments: ReadonlyArray<string>, create: boolean): DirRef {
+    return procFdWorks ? this.openDirByFd(segments, create) : this.openDirByCheck(segments, create)
+  }
+
+  private openDirByFd(segments: ReadonlyArray<string>, create: boolean): DirRef {
+    let fd = fs.openSync(this.root, C.O_RDONLY | C.O_DIRECTORY)
+    try {
+      for (const segment of segments) {
+        const entry = `${PROC_FD}/${fd}/${segment}`
+        let next: number
+        try {
+          next = fs.openSync(entry, DIR_FLAGS)
+        } catch (e) {
+          if (!create || (e as NodeJS.ErrnoException).code !== "ENOENT") throw e
+          try {
+            fs.mkdirSync(entry, 0o755)
+          } catch (m) {
+            if ((m as NodeJS.ErrnoException).code !== "EEXIST") throw m
+          }
+          next = fs.openSync(entry, DIR_FLAGS)
+        }
+        fs.closeSync(fd)
+        fd = next
+      }
+    } catch (e) {
+      fs.closeSync(fd)
+      throw e
+    }
+    const dir = `${PROC_FD}/${fd}`
+    return { at: (name) => `${dir}/${name}`, close: () => fs.closeSync(fd) }
+  }
+
+  private openDirByCheck(segments: ReadonlyArray<string>, create: boolean): DirRef {
+    let current = this.root
+    for (const segment of segments) {
+      current = path.join(current, segment)
+      const st = fs.lstatSync(current, { throwIfNoEntry: false })
+      if (st === undefined && create) fs.mkdirSync(current, 0o755)
+      else if (st === undefined) throw errno("ENOENT", current)
+      else if (st.isSymbolicLink()) throw errno("ELOOP", `${current} is a symlink`)
+      else if (!st.isDirectory()) throw errno("ENOTDIR", current)
+    }
+    const dir = current
+    return { at: (name) => path.join(dir, name), close: () => {} }
+  }
+
+  /** Run `f` on the entry `rel`, its parent held open (and created first when `create`). */
+  private inParent<A>(rel: string, f: (entry: string) => A, create = false): A {
+    const segments = segmentsOf(rel)
+    const name = segments.pop()
+    if (name === undefined) throw errno("EINVAL", "the folder itself is not an entry")
+    const dir = this.openDir(segments, create)
+    try {
+      return f(dir.at(name))
+    } finally {
+      dir.close()
+    }
+  }
+
+  /** lstat, or undefined when nothing is there, or it is only reachable through a link or a file. */
+  lstat(rel: string): Stats | undefined {
+    if (rel === "") return fs.statSync(this.root)
+    try {
+      return this.inParent(rel, (entry) => fs.lstatSync(entry, { throwIfNoEntry: false }))
+    } catch (e) {
+      if (isAbsent(e)) return undefined
+      throw e
+    }
+  }
+
+  readdir(rel: string): Array<Dirent> {
+    const dir = this.openDir(segmentsOf(rel), false)
+    try {
+      return fs.readdirSync(dir.at("."), { withFileTypes: true })
+    } finally {
+      dir.close()
+    }
+  }
+
+  readlink(rel: string): string {
+    return this.inParent(rel, (entry) => fs.readlinkSync(entry))
+  }
+
+  /** A descriptor for reading the regular file `rel`; a link there fails (ELOOP), never followed. */
+  openRead(rel: string): number {
+    return this.inParent(rel, (entry) => fs.openSync(entry, C.O_RDONLY | C.O_NOFOLLOW))
+  }
+
+  /** Read `size` bytes at `offset` of `rel` (fewer when the file is shorter). */
+  readBlock(rel: string, offset: number, size: number): Buffer {
+    const fd = this.openRead(rel)
+    try {
+      const buffer = Buffer.allocUnsafe(size)
+      return buffer.subarray(0, fs.readSync(fd, buffer, 0, size, offset))
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+
+  /** Create a new file `rel` for writing (never an existing one, never through a link); parents are made. */
+  createExclusive(rel: string, mode: number): number {
+    return this.inParent(rel, (entry) => fs.openSync(entry, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode), true)
+  }
+
+  /** Make directory `rel` and any missing parents (all real directories). */
+  mkdirs(rel: string): void {
+    this.openDir(segmentsOf(rel), true).close()
+  }
+
+  /** Set a directory's permission bits through a descriptor (chmod by path would follow a link). */
+  chmodDir(rel: string, mode: number): void {
+    const dir = this.openDir(segmentsOf(rel), false)
+    try {
+      fs.chmodSync(dir.at("."), mode)
+    } finally {
+      dir.close()
+    }
+  }
+
+  rmdir(rel: string): void {
+    this.inParent(rel, (entry) => fs.rmdirSync(entry))
+  }
+
+  unlink(rel: string): void {
+    this.inParent(rel, (entry) => fs.unlinkSync(entry))
+  }
+
+  symlink(target: string, rel: string): void {
+    this.inParent(rel, (entry) => fs.symlinkSync(target, entry), true)
+  }
+
+  /** Rename `from` to `to` (replacing `to` if it is a file or link); neither is followed. */
+  rename(from: string, to: string): void {
+    this.inParent(from, (source) => this.inParent(to, (target) => fs.renameSync(source, target), true))
+  }
+
+  /**
+   * A second name for `from` at `to`, which must not exist (EEXIST): never replaces
+   * anything. A link is linked as a link. Filesystems without hard links get a copy.
+   */
+  linkNew(from: string, to: string): void {
+    this.inParent(from, (source) =>
+      this.inParent(to, (target) => {
+        try {
+          fs.linkSync(source, target)
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code
+          if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV") throw e
+          if (fs.lstatSync(source).isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(source), target)
+          else fs.copyFileSync(source, target, C.COPYFILE_EXCL)
+        }
+      }, true))
+  }
+
+  /**
+   * `linkNew` to the first free name of `nameFor(0)`, `nameFor(1)`, ...: an existing
+   * file is never replaced. Returns the name used.
+   */
+  linkUnique(from: string, nameFor: (attempt: number) => string, attempts = 1000): string {
+    for (let attempt = 0; ; attempt++) {
+      const to = nameFor(attempt)
+      try {
+        this.linkNew(from, to)
+        return to
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt + 1 >= attempts) throw e
+      }
+    }
+  }
+}

@@ -1,0 +1,128 @@
+import { describe, expect, it } from "vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { printable, showPath } from "../src/lib/Printable.js"
+import { RootedFs } from "../src/lib/RootedFs.js"
+
+const scratch = () => {
+  const base = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "dsync-rooted-")))
+  fs.mkdirSync(path.join(base, "root"))
+  fs.mkdirSync(path.join(base, "outside"))
+  fs.writeFileSync(path.join(base, "outside", "secret"), "outside secret")
+  return { base, root: path.join(base, "root"), outside: path.join(base, "outside"), done: () => fs.rmSync(base, { recursive: true, force: true }) }
+}
+
+const code = (f: () => unknown) => {
+  try {
+    f()
+    return "ok"
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code
+  }
+}
+
+describe("RootedFs: no call leaves the folder", () => {
+  it("creates, renames, links and reads real paths inside the folder", () => {
+    const t = scratch()
+    try {
+      const disk = new RootedFs(t.root)
+      const fd = disk.createExclusive("a/b/new.txt", 0o600)
+      fs.writeSync(fd, "hello")
+      fs.closeSync(fd)
+      expect(fs.readFileSync(path.join(t.root, "a/b/new.txt"), "utf8")).toBe("hello")
+      expect(disk.readBlock("a/b/new.txt", 1, 3).toString()).toBe("ell")
+      disk.rename("a/b/new.txt", "a/moved.txt")
+      expect(disk.lstat("a/moved.txt")?.isFile()).toBe(true)
+      expect(disk.lstat("a/b/new.txt")).toBeUndefined()
+      expect(disk.linkUnique("a/moved.txt", (n) => (n === 0 ? "a/moved.txt" : `a/copy${n}.txt`))).toBe("a/copy1.txt")
+      expect(disk.readdir("a").map((d) => d.name).sort()).toEqual(["b", "copy1.txt", "moved.txt"])
+      disk.symlink("../outside", "link")
+      expect(disk.readlink("link")).toBe("../outside")
+      disk.mkdirs("x/y/z")
+      disk.chmodDir("x/y", 0o700)
+      expect(fs.statSync(path.join(t.root, "x/y")).mode & 0o777).toBe(0o700)
+    } finally {
+      t.done()
+    }
+  })
+
+  it("refuses every call through a symlinked parent, and never follows a final link", () => {
+    const t = scratch()
+    try {
+      const disk = new RootedFs(t.root)
+      fs.symlinkSync(t.outside, path.join(t.root, "d"))
+      fs.symlinkSync(path.join(t.outside, "secret"), path.join(t.root, "f"))
+      const before = fs.readdirSync(t.outside).sort()
+      expect(disk.lstat("d/secret")).toBeUndefined() // not a path of this folder
+      expect(disk.lstat("d")?.isSymbolicLink()).toBe(true)
+      for (const call of [
+        () => disk.createExclusive("d/authorized_keys", 0o600),
+        () => disk.openRead("d/secret"),
+        () => disk.readBlock("d/secret", 0, 10),
+        () => disk.mkdirs("d/sub"),
+        () => disk.symlink("/etc", "d/l"),
+        () => disk.unlink("d/secret"),
+        () => disk.rename("d/secret", "stolen"),
+        () => disk.linkNew("d/secret", "stolen"),
+        () => disk.readdir("d"),
+        () => disk.chmodDir("d", 0o777),
+        () => disk.openRead("f") // a final link is not opened
+      ]) expect(["ELOOP", "ENOTDIR"]).toContain(code(call))
+      expect(fs.readdirSync(t.outside).sort()).toEqual(before)
+      expect(fs.readFileSync(path.join(t.outside, "secret"), "utf8")).toBe("outside secret")
+      expect(fs.existsSync(path.join(t.root, "stolen"))).toBe(false)
+      // a rename over a link replaces the link itself
+      const fd = disk.createExclusive("new", 0o600)
+      fs.closeSync(fd)
+      disk.rename("new", "f")
+      expect(fs.lstatSync(path.join(t.root, "f")).isFile()).toBe(true)
+      expect(fs.readFileSync(path.join(t.outside, "secret"), "utf8")).toBe("outside secret")
+    } finally {
+      t.done()
+    }
+  })
+
+  it("refuses paths that could step out before touching the disk", () => {
+    const t = scratch()
+    try {
+      const disk = new RootedFs(t.root)
+      for (const p of ["../outside/secret", "a/../../outside/secret", "/etc/passwd", "a//b", "./x", "nul\0"]) {
+        expect(code(() => disk.openRead(p)), p).toBe("EINVAL")
+      }
+    } finally {
+      t.done()
+    }
+  })
+
+  it("linkNew never replaces an existing file", () => {
+    const t = scratch()
+    try {
+      const disk = new RootedFs(t.root)
+      fs.writeFileSync(path.join(t.root, "a"), "A")
+      fs.writeFileSync(path.join(t.root, "b"), "B")
+      expect(code(() => disk.linkNew("a", "b"))).toBe("EEXIST")
+      expect(fs.readFileSync(path.join(t.root, "b"), "utf8")).toBe("B")
+    } finally {
+      t.done()
+    }
+  })
+})
+
+describe("printable: peer text in logs", () => {
+  it("escapes controls, separators, bidi overrides and invisible format characters", () => {
+    expect(printable("admin\u202egnp.exe")).toBe("admin\\u202egnp.exe")
+    expect(printable("a\u2028b\u2029c\u0085d\u009be\u0000f\u001b[31mg\u200fh\u2066i\ufeffj")).toBe(
+      "a\\u2028b\\u2029c\\u0085d\\u009be\\u0000f\\u001b[31mg\\u200fh\\u2066i\\ufeffj"
+    )
+    expect(printable("lone \ud800 surrogate")).toBe("lone \\ud800 surrogate")
+    expect(printable("ünïcödé 日本 😀")).toBe("ünïcödé 日本 😀")
+    expect(printable("quote\" and back\\slash")).toBe("quote\\\" and back\\\\slash")
+  })
+
+  it("quotes a path that was escaped or has spaces at its ends", () => {
+    expect(showPath("docs/a b.txt")).toBe("docs/a b.txt")
+    expect(showPath("x\ny")).toBe("\"x\\u000ay\"")
+    expect(showPath(" lead")).toBe("\" lead\"")
+  })
+})
