@@ -1,49 +1,16 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { FileRequest, Hello, IndexBatch, PROTOCOL } from "../src/domain/Messages.js"
-import * as CipherNode from "../src/layers/CipherNode.js"
-import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
-import * as IdentityEphemeral from "../src/layers/IdentityEphemeral.js"
-import * as SecureChannelLive from "../src/layers/SecureChannelLive.js"
-import * as TransportMemory from "../src/layers/TransportMemory.js"
+import { FileRequest, IndexBatch } from "../src/domain/Messages.js"
 import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
-import { fileHash } from "../src/programs/Content.js"
-import { Hasher } from "../src/services/Hasher.js"
-import { SecureChannel } from "../src/services/SecureChannel.js"
-import { Transport } from "../src/services/Transport.js"
+import type { HasherApi } from "../src/services/Hasher.js"
 import { makeNetwork } from "../src/Testing.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
-import { captureLogs, memoryNode, PORT, write } from "./support/nodes.js"
+import { fileRecord, hostileClient } from "./support/hostile.js"
+import { captureLogs, memoryNode, write } from "./support/nodes.js"
 
-/** A peer that passes the handshake honestly, then misbehaves. */
-const hostileClient = (network: TransportMemory.MemoryNetwork) =>
-  Effect.gen(function*() {
-    const services = yield* Layer.build(Layer.mergeAll(
-      SecureChannelLive.layer.pipe(Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer))),
-      TransportMemory.layer(network, "evil"),
-      HasherBlake3.layer
-    ))
-    const transport = yield* Effect.provide(Transport, services)
-    const secure = yield* Effect.provide(SecureChannel, services)
-    const hasher = yield* Effect.provide(Hasher, services)
-    const connection = yield* transport.dial({ host: "a", port: PORT })
-    const channel = yield* secure.initiate(connection)
-    yield* channel.send(encodeMessage(new Hello({ protocol: PROTOCOL, replicaId: "e".repeat(16), name: "evil" })))
-    const hello = yield* Effect.flatMap(channel.receive, decodeFrame)
-    expect(hello._tag).toBe("Hello")
-    return { channel, hasher }
-  })
-
-const record = (p: string, content: string, hasher: { hash: (b: Uint8Array) => string }) => {
-  const blocks = [hasher.hash(Buffer.from(content))]
-  return {
-    path: p, kind: "file" as const, size: content.length, mtimeMs: 1, mode: 0o644,
-    hash: fileHash(hasher as never, blocks, content.length), blockSize: 131072, blocks,
-    version: { eeeeeeeeeeeeeeee: 1 }, deleted: false, sequence: 1
-  }
-}
+const record = (p: string, content: string, hasher: HasherApi) => fileRecord(p, content, hasher, { blockSize: 131072 })
 
 describe("a hostile peer", () => {
   it.live("cannot write outside the folder, cannot plant unverified bytes, and a malformed message only closes its connection", () => {

@@ -3,29 +3,22 @@
 // stale .part cleanup, max_concurrent_transfers, the encrypted frame cap).
 import { describe, expect, it } from "@effect/vitest"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { Effect, Layer, Option, Schedule } from "effect"
+import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { PeerAddress } from "../src/domain/Config.js"
-import { Hello, IndexBatch, PROTOCOL } from "../src/domain/Messages.js"
-import * as CipherNode from "../src/layers/CipherNode.js"
-import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
-import * as IdentityEphemeral from "../src/layers/IdentityEphemeral.js"
-import * as SecureChannelLive from "../src/layers/SecureChannelLive.js"
-import * as TransportMemory from "../src/layers/TransportMemory.js"
+import { IndexBatch } from "../src/domain/Messages.js"
 import * as TransportTcp from "../src/layers/TransportTcp.js"
 import { runNode } from "../src/Live.js"
 import { frameHeader } from "../src/lib/Framing.js"
 import { decodeFrame, encodeMessage } from "../src/lib/Wire.js"
-import { fileHash } from "../src/programs/Content.js"
 import { loadConfigFile, resolveConfig } from "../src/programs/ResolveConfig.js"
-import { Hasher } from "../src/services/Hasher.js"
-import { type Channel, SecureChannel } from "../src/services/SecureChannel.js"
-import { Transport } from "../src/services/Transport.js"
+import type { Channel } from "../src/services/SecureChannel.js"
+import type { HasherApi } from "../src/services/Hasher.js"
 import { makeNetwork } from "../src/Testing.js"
 import { describeTree, eventually, readOr, tempDir } from "./support/fs.js"
-import { captureLogs, memoryNode, PORT, write } from "./support/nodes.js"
+import { fileRecord, hostileClient } from "./support/hostile.js"
+import { captureLogs, memoryNode, write } from "./support/nodes.js"
 import { freePorts } from "./support/proc.js"
 
 const DAY = 86_400_000
@@ -64,50 +57,14 @@ const inTrash = (root: string, content: Buffer) =>
     }
   })
 
-/**
- * A peer that passes the handshake honestly, then misbehaves; also hands out the raw
- * connection. Dials node "a" on the memory network, or `address` over `transportLayer`.
- */
-const hostileClient = (
-  network: TransportMemory.MemoryNetwork | undefined,
-  { address = { host: "a", port: PORT }, transportLayer }: { address?: PeerAddress; transportLayer?: Layer.Layer<Transport> } = {}
-) =>
-  Effect.gen(function*() {
-    const services = yield* Layer.build(Layer.mergeAll(
-      SecureChannelLive.layer.pipe(Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer))),
-      transportLayer ?? TransportMemory.layer(network!, "evil"),
-      HasherBlake3.layer
-    ))
-    const transport = yield* Effect.provide(Transport, services)
-    const secure = yield* Effect.provide(SecureChannel, services)
-    const hasher = yield* Effect.provide(Hasher, services)
-    // bounded retry: a node started in the background may not be listening yet
-    const connection = yield* transport.dial(address).pipe(
-      Effect.retry({ times: 100, schedule: Schedule.spaced("50 millis") })
-    )
-    const channel = yield* secure.initiate(connection)
-    yield* channel.send(encodeMessage(new Hello({ protocol: PROTOCOL, replicaId: "e".repeat(16), name: "evil" })))
-    const hello = yield* Effect.flatMap(channel.receive, decodeFrame)
-    expect(hello._tag).toBe("Hello")
-    return { channel, connection, hasher }
-  })
-
-/** A valid one-block file record as a peer would announce it. */
-const record = (p: string, content: string, hasher: { hash: (b: Uint8Array) => string }) => {
-  const blocks = [hasher.hash(Buffer.from(content))]
-  return {
-    path: p, kind: "file" as const, size: content.length, mtimeMs: 1, mode: 0o644,
-    hash: fileHash(hasher as never, blocks, content.length), blockSize: 131072, blocks,
-    version: { eeeeeeeeeeeeeeee: 1 }, deleted: false, sequence: 1
-  }
-}
+const record = (p: string, content: string, hasher: HasherApi) => fileRecord(p, content, hasher, { blockSize: 131072 })
 
 /**
  * Announce 20 files the node lacks, never answer, and count the FileRequests that come:
  * reading stops 1.5 s after the last frame (the node's request timeout is 30 s, so nothing
  * is retried meanwhile), or at 10 s, or after 200 frames.
  */
-const countFileRequests = (channel: Channel, hasher: { hash: (b: Uint8Array) => string }) =>
+const countFileRequests = (channel: Channel, hasher: HasherApi) =>
   Effect.gen(function*() {
     const records = Array.from({ length: 20 }, (_, i) => record(`f${i}.txt`, `content of file ${i} ${randomBytes(8).toString("hex")}`, hasher))
     yield* channel.send(encodeMessage(new IndexBatch({ records, initialDone: true })))

@@ -15,7 +15,7 @@ export const memoryNode = (
   host: string,
   root: string,
   peers: ReadonlyArray<string>,
-  timing?: Partial<SessionTiming>,
+  timing?: Partial<SessionTiming> & { readonly indexWindow?: number },
   /** Replaces some of the node's services (e.g. a failing watcher). */
   overrides: Layer.Layer<never> | Layer.Layer<Watcher> = Layer.empty
 ) =>
@@ -24,7 +24,13 @@ export const memoryNode = (
     const base = memoryNodeLayer({ network, host, root, peers: peers.map((h) => ({ host: h, port: PORT })) })
     const services = yield* Layer.build(Layer.merge(base, overrides))
     return yield* Effect.provide(
-      startNode({ name: host, listen: { host, port: PORT }, maxConcurrentTransfers: 4, ...(timing ? { timing } : {}) }),
+      startNode({
+        name: host,
+        listen: { host, port: PORT },
+        maxConcurrentTransfers: 4,
+        ...(timing ? { timing } : {}),
+        ...(timing?.indexWindow ? { indexWindow: timing.indexWindow } : {})
+      }),
       services
     )
   })
