@@ -1,6 +1,7 @@
 // What a peer that completes the handshake must not be able to do, each finding of the
 // security review driven through a running node (in-memory network, real folders).
 import { describe, expect, it } from "@effect/vitest"
+import Database from "better-sqlite3"
 import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -14,6 +15,8 @@ import { makeNetwork } from "../src/Testing.js"
 import { describeTree, eventually, readOr, tempDir } from "./support/fs.js"
 import { EVIL_REPLICA, fileRecord, hostileClient, serveFiles, symlinkRecord } from "./support/hostile.js"
 import { captureLogs, memoryNode, write } from "./support/nodes.js"
+
+const DAY = 86_400_000
 
 /** A folder and, beside it, an "outside" folder holding a secret; the tree outside is snapshotted. */
 const folderWithOutside = Effect.gen(function*() {
@@ -288,5 +291,47 @@ describe("safe logs", () => {
       expect(logs.lines.some((l) => l.includes("x\\u0085y\\u009b.txt"))).toBe(true)
       expect(logs.lines.filter((l) => /[\u202e\u2028\u0085\u009b]/.test(l))).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
+  }, { timeout: 30_000 })
+})
+
+describe("tombstones stay few", () => {
+  it.live("a peer's expired tombstones for paths we never had are not stored; stored ones carry no content and no future date", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      const network = makeNetwork()
+      const node = yield* memoryNode(network, "a", root, [])
+      const { channel, hasher } = yield* hostileClient(network)
+      const old = Date.now() - 100 * DAY
+      const expired = Array.from({ length: 500 }, (_, i) =>
+        fileRecord(`gone/${i}.txt`, "", hasher, { deleted: true, mtimeMs: old, blocks: [], size: 0 }))
+      const future = symlinkRecord("future-link", "x".repeat(4000), hasher, { deleted: true, mtimeMs: Date.now() + 1e12 })
+      yield* channel.send(encodeMessage(new IndexBatch({ records: [...expired, future], initialDone: true })))
+      yield* eventually("the fresh tombstone is stored", () => Option.isSome(Effect.runSync(node.record("future-link"))))
+      const stored = Option.getOrThrow(yield* node.record("future-link"))
+      expect(stored.deleted).toBe(true)
+      expect(stored.target).toBeUndefined()
+      expect(stored.mtimeMs).toBeLessThanOrEqual(Date.now())
+      for (const r of expired.slice(0, 50)) expect(Option.isNone(yield* node.record(r.path)), r.path).toBe(true)
+    }).pipe(Effect.scoped), { timeout: 30_000 })
+
+  it.live("tombstones older than the retention are dropped at start", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const root = yield* tempDir()
+      write(root, "x.txt", "soon deleted")
+      const network = makeNetwork()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const node = yield* memoryNode(network, "a", root, [])
+        fs.rmSync(path.join(root, "x.txt"))
+        yield* eventually("deletion recorded", () => Effect.runSync(node.record("x.txt")).pipe(Option.map((r) => r.deleted), Option.getOrElse(() => false)))
+      }))
+      // the deletion happened 100 days ago
+      const db = new Database(path.join(root, ".dsync", "index.db"))
+      db.prepare("UPDATE files SET mtime_ms = ? WHERE path = 'x.txt'").run(Date.now() - 100 * DAY)
+      db.close()
+      const again = yield* memoryNode(network, "a2", root, [])
+      yield* eventually("old tombstone dropped", () => logs.lines.some((l) => l.includes("forgot 1 deletions older than 90 days")))
+      expect(Option.isNone(yield* again.record("x.txt"))).toBe(true)
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
   }, { timeout: 30_000 })
 })

@@ -52,3 +52,20 @@ export const blockLength = (record: Pick<FileRecord, "size" | "blockSize">, inde
 export const sameContent = (a: FileRecord, b: FileRecord): boolean =>
   a.deleted === b.deleted &&
   (a.deleted || (a.kind === b.kind && a.hash === b.hash && a.size === b.size && (a.target ?? "") === (b.target ?? "")))
+
+/** Tombstones (deleted entries) are kept this long, then dropped from the index. */
+export const TOMBSTONE_RETENTION_DAYS = 90
+
+/**
+ * `record` as a tombstone: no content left, and its mtime is the time of the deletion
+ * (never later than `now`), so every replica ages it alike.
+ */
+export const asTombstone = <R extends FileRecord>({ target: _target, ...record }: R, deletedAtMs: number): Omit<R, "target"> => ({
+  ...record,
+  size: 0,
+  hash: "",
+  blocks: [],
+  blockSize: MIN_BLOCK_SIZE,
+  deleted: true,
+  mtimeMs: Math.min(deletedAtMs, Date.now())
+})

@@ -110,6 +110,7 @@ const make = (file: string) =>
       livePaths: db.prepare<[], { path: string; kind: FileKind }>("SELECT path, kind FROM files WHERE deleted = 0 ORDER BY path"),
       findBlock: db.prepare<[string], BlockLocation>("SELECT path, offset, size FROM blocks WHERE hash = ? LIMIT 1"),
       moveBlocks: db.prepare<[string, string]>("UPDATE blocks SET path = ? WHERE path = ?"),
+      dropTombstones: db.prepare<[number]>("DELETE FROM files WHERE deleted = 1 AND mtime_ms < ?"),
       forgetBlocks: db.prepare<[number, string]>("DELETE FROM blocks WHERE substr(path, 1, ?) = ?")
     }
 
@@ -164,6 +165,11 @@ const make = (file: string) =>
       since: (after, limit) => Effect.sync(() => q.since.all(after, limit).map(fromRow)),
       livePaths: Effect.sync(() => q.livePaths.all()),
       relocateBlocks: (from, to) => Effect.sync(() => void q.moveBlocks.run(to, from)),
+      dropTombstones: (beforeMs) =>
+        Effect.sync(() => {
+          recent.clear()
+          return q.dropTombstones.run(beforeMs).changes
+        }),
       forgetBlocksUnder: (prefix) => Effect.sync(() => void q.forgetBlocks.run(prefix.length, prefix)),
       findBlocks: (hashes) =>
         Effect.sync(() => {

@@ -107,7 +107,8 @@ export const layer: Layer.Layer<Watcher> = Layer.succeed(Watcher, {
           pending.clear()
           return batch
         })
-        return Stream.repeatEffectOption(nextBatch).pipe(Stream.filter((batch) => batch.length > 0))
+        // an empty batch first: the watch is in place from here on
+        return Stream.concat(Stream.make([]), Stream.repeatEffectOption(nextBatch).pipe(Stream.filter((batch) => batch.length > 0)))
       })
     )
 })

@@ -1,5 +1,5 @@
 import { Either, ParseResult, Schema } from "effect"
-import { blockSizeFor, FileRecord, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
+import { asTombstone, blockSizeFor, FileRecord, MIN_BLOCK_SIZE, TOMBSTONE_RETENTION_DAYS } from "../domain/FileRecord.js"
 import { validatePeerPath } from "../lib/SafePath.js"
 import type { HasherApi } from "../services/Hasher.js"
 import type { LocalRecord } from "../services/FileIndex.js"
@@ -44,6 +44,8 @@ const inconsistency = (r: FileRecord, hasher: HasherApi): string | undefined => 
 export type Admission =
   | { readonly _tag: "Accepted"; readonly record: FileRecord; readonly cost: number }
   | { readonly _tag: "Refused"; readonly path: string; readonly reason: string; readonly cost: number }
+  /** Nothing to do, nothing wrong: a tombstone past its retention for a path we never had. */
+  | { readonly _tag: "Expired"; readonly cost: number }
 
 /**
  * Check one raw record from a peer, with what we hold for its path: decoded by the
@@ -78,8 +80,9 @@ export const admitRecord = (
   if (claimed !== undefined && claimed > (local?.version[ourReplica] ?? 0)) {
     return refuse("it claims edits of this replica that this replica never made")
   }
-  // A tombstone's time only orders it against other tombstones: never later than now,
-  // so it ages like the deletion it records.
-  const normal = record.deleted && record.mtimeMs > Date.now() ? { ...record, mtimeMs: Date.now() } : record
-  return { _tag: "Accepted", record: normal, cost }
+  if (!record.deleted) return { _tag: "Accepted", record, cost }
+  // Tombstones are stored as we would make them (no content, dated no later than now),
+  // and one past its retention is not taken up again: it was dropped here, or soon will be.
+  if (local === undefined && record.mtimeMs < Date.now() - TOMBSTONE_RETENTION_DAYS * 86_400_000) return { _tag: "Expired", cost }
+  return { _tag: "Accepted", record: asTombstone(record, record.mtimeMs), cost }
 }

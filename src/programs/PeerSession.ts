@@ -307,6 +307,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         const accepted = []
         for (const a of admitted) {
           if (a._tag === "Accepted") accepted.push({ record: a.record, cost: a.cost })
+          else if (a._tag === "Expired") yield* release(a.cost)
           else {
             yield* Effect.logWarning(`refused record from ${shortId(channel.peerId)}: ${showPath(a.path)}: ${a.reason}`)
             yield* release(a.cost)

@@ -2,7 +2,7 @@ import { Duration, Effect, Option } from "effect"
 import type { Stats } from "node:fs"
 import type { FsError } from "../domain/Errors.js"
 import { fsSync } from "../lib/FsTry.js"
-import { type FileKind, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
+import { asTombstone, type FileKind, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
 import { bump } from "../domain/VersionVector.js"
 import { FileIndex, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
@@ -42,16 +42,7 @@ export const statMatches = (record: LocalRecord, st: Stats | undefined): boolean
 const tombstone = (existing: LocalRecord) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
-    yield* index.put({
-      ...existing,
-      size: 0,
-      hash: "",
-      blocks: [],
-      blockSize: MIN_BLOCK_SIZE,
-      deleted: true,
-      inode: 0,
-      version: bump(existing.version, index.replicaId)
-    })
+    yield* index.put({ ...asTombstone(existing, Date.now()), inode: 0, version: bump(existing.version, index.replicaId) })
     yield* Effect.logInfo(`deleted locally: ${existing.path}`)
   })
 

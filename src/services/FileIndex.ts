@@ -33,6 +33,8 @@ export interface FileIndexApi {
   readonly livePaths: Effect.Effect<ReadonlyArray<{ readonly path: string; readonly kind: FileKind }>>
   /** The blocks of `from` are now in `to` (a file moved into the trash stays a block source). */
   readonly relocateBlocks: (from: string, to: string) => Effect.Effect<void>
+  /** Drop tombstones whose deletion (their mtime) is older than `beforeMs`; returns how many. */
+  readonly dropTombstones: (beforeMs: number) => Effect.Effect<number>
   /** Forget block locations under a path prefix (trash entries that were purged). */
   readonly forgetBlocksUnder: (prefix: string) => Effect.Effect<void>
   /** For each hash, a local file that held such a block when it was last scanned. */

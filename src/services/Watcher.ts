@@ -7,6 +7,8 @@ export interface WatcherApi {
    * Batches of changed paths, relative to `root`, `/`-separated. A path in a batch may
    * have been created, modified or deleted: the consumer stats it to find out.
    * RESCAN_ALL in a batch means changes may have gone unreported: rescan everything.
+   * The first batch is empty: it comes once the watch is in place, so a scan started
+   * after it misses nothing.
    */
   readonly watch: (root: string) => Stream.Stream<ReadonlyArray<string>, FsError>
 }
