@@ -137,12 +137,13 @@ export const startNode = (options: NodeOptions) =>
 
     const inbound = (connection: Connection) =>
       guard.guard(connection.remoteHost, secure.accept(connection)).pipe(
-        Effect.flatMap((channel) => session(channel, channel.peerId)),
-        Effect.catchAll((e) =>
-          typeof e === "string"
-            ? Effect.logDebug(`refused ${connection.remoteLabel}: ${e}`)
-            : Effect.logWarning(`handshake with ${connection.remoteLabel} failed: ${e.reason}`)
+        // over the session caps: closed at once, before any sync
+        Effect.flatMap((channel) =>
+          guard.admit(connection.remoteHost, session(channel, channel.peerId)).pipe(Effect.tapError(() => channel.close))
         ),
+        // each limit is warned about by the guard when first hit; every refusal only at debug level
+        Effect.catchTag("HandshakeRefused", (e) => Effect.logDebug(`refused ${connection.remoteLabel}: ${e.message}`)),
+        Effect.catchTag("HandshakeError", (e) => Effect.logWarning(`handshake with ${connection.remoteLabel} failed: ${e.reason}`)),
         Effect.asVoid,
         Effect.provide(context)
       )
