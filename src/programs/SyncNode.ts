@@ -1,7 +1,7 @@
 import { Console, Deferred, Duration, Effect, FiberMap, Option, Schedule, Stream } from "effect"
 import { formatAddress, type PeerAddress } from "../domain/Config.js"
 import { FsError, type HandshakeError, type TransportError } from "../domain/Errors.js"
-import type { FileRecord } from "../domain/FileRecord.js"
+import { type FileRecord, TOMBSTONE_RETENTION_DAYS } from "../domain/FileRecord.js"
 import { Discovery, type DiscoveredPeer } from "../services/Discovery.js"
 import { FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
@@ -14,8 +14,10 @@ import { Hasher } from "../services/Hasher.js"
 import { defaultTiming, runSession, type SessionOptions, type SessionTiming } from "./PeerSession.js"
 import { diskState, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
+import { makeTransferSlots } from "./TransferSlots.js"
 import { purgeTrash } from "./Trash.js"
 import { IGNORE_FILE_NAME } from "../lib/Ignore.js"
+import { INDEX_WINDOW } from "../domain/Messages.js"
 
 export interface NodeOptions {
   readonly name: string
@@ -23,6 +25,8 @@ export interface NodeOptions {
   readonly maxConcurrentTransfers: number
   /** Overrides of the session timeouts (tests use short ones). */
   readonly timing?: Partial<SessionTiming>
+  /** Override of the index flow-control window (tests use a small one); both peers must agree. */
+  readonly indexWindow?: number
 }
 
 /** What a running node tells the code that started it. */
@@ -37,6 +41,7 @@ export interface NodeHandle {
 }
 
 const FULL_RESCAN_INTERVAL = Duration.minutes(5)
+const WATCHER_START_TIMEOUT = Duration.seconds(2)
 /** Restart a failed watcher after 1 s, backing off to a minute. */
 const WATCHER_RESTART = Schedule.exponential(Duration.seconds(1)).pipe(Schedule.union(Schedule.spaced(Duration.minutes(1))))
 
@@ -96,29 +101,46 @@ export const startNode = (options: NodeOptions) =>
     const context = yield* Effect.context<FileIndex | Folder | Hasher>()
     const sessionOptions: SessionOptions = {
       name: options.name,
-      transfers: yield* Effect.makeSemaphore(options.maxConcurrentTransfers),
-      timing: { ...defaultTiming, ...options.timing }
+      slots: yield* makeTransferSlots(options.maxConcurrentTransfers),
+      timing: { ...defaultTiming, ...options.timing },
+      indexWindow: options.indexWindow ?? INDEX_WINDOW
     }
 
-    // Subscribe before the initial scan so nothing changed during the scan is missed.
+    // Watch before the initial scan so nothing changed during the scan is missed.
     // A watcher that fails (e.g. out of inotify watches) is restarted, with a full
     // rescan for whatever it missed meanwhile.
     const scanned = yield* Deferred.make<void>()
+    const live = yield* Deferred.make<void>()
     let starts = 0
     const watching = Stream.suspend(() =>
       starts++ === 0 ? watcher.watch(folder.root) : Stream.concat(Stream.make([RESCAN_ALL]), watcher.watch(folder.root))
     ).pipe(
-      Stream.runForEach((paths) => Effect.zipRight(Deferred.await(scanned), onLocalChanges(paths))),
+      Stream.runForEach((paths) =>
+        paths.length === 0
+          ? Effect.asVoid(Deferred.succeed(live, undefined))
+          : Effect.asVoid(Effect.zipRight(Deferred.await(scanned), onLocalChanges(paths)))
+      ),
       Effect.tapError((e) => Effect.logError(`file watcher failed, restarting it: ${e.message}`)),
       Effect.zipRight(Effect.fail(new FsError({ op: "watch", path: folder.root, cause: "stream ended" }))),
       Effect.retry(WATCHER_RESTART),
       Effect.ignore
     )
     yield* Effect.forkScoped(watching)
-    yield* purgeTrash(folder.root)
+    // Scan once the watch is in place, so a change made during the scan is seen. A
+    // watcher that cannot start does not hold the node up: it is retried, with a rescan.
+    yield* Deferred.await(live).pipe(Effect.timeout(WATCHER_START_TIMEOUT), Effect.ignore)
+    yield* purgeTrash
     const count = yield* scanAll(true)
     yield* Deferred.succeed(scanned, undefined)
     yield* Effect.logDebug(`indexed ${count} entries`)
+    // Old tombstones go, so deletions do not fill the index forever (a peer offline for
+    // longer than the retention may bring such a file back: it is then a new file).
+    yield* Effect.forkScoped(
+      Effect.flatMap(index.dropTombstones(Date.now() - TOMBSTONE_RETENTION_DAYS * 86_400_000), (n) =>
+        n > 0 ? Effect.logInfo(`forgot ${n} deletions older than ${TOMBSTONE_RETENTION_DAYS} days`) : Effect.void).pipe(
+          Effect.repeat(Schedule.spaced(Duration.hours(24)))
+        )
+    )
     // Safety net for events no watcher reports (network filesystems, lost events): a
     // periodic rescan. Cheap: unchanged files are recognised by size, mtime and inode.
     yield* Effect.forkScoped(
