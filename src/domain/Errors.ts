@@ -18,7 +18,9 @@ export class UnsafePath extends Data.TaggedError("UnsafePath")<{ readonly path: 
 /** A local filesystem operation failed. */
 export class FsError extends Data.TaggedError("FsError")<{ readonly op: string; readonly path: string; readonly cause: unknown }> {
   override get message() {
-    return `${this.op} ${this.path}: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+    const text = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    // Node appends the syscall's own path(s) (", open '/proc/self/fd/23/x'"): ours is the one that means something
+    return `${this.op} ${this.path}: ${text.replace(/, \w+ '[^']*'( -> '[^']*')?$/, "")}`
   }
 }
 

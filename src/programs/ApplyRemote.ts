@@ -9,7 +9,7 @@ import { conflictPath, decide } from "../domain/Reconcile.js"
 import { merge } from "../domain/VersionVector.js"
 import { validatePeerPath } from "../lib/SafePath.js"
 import type { RootedFs } from "../lib/RootedFs.js"
-import { showPath } from "../lib/Printable.js"
+import { printable, showPath } from "../lib/Printable.js"
 import { decompressBlock } from "../lib/Lz4Block.js"
 import { type BlockLocation, FileIndex, type LocalRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
@@ -301,7 +301,7 @@ export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Eff
     Effect.scoped,
     Effect.as(true),
     Effect.catchAll((e: FsError | UnsafePath | BlockUnavailable) =>
-      Effect.logWarning(`could not apply ${showPath(remote.path)} from peer: ${"reason" in e ? e.reason : e.message}`).pipe(
+      Effect.logWarning(`could not apply ${showPath(remote.path)} from peer: ${printable("reason" in e ? e.reason : e.message)}`).pipe(
         Effect.as(e._tag !== "FsError" && e._tag !== "BlockUnavailable") // worth another try later
       )
     )

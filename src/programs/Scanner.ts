@@ -2,6 +2,7 @@ import { Duration, Effect, Option } from "effect"
 import type { Stats } from "node:fs"
 import type { FsError } from "../domain/Errors.js"
 import { fsSync } from "../lib/FsTry.js"
+import { printable, showPath } from "../lib/Printable.js"
 import { asTombstone, type FileKind, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
 import { bump } from "../domain/VersionVector.js"
 import { FileIndex, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
@@ -43,7 +44,7 @@ const tombstone = (existing: LocalRecord) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
     yield* index.put({ ...asTombstone(existing, Date.now()), inode: 0, version: bump(existing.version, index.replicaId) })
-    yield* Effect.logInfo(`deleted locally: ${existing.path}`)
+    yield* Effect.logInfo(`deleted locally: ${showPath(existing.path)}`)
   })
 
 /** Read what is on disk at `relPath` now, as a record without version and sequence. */
@@ -95,14 +96,14 @@ export const scanLocked = (relPath: string, settle = true): Effect.Effect<ScanOu
     }
     const record: NewRecord = { ...entry, version: bump(existing?.version ?? {}, index.replicaId) }
     yield* index.put(record)
-    yield* Effect.logDebug(`indexed ${kind}: ${relPath}`)
+    yield* Effect.logDebug(`indexed ${kind}: ${showPath(relPath)}`)
     return "changed" as const
   })
 
 /** `scanLocked` under the path's lock; a failure is logged. */
 const scanOnce = (relPath: string, settle: boolean): Effect.Effect<ScanOutcome, never, FileIndex | Folder | Hasher> =>
   Effect.flatMap(Folder, (folder) => folder.withPathLock(relPath)(scanLocked(relPath, settle))).pipe(
-    Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot scan ${relPath}: ${e.message}`), "failed" as const))
+    Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot scan ${showPath(relPath)}: ${printable(e.message)}`), "failed" as const))
   )
 
 /**
@@ -130,7 +131,7 @@ export const scanMissingUnder = (dirPath: string) =>
 
 const removeStalePart = (rel: string) =>
   Effect.flatMap(Folder, (folder) => fsSync("unlink", rel, () => folder.fs.unlink(rel))).pipe(
-    Effect.zipRight(Effect.logDebug(`removed stale partial file ${rel}`)),
+    Effect.zipRight(Effect.logDebug(`removed stale partial file ${showPath(rel)}`)),
     Effect.ignore
   )
 
@@ -144,7 +145,7 @@ const walk = (relDir: string, seen: Set<string>, atStart: boolean): Effect.Effec
     const folder = yield* Folder
     // never through a link: a folder replaced by a symlink is not read at all
     const entries = yield* fsSync("read folder", relDir, () => folder.fs.readdir(relDir)).pipe(
-      Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot read folder ${relDir || "."}: ${e.message}`), []))
+      Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot read folder ${showPath(relDir || ".")}: ${printable(e.message)}`), []))
     )
     yield* Effect.forEach(entries, (entry) =>
       Effect.gen(function*() {

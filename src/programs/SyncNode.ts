@@ -17,6 +17,7 @@ import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { makeTransferSlots } from "./TransferSlots.js"
 import { purgeTrash } from "./Trash.js"
 import { IGNORE_FILE_NAME } from "../lib/Ignore.js"
+import { printable } from "../lib/Printable.js"
 import { INDEX_WINDOW } from "../domain/Messages.js"
 
 export interface NodeOptions {
@@ -151,8 +152,8 @@ export const startNode = (options: NodeOptions) =>
       sessions.run(channel, initiator, runSession(channel, sessionOptions)).pipe(
         Effect.tapError((e) =>
           e._tag === "ConnectionClosed"
-            ? Effect.logInfo(`disconnected from ${shortId(channel.peerId)}: ${e.reason}`)
-            : Effect.logWarning(`closed connection to ${shortId(channel.peerId)}: ${e.reason}`)
+            ? Effect.logInfo(`disconnected from ${shortId(channel.peerId)}: ${printable(e.reason)}`)
+            : Effect.logWarning(`closed connection to ${shortId(channel.peerId)}: ${printable(e.reason)}`)
         ),
         Effect.orElseSucceed(() => "ended" as SessionOutcome)
       )
@@ -165,7 +166,7 @@ export const startNode = (options: NodeOptions) =>
         ),
         // each limit is warned about by the guard when first hit; every refusal only at debug level
         Effect.catchTag("HandshakeRefused", (e) => Effect.logDebug(`refused ${connection.remoteLabel}: ${e.message}`)),
-        Effect.catchTag("HandshakeError", (e) => Effect.logWarning(`handshake with ${connection.remoteLabel} failed: ${e.reason}`)),
+        Effect.catchTag("HandshakeError", (e) => Effect.logWarning(`handshake with ${connection.remoteLabel} failed: ${printable(e.reason)}`)),
         Effect.asVoid,
         Effect.provide(context)
       )
