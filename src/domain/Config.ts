@@ -19,6 +19,9 @@ export interface NodeConfig {
   readonly verbose: boolean
   readonly excludes: ReadonlyArray<string>
   readonly maxConcurrentTransfers: number
+  /** Bandwidth caps in bytes per second (0: unlimited), for all peers together. */
+  readonly maxSendRate: number
+  readonly maxRecvRate: number
   /** The shared-secret passphrase (from --secret-file / secret_file), if any; redacted in any output. */
   readonly secret?: Redacted.Redacted<Uint8Array>
 }
@@ -27,5 +30,27 @@ export const defaults = {
   port: 9000,
   host: "0.0.0.0",
   name: "dsync-instance",
-  maxConcurrentTransfers: 4
+  maxConcurrentTransfers: 4,
+  maxSendRate: 0,
+  maxRecvRate: 0
 } as const
+
+const UNITS: Record<string, number> = {
+  "": 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3
+}
+/** Highest rate accepted: 100 GB/s (more is surely a typo). */
+export const MAX_RATE = 100e9
+
+/**
+ * A rate as people write it: `20MB`, `512KiB`, `1.5 MB/s`, `0` (unlimited); decimal
+ * (kB = 1000) and binary (KiB = 1024) units. Bytes per second, or undefined when the
+ * text is not a rate or is above MAX_RATE.
+ */
+export const parseRate = (text: string): number | undefined => {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*?)(?:\/s)?\s*$/i.exec(text)
+  if (!m) return undefined
+  const unit = UNITS[m[2]!.toLowerCase()]
+  if (unit === undefined) return undefined
+  const rate = Math.round(Number(m[1]) * unit)
+  return Number.isFinite(rate) && rate <= MAX_RATE ? rate : undefined
+}

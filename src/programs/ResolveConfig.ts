@@ -381,6 +381,8 @@ export const resolveConfig = (
       verbose: Boolean(flags.verbose || file.verbose),
       excludes: [...(file.excludes ?? []), ...(flags.excludes ?? [])],
       maxConcurrentTransfers: file.maxConcurrentTransfers ?? defaults.maxConcurrentTransfers,
+      maxSendRate: defaults.maxSendRate,
+      maxRecvRate: defaults.maxRecvRate,
       ...(secret === undefined ? {} : { secret })
     }
   })
