@@ -3,6 +3,7 @@ import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { blockSizeFor, type FileRecord } from "../src/domain/FileRecord.js"
+import * as EventsPubSub from "../src/layers/EventsPubSub.js"
 import * as FolderLocal from "../src/layers/FolderLocal.js"
 import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
 import * as IndexSqlite from "../src/layers/IndexSqlite.js"
@@ -18,7 +19,7 @@ describe("puller", () => {
     Effect.gen(function*() {
       const root = yield* tempDir()
       const services = yield* Layer.build(
-        Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, []), HasherBlake3.layer)
+        Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, []), HasherBlake3.layer, EventsPubSub.layer)
       )
       const hasher = yield* Effect.provide(Hasher, services)
       const contents = Array.from({ length: 6 }, (_, i) => Buffer.from(`file number ${i}`))
@@ -33,6 +34,7 @@ describe("puller", () => {
       let inFlight = 0
       let most = 0
       const source: BlockSource = {
+        peerId: "p",
         fetchBlocks: (request, sink) =>
           Effect.gen(function*() {
             inFlight++
@@ -47,7 +49,8 @@ describe("puller", () => {
       const puller = yield* makePuller(source, {
         peer: "p",
         slots: yield* makeTransferSlots(2),
-        release: (cost) => Effect.sync(() => void (released += cost))
+        release: (cost) => Effect.sync(() => void (released += cost)),
+        backlog: { adjust: () => Effect.void }
       })
       yield* Effect.forkScoped(Effect.provide(puller.run, services))
       yield* puller.offer(records.map((record) => ({ record, cost: 10 })))

@@ -9,6 +9,10 @@ export const layer: Layer.Layer<Events> = Layer.scoped(
   Events,
   Effect.gen(function*() {
     const hub = yield* Effect.acquireRelease(PubSub.sliding<NodeEvent>(BUFFER), PubSub.shutdown)
-    return Events.of({ publish: (e) => Effect.asVoid(PubSub.publish(hub, e)), stream: Stream.fromPubSub(hub) })
+    return Events.of({
+      publish: (e) => Effect.asVoid(PubSub.publish(hub, e)),
+      stream: Stream.fromPubSub(hub),
+      subscribe: Effect.map(PubSub.subscribe(hub), (queue) => Stream.fromQueue(queue))
+    })
   })
 )

@@ -1,4 +1,4 @@
-import { Data, Effect, Either, Option } from "effect"
+import { Data, Duration, Effect, Either, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -12,6 +12,7 @@ import type { RootedFs } from "../lib/RootedFs.js"
 import { printable, showPath } from "../lib/Printable.js"
 import { decompressBlock } from "../lib/Lz4Block.js"
 import { type BlockLocation, FileIndex, type LocalRecord } from "../services/FileIndex.js"
+import { Events, NodeEvent } from "../services/Events.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
 import { diskState, scanLocked, scanPath, statMatches } from "./Scanner.js"
@@ -28,6 +29,8 @@ export type BlockSink = (index: number, data: Uint8Array, compressed: boolean) =
 
 /** Where remote blocks come from: the peer session. */
 export interface BlockSource {
+  /** The peer serving them. */
+  readonly peerId: string
   /** Stream the blocks `blocks` (indexes) of version `hash` of `path` into `sink`; done when all arrived. */
   readonly fetchBlocks: (
     request: { readonly path: string; readonly hash: string; readonly blocks: ReadonlyArray<number> },
@@ -121,16 +124,29 @@ const downloadToPart = (remote: FileRecord, source: BlockSource) =>
         yield* Effect.yieldNow()
       }
     }
+    const fetchBytes = missing.reduce((sum, i) => sum + blockLength(remote, i), 0)
+    let received = 0
+    const events = yield* Events
+    const report = { path: remote.path, peerId: source.peerId }
+    yield* events.publish(NodeEvent.TransferStarted({ ...report, bytes: remote.size, fetchBytes }))
     if (missing.length > 0) {
+      // progress from a ticker, not from the per-block hot path
+      yield* Effect.forkScoped(
+        Effect.suspend(() => events.publish(NodeEvent.TransferProgress({ ...report, received, fetchBytes }))).pipe(
+          Effect.delay(PROGRESS_INTERVAL),
+          Effect.forever
+        )
+      )
       // Synchronous writes: measured faster here than a thread-pool round trip per block.
-      yield* source.fetchBlocks({ path: remote.path, hash: remote.hash, blocks: missing }, (index, received, compressed) => {
+      yield* source.fetchBlocks({ path: remote.path, hash: remote.hash, blocks: missing }, (index, data0, compressed) => {
         const size = blockLength(remote, index)
-        const data = compressed ? decompressBlock(received, size) : received
+        const data = compressed ? decompressBlock(data0, size) : data0
         if (!data || data.length !== size || hasher.hash(data) !== remote.blocks[index]) {
           return `block ${index} failed its hash check (changed while sent?)`
         }
         try {
           writeAt(index, data)
+          received += size
           return undefined
         } catch (cause) {
           return `cannot write ${part}: ${cause instanceof Error ? cause.message : String(cause)}`
@@ -142,8 +158,11 @@ const downloadToPart = (remote: FileRecord, source: BlockSource) =>
       fs.futimesSync(fd, new Date(), remote.mtimeMs / 1000)
       fs.fchmodSync(fd, remote.mode & 0o777) // never setuid, setgid or sticky from a peer
     })
-    return { part, fetched: missing.length }
+    return { part, fetched: missing.length, fetchedBytes: fetchBytes }
   })
+
+/** How often a download in progress reports its bytes. */
+const PROGRESS_INTERVAL = Duration.millis(250)
 
 /** Create a symlink at a temporary name, to be renamed over the target (never followed). */
 const symlinkToPart = (remote: FileRecord) =>
@@ -200,6 +219,7 @@ const commitPart = (remote: FileRecord, part: string) =>
     if (decision === "conflict" && present && !present.isDirectory()) {
       const name = conflictPath(remote.path, new Date(), index.replicaId)
       conflictCopy = yield* fsSync("keep conflict copy", remote.path, () => folder.fs.linkUnique(remote.path, (n) => numbered(name, n)))
+      yield* Effect.flatMap(Events, (events) => events.publish(NodeEvent.ConflictKept({ path: remote.path, keptAs: conflictCopy! })))
       yield* Effect.logWarning(`conflict: ${showPath(remote.path)} changed here and on a peer; kept ours as ${showPath(conflictCopy)}`)
     } else if (present && !present.isDirectory()) {
       yield* keepReplaced(remote.path, present)
@@ -212,7 +232,7 @@ const commitPart = (remote: FileRecord, part: string) =>
   })
 
 /** Apply a peer's deletion: the file goes to the trash, an empty directory is removed. */
-const applyDelete = (remote: FileRecord) =>
+const applyDelete = (remote: FileRecord, peerId: string) =>
   Effect.gen(function*() {
     const folder = yield* Folder
     const index = yield* FileIndex
@@ -228,6 +248,7 @@ const applyDelete = (remote: FileRecord) =>
     }
     yield* index.put({ ...remote, version: merge(local?.version ?? {}, remote.version), inode: 0 })
     yield* Effect.logInfo(`deleted: ${showPath(remote.path)}`)
+    yield* Effect.flatMap(Events, (events) => events.publish(NodeEvent.FileDeleted({ path: remote.path, peerId })))
     yield* removeDeletedParents(remote.path)
   })
 
@@ -275,8 +296,9 @@ const recordOnly = (remote: FileRecord) =>
  * filesystem call goes through the folder's rooted calls, so none can leave it.
  * False when it failed in a way worth retrying (a block was unavailable, a disk error).
  */
-export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, FileIndex | Folder | Hasher> =>
+export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, FileIndex | Folder | Hasher | Events> =>
   Effect.gen(function*() {
+    const started = Date.now()
     const folder = yield* Folder
     const index = yield* FileIndex
     const valid = validatePeerPath(remote.path)
@@ -286,23 +308,35 @@ export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Eff
     if (initial === "ignore" || initial === "keep") return
     const locked = folder.withPathLock(remote.path)
     if (initial === "record") return yield* locked(recordOnly(remote))
-    if (remote.deleted) return yield* locked(applyDelete(remote))
+    if (remote.deleted) return yield* locked(applyDelete(remote, source.peerId))
     if (remote.kind === "dir") return yield* locked(applyDir(remote))
-    const { part, fetched } = remote.kind === "file"
+    const { part, fetched, fetchedBytes } = remote.kind === "file"
       ? yield* downloadToPart(remote, source)
-      : { part: yield* symlinkToPart(remote), fetched: 0 }
+      : { part: yield* symlinkToPart(remote), fetched: 0, fetchedBytes: 0 }
     const conflictCopy = yield* locked(commitPart(remote, part))
     if (conflictCopy) yield* scanPath(conflictCopy)
     yield* Effect.logInfo(
       `received: ${showPath(remote.path)}` +
         (remote.kind === "file" ? ` (${remote.size} bytes, ${fetched} of ${remote.blocks.length} blocks from peer)` : ` (${remote.kind})`)
     )
+    yield* Effect.flatMap(Events, (events) =>
+      events.publish(NodeEvent.FileReceived({
+        path: remote.path,
+        peerId: source.peerId,
+        kind: remote.kind,
+        bytes: remote.size,
+        fetchedBytes,
+        durationMs: Date.now() - started
+      })))
   }).pipe(
     Effect.scoped,
     Effect.as(true),
-    Effect.catchAll((e: FsError | UnsafePath | BlockUnavailable) =>
-      Effect.logWarning(`could not apply ${showPath(remote.path)} from peer: ${printable("reason" in e ? e.reason : e.message)}`).pipe(
+    Effect.catchAll((e: FsError | UnsafePath | BlockUnavailable) => {
+      const reason = "reason" in e ? e.reason : e.message
+      return Effect.logWarning(`could not apply ${showPath(remote.path)} from peer: ${printable(reason)}`).pipe(
+        Effect.zipRight(Effect.flatMap(Events, (events) =>
+          events.publish(NodeEvent.TransferFailed({ path: remote.path, peerId: source.peerId, reason })))),
         Effect.as(e._tag !== "FsError" && e._tag !== "BlockUnavailable") // worth another try later
       )
-    )
+    })
   )

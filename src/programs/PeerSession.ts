@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Fiber, FiberMap, Option, Queue, Ref, Schedule, Stream } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, FiberMap, Option, Queue, Ref, Schedule, Stream } from "effect"
 import * as fs from "node:fs"
 import { ConnectionClosed, ProtocolError } from "../domain/Errors.js"
 import { blockLength, type FileRecord } from "../domain/FileRecord.js"
@@ -19,11 +19,13 @@ import { printable, showPath } from "../lib/Printable.js"
 import { blockDataFrame, blockFrameLength, blockPayload, decodeFrame, encodeBlockData, encodeMessage, setBlockIndex } from "../lib/Wire.js"
 import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
+import { Events, NodeEvent } from "../services/Events.js"
 import { Hasher } from "../services/Hasher.js"
 import { shortId } from "../services/Identity.js"
 import type { Channel } from "../services/SecureChannel.js"
 import { type BlockSink, BlockUnavailable, type BlockSource } from "./ApplyRemote.js"
 import { admitRecord, recordCost } from "./IncomingRecords.js"
+import type { Backlog } from "./Backlog.js"
 import { makePuller } from "./Puller.js"
 import type { TransferSlots } from "./TransferSlots.js"
 
@@ -54,6 +56,8 @@ export interface SessionOptions {
   readonly name: string
   /** Shared by all sessions: files being pulled at once (`max_concurrent_transfers`), fairly between peers. */
   readonly slots: TransferSlots
+  /** Shared by all sessions: what is left to pull. */
+  readonly backlog: Backlog
   readonly timing: SessionTiming
   /** Unacknowledged index record cost allowed each way (INDEX_WINDOW; tests use a small one). */
   readonly indexWindow: number
@@ -146,8 +150,10 @@ export const byEncodedSize = (records: ReadonlyArray<LocalRecord>, limit = INDEX
  * Stream the requested blocks of one file version to the peer, in order, then StreamEnd.
  * Sending waits while the connection's write queue is full: that is the flow control.
  */
-const serveFile = (request: FileRequest, sendFrame: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
+const serveFile = (request: FileRequest, peerId: string, sendFrame: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
   Effect.gen(function*() {
+    const started = Date.now()
+    let bytes = 0
     const index = yield* FileIndex
     const folder = yield* Folder
     const end = (error?: string) =>
@@ -178,8 +184,11 @@ const serveFile = (request: FileRequest, sendFrame: (frame: Uint8Array) => Effec
       if (read !== size) return yield* end("the file changed while being sent")
       const compressed = compressBlock(data)
       yield* sendFrame(compressed ? encodeBlockData(request.stream, i, true, compressed) : frame)
+      bytes += size
     }
     yield* end()
+    yield* Effect.flatMap(Events, (events) =>
+      events.publish(NodeEvent.FileSent({ path: request.path, peerId, bytes, durationMs: Date.now() - started })))
   }).pipe(Effect.scoped)
 
 /** A stream we asked for: where its blocks go, which are still due, who waits for the end, and its rate. */
@@ -242,6 +251,17 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       return yield* new ProtocolError({ reason: "the peer is this same folder (copied .dsync/ folder?)" })
     }
     yield* Effect.logInfo(`connected to ${printable(hello.name)} (${shortId(channel.peerId)}) at ${printable(channel.remoteLabel)}`)
+    const events = yield* Events
+    const peer = { peerId: channel.peerId, name: hello.name }
+    yield* events.publish(NodeEvent.PeerConnected({ ...peer, address: channel.remoteLabel }))
+    yield* Effect.addFinalizer((exit) =>
+      events.publish(NodeEvent.PeerDisconnected({
+        ...peer,
+        reason: Exit.isFailure(exit) ? Option.match(Cause.failureOption(exit.cause), {
+          onNone: () => "stopped",
+          onSome: (e) => (typeof e === "object" && e !== null && "reason" in e ? String(e.reason) : String(e))
+        }) : "ended"
+      })))
 
     let nextStream = 0
     /** Ends a stream we receive: removed, its waiter told; a failure also tells the peer to stop. */
@@ -256,6 +276,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       )
     }
     const source: BlockSource = {
+      peerId: channel.peerId,
       fetchBlocks: (request, sink) => {
         const stream = nextStream = (nextStream + 1) >>> 0
         return Effect.gen(function*() {
@@ -291,7 +312,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         return credit >= options.indexWindow / 16 ? flushCredit : Effect.void
       })
     const creditFlusher = Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(50)), flushCredit))
-    const puller = yield* makePuller(source, { peer: channel.peerId, slots: options.slots, release })
+    const puller = yield* makePuller(source, { peer: channel.peerId, slots: options.slots, release, backlog: options.backlog })
     const hasher = yield* Hasher
     const receiveIndex = (batch: IndexBatch) =>
       Effect.gen(function*() {
@@ -310,6 +331,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           else if (a._tag === "Expired") yield* release(a.cost)
           else {
             yield* Effect.logWarning(`refused record from ${shortId(channel.peerId)}: ${showPath(a.path)}: ${a.reason}`)
+            yield* events.publish(NodeEvent.Refused({ peerId: channel.peerId, path: a.path, reason: a.reason }))
             yield* release(a.cost)
           }
         }
@@ -318,7 +340,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
 
     const outgoing = yield* FiberMap.make<number>()
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
-    const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, FileIndex | Folder | Hasher> => {
+    const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, FileIndex | Folder | Hasher | Events> => {
       switch (frame._tag) {
         case "BlockData": {
           // hot path: plain code, no fiber per block
@@ -341,7 +363,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           return Effect.flatMap(FiberMap.size(outgoing), (open) =>
             open >= MAX_OPEN_STREAMS
               ? Effect.fail(new ProtocolError({ reason: `more than ${MAX_OPEN_STREAMS} file requests open at once` }))
-              : FiberMap.run(outgoing, frame.stream, serveSlots.withPermits(1)(serveFile(frame, sendFrame))).pipe(Effect.asVoid))
+              : FiberMap.run(outgoing, frame.stream, serveSlots.withPermits(1)(serveFile(frame, channel.peerId, sendFrame))).pipe(Effect.asVoid))
         case "StreamCancel":
           return FiberMap.remove(outgoing, frame.stream)
         case "IndexBatch":

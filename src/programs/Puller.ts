@@ -2,6 +2,7 @@ import { Duration, Effect, Queue } from "effect"
 import type { FileRecord } from "../domain/FileRecord.js"
 import { showPath } from "../lib/Printable.js"
 import { applyRemote, type BlockSource } from "./ApplyRemote.js"
+import type { Backlog } from "./Backlog.js"
 import type { TransferSlots } from "./TransferSlots.js"
 
 /** Files applied at once within one session (the node-wide limit is the transfer slots). */
@@ -36,6 +37,8 @@ export interface PullerOptions {
   readonly slots: TransferSlots
   /** Called once per record we are done with (applied, given up, or replaced by a newer one). */
   readonly release: (cost: number) => Effect.Effect<void>
+  /** The node's count of what is left to pull. */
+  readonly backlog: Backlog
 }
 
 /**
@@ -50,11 +53,25 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
     const attempts = new Map<string, number>()
     const wake = yield* Queue.sliding<void>(1)
 
+    const bytesOf = (item: Pending) => (item.record.deleted ? 0 : item.record.size)
+    // what this puller holds in the node's backlog, handed back when the session ends
+    let heldFiles = 0
+    let heldBytes = 0
+    const adjust = (files: number, bytes: number) =>
+      Effect.suspend(() => {
+        heldFiles += files
+        heldBytes += bytes
+        return options.backlog.adjust(files, bytes)
+      })
+    yield* Effect.addFinalizer(() => Effect.suspend(() => adjust(-heldFiles, -heldBytes)))
+    /** Done with `item`: its cost back to the peer, and out of the backlog. */
+    const done = (item: Pending) => Effect.zipRight(options.release(item.cost), adjust(-1, -bytesOf(item)))
+
     const put = (item: Pending) =>
       Effect.suspend(() => {
         const replaced = incoming.get(item.record.path)
         incoming.set(item.record.path, item)
-        return replaced ? options.release(replaced.cost) : Effect.void
+        return Effect.zipRight(adjust(1, bytesOf(item)), replaced ? done(replaced) : Effect.void)
       })
 
     const offer = (items: Iterable<Pending>) =>
@@ -72,11 +89,11 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
         const tries = (attempts.get(path) ?? 0) + 1
         if (tries >= MAX_ATTEMPTS) {
           attempts.delete(path)
-          yield* options.release(item.cost)
+          yield* done(item)
           return yield* Effect.logWarning(`giving up on ${showPath(path)} after ${tries} attempts; it is tried again on the next change or reconnect`)
         }
         yield* Effect.sleep(Duration.times(RETRY_DELAY, tries))
-        if (incoming.has(path)) return yield* options.release(item.cost) // superseded meanwhile
+        if (incoming.has(path)) return yield* done(item) // superseded meanwhile
         incoming.set(path, item)
         attempts.set(path, tries)
         yield* Queue.offer(wake, undefined)
@@ -85,7 +102,7 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
     const applyAll = (items: ReadonlyArray<Pending>, concurrency: number) =>
       Effect.forEach(items, (item) =>
         options.slots.withSlot(options.peer)(applyRemote(item.record, source)).pipe(
-          Effect.flatMap((done) => (done ? options.release(item.cost) : Effect.asVoid(Effect.forkScoped(retryLater(item)))))
+          Effect.flatMap((applied) => (applied ? done(item) : Effect.asVoid(Effect.forkScoped(retryLater(item)))))
         ), { concurrency, discard: true })
 
     const run = Effect.gen(function*() {

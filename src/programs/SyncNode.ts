@@ -1,7 +1,9 @@
-import { Console, Deferred, Duration, Effect, FiberMap, Option, Schedule, Stream } from "effect"
+import { Deferred, Duration, Effect, FiberMap, Layer, Option, Schedule, Stream } from "effect"
 import { formatAddress, type PeerAddress } from "../domain/Config.js"
 import { FsError, type HandshakeError, type TransportError } from "../domain/Errors.js"
-import { type FileRecord, TOMBSTONE_RETENTION_DAYS } from "../domain/FileRecord.js"
+import { TOMBSTONE_RETENTION_DAYS } from "../domain/FileRecord.js"
+import { Events, NodeEvent } from "../services/Events.js"
+import { SyncNode, type SyncNodeApi } from "../services/SyncNode.js"
 import { Discovery, type DiscoveredPeer } from "../services/Discovery.js"
 import { FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
@@ -14,15 +16,26 @@ import { Hasher } from "../services/Hasher.js"
 import { defaultTiming, runSession, type SessionOptions, type SessionTiming } from "./PeerSession.js"
 import { diskState, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
+import { makeBacklog } from "./Backlog.js"
 import { makeTransferSlots } from "./TransferSlots.js"
 import { purgeTrash } from "./Trash.js"
 import { IGNORE_FILE_NAME } from "../lib/Ignore.js"
 import { printable } from "../lib/Printable.js"
 import { INDEX_WINDOW } from "../domain/Messages.js"
 
+/**
+ * How a node runs, apart from which folder, transport and discovery it uses (those are
+ * layers). A library setting, not a command line: see NodeConfig for the CLI's.
+ *
+ * @since 0.1.0
+ * @category node
+ */
 export interface NodeOptions {
+  /** Told to peers, shown in their logs. */
   readonly name: string
+  /** Where to listen (port 0: any free one; see SyncNodeApi.address). */
   readonly listen: PeerAddress
+  /** Files downloaded at once, shared fairly between peers. */
   readonly maxConcurrentTransfers: number
   /** Overrides of the session timeouts (tests use short ones). */
   readonly timing?: Partial<SessionTiming>
@@ -30,16 +43,8 @@ export interface NodeOptions {
   readonly indexWindow?: number
 }
 
-/** What a running node tells the code that started it. */
-export interface NodeHandle {
-  readonly address: PeerAddress
-  readonly peerId: string
-  readonly replicaId: string
-  /** Peer ids with a live session. */
-  readonly connectedPeers: Effect.Effect<ReadonlyArray<string>>
-  /** What the index holds for a path (tombstones included). */
-  readonly record: (relPath: string) => Effect.Effect<Option.Option<FileRecord>>
-}
+/** @deprecated since 0.2.0: the node's interface is SyncNodeApi. */
+export type NodeHandle = SyncNodeApi
 
 const FULL_RESCAN_INTERVAL = Duration.minutes(5)
 const WATCHER_START_TIMEOUT = Duration.seconds(2)
@@ -98,11 +103,13 @@ export const startNode = (options: NodeOptions) =>
     const index = yield* FileIndex
     const watcher = yield* Watcher
     const discovery = yield* Discovery
+    const events = yield* Events
     const sessions = yield* makeSessions
-    const context = yield* Effect.context<FileIndex | Folder | Hasher>()
+    const context = yield* Effect.context<FileIndex | Folder | Hasher | Events>()
     const sessionOptions: SessionOptions = {
       name: options.name,
       slots: yield* makeTransferSlots(options.maxConcurrentTransfers),
+      backlog: yield* makeBacklog,
       timing: { ...defaultTiming, ...options.timing },
       indexWindow: options.indexWindow ?? INDEX_WINDOW
     }
@@ -175,7 +182,7 @@ export const startNode = (options: NodeOptions) =>
 
     /** Dial one peer, run a session, and come back after any interruption. */
     const dialLoop = (peer: DiscoveredPeer) => {
-      const attempt: Effect.Effect<SessionOutcome, TransportError | HandshakeError, FileIndex | Folder | Hasher> =
+      const attempt: Effect.Effect<SessionOutcome, TransportError | HandshakeError, FileIndex | Folder | Hasher | Events> =
         Effect.scoped(
           Effect.gen(function*() {
             const connection = yield* transport.dial(peer.address)
@@ -197,15 +204,30 @@ export const startNode = (options: NodeOptions) =>
       Stream.runForEach(discovery.peers, (peer) => FiberMap.run(dialers, formatAddress(peer.address), dialLoop(peer), { onlyIfMissing: true }))
     )
 
-    yield* Console.log(
-      `dsync ${options.name} · id ${shortId(identity.peerId)} · folder ${folder.root} · listening on ${formatAddress(address)}`
-    )
-    const handle: NodeHandle = {
+    yield* events.publish(NodeEvent.Started({ name: options.name, peerId: identity.peerId, folder: folder.root, address: formatAddress(address) }))
+    const node: SyncNodeApi = {
       address,
       peerId: identity.peerId,
       replicaId: index.replicaId,
       connectedPeers: Effect.sync(() => sessions.peers()),
-      record: index.get
+      record: index.get,
+      events: events.stream
     }
-    return handle
+    return node
   })
+
+/**
+ * The node as a scoped layer: built, it has indexed the folder and is listening and
+ * dialling; its scope's end stops everything. Provide it the services (`nodeLayer`,
+ * `memoryNodeLayer`, or your own).
+ *
+ * @example
+ * const program = Effect.gen(function*() {
+ *   const node = yield* SyncNode
+ *   yield* node.events.pipe(Stream.runForEach((e) => Console.log(e._tag)))
+ * })
+ * program.pipe(Effect.provide(layer(options).pipe(Layer.provide(services))))
+ * @since 0.2.0
+ * @category node
+ */
+export const layer = (options: NodeOptions) => Layer.scoped(SyncNode, startNode(options))

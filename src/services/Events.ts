@@ -1,4 +1,4 @@
-import { Context, Data, type Effect, type Stream } from "effect"
+import { Context, Data, type Effect, type Scope, type Stream } from "effect"
 
 /**
  * What a running node reports, as typed values: the CLI renders them (log lines or a
@@ -9,8 +9,8 @@ import { Context, Data, type Effect, type Stream } from "effect"
  * @category events
  */
 export type NodeEvent = Data.TaggedEnum<{
-  /** The node is up: its listen address, short id and folder. */
-  Started: { readonly peerId: string; readonly folder: string; readonly address: string }
+  /** The node is up: its name, id, folder and listen address. */
+  Started: { readonly name: string; readonly peerId: string; readonly folder: string; readonly address: string }
   /** A session with a peer began (after the handshake and hellos). */
   PeerConnected: { readonly peerId: string; readonly name: string; readonly address: string }
   /** A session ended; `reason` says why (peer left, timeout, protocol error). */
@@ -54,8 +54,10 @@ export const NodeEvent = Data.taggedEnum<NodeEvent>()
  */
 export interface EventsApi {
   readonly publish: (event: NodeEvent) => Effect.Effect<void>
-  /** Every event published after subscribing (subscribe before starting what you watch). */
+  /** Every event published from when the stream starts running. */
   readonly stream: Stream.Stream<NodeEvent>
+  /** Subscribe now (for the scope's life): the stream has every event from this moment, even before it runs. */
+  readonly subscribe: Effect.Effect<Stream.Stream<NodeEvent>, never, Scope.Scope>
 }
 
 export class Events extends Context.Tag("dsync/Events")<Events, EventsApi>() {}
