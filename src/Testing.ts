@@ -1,4 +1,5 @@
 import type { PeerAddress } from "./domain/Config.js"
+import type { RateLimits } from "./services/RateLimiter.js"
 import * as TransportMemory from "./layers/TransportMemory.js"
 import { nodeLayer } from "./Live.js"
 
@@ -9,6 +10,8 @@ export interface MemoryNodeConfig {
   readonly root: string
   readonly peers: ReadonlyArray<PeerAddress>
   readonly excludes?: ReadonlyArray<string>
+  /** Transfer slots and bandwidth caps (defaults: 4 files at once, no cap). */
+  readonly limits?: Partial<RateLimits>
   /** Shared-secret passphrase (as with --secret-file). */
   readonly secret?: Uint8Array
 }

@@ -47,8 +47,7 @@ describe("puller", () => {
       }
       let released = 0
       const puller = yield* makePuller(source, {
-        peer: "p",
-        slots: yield* makeTransferSlots(2),
+        withSlot: (yield* makeTransferSlots(2)).withSlot("p"),
         release: (cost) => Effect.sync(() => void (released += cost)),
         backlog: { adjust: () => Effect.void }
       })

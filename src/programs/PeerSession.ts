@@ -20,6 +20,7 @@ import { blockDataFrame, blockFrameLength, blockPayload, decodeFrame, encodeBloc
 import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Events, NodeEvent } from "../services/Events.js"
+import { RateLimiter } from "../services/RateLimiter.js"
 import { Hasher } from "../services/Hasher.js"
 import { shortId } from "../services/Identity.js"
 import type { Channel } from "../services/SecureChannel.js"
@@ -27,7 +28,6 @@ import { type BlockSink, BlockUnavailable, type BlockSource } from "./ApplyRemot
 import { admitRecord, recordCost } from "./IncomingRecords.js"
 import type { Backlog } from "./Backlog.js"
 import { makePuller } from "./Puller.js"
-import type { TransferSlots } from "./TransferSlots.js"
 
 /** How a session notices a dead or stuck peer. */
 export interface SessionTiming {
@@ -54,8 +54,6 @@ export const FLOOR_BYTES_PER_SECOND = 64 * 1024
 export interface SessionOptions {
   /** Our instance name, told to the peer. */
   readonly name: string
-  /** Shared by all sessions: files being pulled at once (`max_concurrent_transfers`), fairly between peers. */
-  readonly slots: TransferSlots
   /** Shared by all sessions: what is left to pull. */
   readonly backlog: Backlog
   readonly timing: SessionTiming
@@ -152,6 +150,7 @@ export const byEncodedSize = (records: ReadonlyArray<LocalRecord>, limit = INDEX
  */
 const serveFile = (request: FileRequest, peerId: string, sendFrame: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
   Effect.gen(function*() {
+    const limiter = yield* RateLimiter
     const started = Date.now()
     let bytes = 0
     const index = yield* FileIndex
@@ -183,7 +182,9 @@ const serveFile = (request: FileRequest, peerId: string, sendFrame: (frame: Uint
       )
       if (read !== size) return yield* end("the file changed while being sent")
       const compressed = compressBlock(data)
-      yield* sendFrame(compressed ? encodeBlockData(request.stream, i, true, compressed) : frame)
+      const out = compressed ? encodeBlockData(request.stream, i, true, compressed) : frame
+      yield* limiter.send(out.length) // the bandwidth cap, all peers together
+      yield* sendFrame(out)
       bytes += size
     }
     yield* end()
@@ -312,7 +313,12 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         return credit >= options.indexWindow / 16 ? flushCredit : Effect.void
       })
     const creditFlusher = Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(50)), flushCredit))
-    const puller = yield* makePuller(source, { peer: channel.peerId, slots: options.slots, release, backlog: options.backlog })
+    const limiter = yield* RateLimiter
+    const puller = yield* makePuller(source, {
+      withSlot: limiter.withTransferSlot(channel.peerId),
+      release,
+      backlog: options.backlog
+    })
     const hasher = yield* Hasher
     const receiveIndex = (batch: IndexBatch) =>
       Effect.gen(function*() {
@@ -340,7 +346,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
 
     const outgoing = yield* FiberMap.make<number>()
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
-    const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, FileIndex | Folder | Hasher | Events> => {
+    const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, FileIndex | Folder | Hasher | Events | RateLimiter> => {
       switch (frame._tag) {
         case "BlockData": {
           // hot path: plain code, no fiber per block
@@ -349,7 +355,8 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           if (!incoming.due.delete(frame.index)) return finish(frame.stream, `unexpected block ${frame.index}`)
           incoming.windowBytes += frame.data.length
           const refused = incoming.sink(frame.index, frame.data, frame.compressed)
-          return refused === undefined ? Effect.void : finish(frame.stream, refused)
+          // the receive cap: no next frame is read until it allows, so TCP slows the sender
+          return refused === undefined ? limiter.receive(frame.data.length) : finish(frame.stream, refused)
         }
         case "StreamEnd": {
           const incoming = streams.get(frame.stream)

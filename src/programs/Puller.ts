@@ -3,7 +3,6 @@ import type { FileRecord } from "../domain/FileRecord.js"
 import { showPath } from "../lib/Printable.js"
 import { applyRemote, type BlockSource } from "./ApplyRemote.js"
 import type { Backlog } from "./Backlog.js"
-import type { TransferSlots } from "./TransferSlots.js"
 
 /** Files applied at once within one session (the node-wide limit is the transfer slots). */
 const SESSION_CONCURRENCY = 16
@@ -32,9 +31,8 @@ export interface Pending {
 }
 
 export interface PullerOptions {
-  /** Who the records come from: transfer slots are shared fairly between peers. */
-  readonly peer: string
-  readonly slots: TransferSlots
+  /** Hold a node-wide transfer slot (shared fairly between peers) for one file. */
+  readonly withSlot: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** Called once per record we are done with (applied, given up, or replaced by a newer one). */
   readonly release: (cost: number) => Effect.Effect<void>
   /** The node's count of what is left to pull. */
@@ -101,7 +99,7 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
 
     const applyAll = (items: ReadonlyArray<Pending>, concurrency: number) =>
       Effect.forEach(items, (item) =>
-        options.slots.withSlot(options.peer)(applyRemote(item.record, source)).pipe(
+        options.withSlot(applyRemote(item.record, source)).pipe(
           Effect.flatMap((applied) => (applied ? done(item) : Effect.asVoid(Effect.forkScoped(retryLater(item)))))
         ), { concurrency, discard: true })
 

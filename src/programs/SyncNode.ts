@@ -7,7 +7,7 @@ import { SyncNode, type SyncNodeApi } from "../services/SyncNode.js"
 import { Discovery, type DiscoveredPeer } from "../services/Discovery.js"
 import { FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
-import { HandshakeGuard } from "../services/HandshakeGuard.js"
+import { RateLimiter } from "../services/RateLimiter.js"
 import { Identity, shortId } from "../services/Identity.js"
 import { SecureChannel } from "../services/SecureChannel.js"
 import { Transport, type Connection } from "../services/Transport.js"
@@ -17,7 +17,6 @@ import { defaultTiming, runSession, type SessionOptions, type SessionTiming } fr
 import { diskState, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { makeBacklog } from "./Backlog.js"
-import { makeTransferSlots } from "./TransferSlots.js"
 import { purgeTrash } from "./Trash.js"
 import { IGNORE_FILE_NAME } from "../lib/Ignore.js"
 import { printable } from "../lib/Printable.js"
@@ -35,8 +34,6 @@ export interface NodeOptions {
   readonly name: string
   /** Where to listen (port 0: any free one; see SyncNodeApi.address). */
   readonly listen: PeerAddress
-  /** Files downloaded at once, shared fairly between peers. */
-  readonly maxConcurrentTransfers: number
   /** Overrides of the session timeouts (tests use short ones). */
   readonly timing?: Partial<SessionTiming>
   /** Override of the index flow-control window (tests use a small one); both peers must agree. */
@@ -98,17 +95,16 @@ export const startNode = (options: NodeOptions) =>
     const identity = yield* Identity
     const transport = yield* Transport
     const secure = yield* SecureChannel
-    const guard = yield* HandshakeGuard
+    const limiter = yield* RateLimiter
     const folder = yield* Folder
     const index = yield* FileIndex
     const watcher = yield* Watcher
     const discovery = yield* Discovery
     const events = yield* Events
     const sessions = yield* makeSessions
-    const context = yield* Effect.context<FileIndex | Folder | Hasher | Events>()
+    const context = yield* Effect.context<FileIndex | Folder | Hasher | Events | RateLimiter>()
     const sessionOptions: SessionOptions = {
       name: options.name,
-      slots: yield* makeTransferSlots(options.maxConcurrentTransfers),
       backlog: yield* makeBacklog,
       timing: { ...defaultTiming, ...options.timing },
       indexWindow: options.indexWindow ?? INDEX_WINDOW
@@ -166,10 +162,10 @@ export const startNode = (options: NodeOptions) =>
       )
 
     const inbound = (connection: Connection) =>
-      guard.guard(connection.remoteHost, secure.accept(connection)).pipe(
+      limiter.guard(connection.remoteHost, secure.accept(connection)).pipe(
         // over the session caps: closed at once, before any sync
         Effect.flatMap((channel) =>
-          guard.admit(connection.remoteHost, session(channel, channel.peerId)).pipe(Effect.tapError(() => channel.close))
+          limiter.admit(connection.remoteHost, session(channel, channel.peerId)).pipe(Effect.tapError(() => channel.close))
         ),
         // each limit is warned about by the guard when first hit; every refusal only at debug level
         Effect.catchTag("HandshakeRefused", (e) => Effect.logDebug(`refused ${connection.remoteLabel}: ${e.message}`)),
@@ -182,7 +178,7 @@ export const startNode = (options: NodeOptions) =>
 
     /** Dial one peer, run a session, and come back after any interruption. */
     const dialLoop = (peer: DiscoveredPeer) => {
-      const attempt: Effect.Effect<SessionOutcome, TransportError | HandshakeError, FileIndex | Folder | Hasher | Events> =
+      const attempt: Effect.Effect<SessionOutcome, TransportError | HandshakeError, FileIndex | Folder | Hasher | Events | RateLimiter> =
         Effect.scoped(
           Effect.gen(function*() {
             const connection = yield* transport.dial(peer.address)

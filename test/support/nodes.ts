@@ -3,6 +3,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { SessionTiming } from "../../src/programs/PeerSession.js"
 import { startNode } from "../../src/programs/SyncNode.js"
+import type { RateLimits } from "../../src/services/RateLimiter.js"
 import type { Watcher } from "../../src/services/Watcher.js"
 import { memoryNodeLayer, type MemoryNetwork } from "../../src/Testing.js"
 import { describeTree } from "./fs.js"
@@ -15,19 +16,24 @@ export const memoryNode = (
   host: string,
   root: string,
   peers: ReadonlyArray<string>,
-  timing?: Partial<SessionTiming> & { readonly indexWindow?: number },
+  timing?: Partial<SessionTiming> & { readonly indexWindow?: number; readonly limits?: Partial<RateLimits> },
   /** Replaces some of the node's services (e.g. a failing watcher). */
   overrides: Layer.Layer<never> | Layer.Layer<Watcher> = Layer.empty
 ) =>
   Effect.gen(function*() {
     // built in the caller's scope: the node's services live as long as the node
-    const base = memoryNodeLayer({ network, host, root, peers: peers.map((h) => ({ host: h, port: PORT })) })
+    const base = memoryNodeLayer({
+      network,
+      host,
+      root,
+      peers: peers.map((h) => ({ host: h, port: PORT })),
+      ...(timing?.limits ? { limits: timing.limits } : {})
+    })
     const services = yield* Layer.build(Layer.merge(base, overrides))
     return yield* Effect.provide(
       startNode({
         name: host,
         listen: { host, port: PORT },
-        maxConcurrentTransfers: 4,
         ...(timing ? { timing } : {}),
         ...(timing?.indexWindow ? { indexWindow: timing.indexWindow } : {})
       }),
