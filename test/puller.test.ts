@@ -7,7 +7,8 @@ import * as EventsPubSub from "../src/layers/EventsPubSub.js"
 import * as FolderLocal from "../src/layers/FolderLocal.js"
 import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
 import * as IndexSqlite from "../src/layers/IndexSqlite.js"
-import type { BlockSource } from "../src/programs/ApplyRemote.js"
+import * as TransferBlocks from "../src/layers/TransferBlocks.js"
+import type { BlockSource } from "../src/services/Transfer.js"
 import { fileHash } from "../src/programs/Content.js"
 import { makePuller } from "../src/programs/Puller.js"
 import { makeTransferSlots } from "../src/programs/TransferSlots.js"
@@ -19,7 +20,9 @@ describe("puller", () => {
     Effect.gen(function*() {
       const root = yield* tempDir()
       const services = yield* Layer.build(
-        Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, []), HasherBlake3.layer, EventsPubSub.layer)
+        TransferBlocks.layer.pipe(
+          Layer.provideMerge(Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, []), HasherBlake3.layer, EventsPubSub.layer))
+        )
       )
       const hasher = yield* Effect.provide(Hasher, services)
       const contents = Array.from({ length: 6 }, (_, i) => Buffer.from(`file number ${i}`))

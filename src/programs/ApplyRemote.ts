@@ -1,168 +1,21 @@
-import { Data, Duration, Effect, Either, Option } from "effect"
-import { randomBytes } from "node:crypto"
+import { Effect, Either, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { FsError, type UnsafePath } from "../domain/Errors.js"
 import { fsSync } from "../lib/FsTry.js"
-import { blockLength, type FileRecord } from "../domain/FileRecord.js"
+import type { FileRecord } from "../domain/FileRecord.js"
 import { conflictPath, decide } from "../domain/Reconcile.js"
 import { merge } from "../domain/VersionVector.js"
 import { validatePeerPath } from "../lib/SafePath.js"
-import type { RootedFs } from "../lib/RootedFs.js"
+import { createPart } from "../lib/PartFile.js"
 import { printable, showPath } from "../lib/Printable.js"
-import { decompressBlock } from "../lib/Lz4Block.js"
-import { type BlockLocation, FileIndex, type LocalRecord } from "../services/FileIndex.js"
+import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
 import { Events, NodeEvent } from "../services/Events.js"
 import { Folder } from "../services/Folder.js"
-import { Hasher, type HasherApi } from "../services/Hasher.js"
+import type { Hasher } from "../services/Hasher.js"
+import { type BlockSource, type BlockUnavailable, Transfer } from "../services/Transfer.js"
 import { diskState, scanLocked, scanPath, statMatches } from "./Scanner.js"
 import { moveToTrash, numbered, preserveInTrash } from "./Trash.js"
-
-/** A block could not be had from the peer (gone, changed while sent, timed out, bad data). */
-export class BlockUnavailable extends Data.TaggedError("BlockUnavailable")<{ readonly reason: string }> {}
-
-/**
- * Takes each block of a stream as it arrives (synchronously, on the hot path). Returns
- * undefined when the block was taken, or why it was refused, which stops the stream.
- */
-export type BlockSink = (index: number, data: Uint8Array, compressed: boolean) => string | undefined
-
-/** Where remote blocks come from: the peer session. */
-export interface BlockSource {
-  /** The peer serving them. */
-  readonly peerId: string
-  /** Stream the blocks `blocks` (indexes) of version `hash` of `path` into `sink`; done when all arrived. */
-  readonly fetchBlocks: (
-    request: { readonly path: string; readonly hash: string; readonly blocks: ReadonlyArray<number> },
-    sink: BlockSink
-  ) => Effect.Effect<void, BlockUnavailable>
-}
-
-
-/** A block from a local file, re-verified (the file may have changed since its scan). */
-const readLocalBlock = (disk: RootedFs, location: BlockLocation | undefined, hasher: HasherApi, hash: string, size: number) => {
-  if (!location || location.size !== size) return undefined
-  try {
-    const data = disk.readBlock(location.path, location.offset, size)
-    return data.length === size && hasher.hash(data) === hash ? data : undefined
-  } catch {
-    return undefined
-  }
-}
-
-/** Local block copies made between two turns of the event loop: sessions and keepalives keep running. */
-const COPY_BYTES_PER_TURN = 16 * 1024 * 1024
-
-/** Free space a download must leave on the disk: 1% of it, at least 64 MiB. */
-const reserveFor = (total: number) => Math.max(total / 100, 64 * 1024 * 1024)
-
-/** Refuse a download that would fill the disk (a peer may announce a file of any size up to the cap). */
-const ensureSpace = (disk: RootedFs, size: number) =>
-  fsSync("statfs", ".", () => fs.statfsSync(disk.root)).pipe(
-    Effect.flatMap((st) => {
-      const free = st.bavail * st.bsize
-      return size + reserveFor(st.blocks * st.bsize) <= free
-        ? Effect.void
-        : Effect.fail(new BlockUnavailable({ reason: `not enough free space (${size} bytes needed, ${free} free)` }))
-    }),
-    Effect.catchTag("FsError", () => Effect.void) // no statfs here: go on, a full disk fails the write
-  )
-
-const partName = (relPath: string, tag: string) => {
-  const dir = path.posix.dirname(relPath)
-  const name = `.dsync-${tag}-${randomBytes(4).toString("hex")}.part`
-  return dir === "." ? name : `${dir}/${name}`
-}
-
-/** Create a part file next to `relPath`; it is removed again if the scope closes with a failure. */
-const createPart = (disk: RootedFs, relPath: string, tag: string, create: (part: string) => void) =>
-  Effect.gen(function*() {
-    const part = partName(relPath, tag)
-    yield* Effect.acquireRelease(
-      fsSync("create", part, () => create(part)),
-      (_, exit) => exit._tag === "Failure" ? Effect.sync(() => {
-        try {
-          disk.unlink(part)
-        } catch { /* already renamed into place, or never made */ }
-      }) : Effect.void
-    )
-    return part
-  })
-
-/**
- * Download `remote` into a `.part` file next to its target: blocks found locally are
- * copied, the rest fetched from the peer; every block is hash-checked, the file fsynced,
- * its mode and mtime set through the descriptor. The part file is removed if anything
- * fails or the fiber is interrupted.
- */
-const downloadToPart = (remote: FileRecord, source: BlockSource) =>
-  Effect.gen(function*() {
-    const hasher = yield* Hasher
-    const index = yield* FileIndex
-    const disk = (yield* Folder).fs
-    yield* ensureSpace(disk, remote.size)
-    let fd = -1
-    const part = yield* createPart(disk, remote.path, remote.hash.slice(0, 8), (p) => void (fd = disk.createExclusive(p, 0o600)))
-    yield* Effect.addFinalizer(() => Effect.sync(() => fs.closeSync(fd)))
-    const writeAt = (index: number, data: Uint8Array) => fs.writeSync(fd, data, 0, data.length, index * remote.blockSize)
-    // blocks we already have (old version, a copy, a renamed file, the trash) are not fetched;
-    // the copies are bounded by the file's size and yield to the event loop as they go
-    const local = yield* index.findBlocks(remote.blocks)
-    const missing: Array<number> = []
-    let sinceYield = 0
-    for (let i = 0; i < remote.blocks.length; i++) {
-      const size = blockLength(remote, i)
-      const data = readLocalBlock(disk, local.get(remote.blocks[i]!), hasher, remote.blocks[i]!, size)
-      if (!data) {
-        missing.push(i)
-        continue
-      }
-      yield* fsSync("write", part, () => writeAt(i, data))
-      sinceYield += size
-      if (sinceYield >= COPY_BYTES_PER_TURN) {
-        sinceYield = 0
-        yield* Effect.yieldNow()
-      }
-    }
-    const fetchBytes = missing.reduce((sum, i) => sum + blockLength(remote, i), 0)
-    let received = 0
-    const events = yield* Events
-    const report = { path: remote.path, peerId: source.peerId }
-    yield* events.publish(NodeEvent.TransferStarted({ ...report, bytes: remote.size, fetchBytes }))
-    if (missing.length > 0) {
-      // progress from a ticker, not from the per-block hot path
-      yield* Effect.forkScoped(
-        Effect.suspend(() => events.publish(NodeEvent.TransferProgress({ ...report, received, fetchBytes }))).pipe(
-          Effect.delay(PROGRESS_INTERVAL),
-          Effect.forever
-        )
-      )
-      // Synchronous writes: measured faster here than a thread-pool round trip per block.
-      yield* source.fetchBlocks({ path: remote.path, hash: remote.hash, blocks: missing }, (index, data0, compressed) => {
-        const size = blockLength(remote, index)
-        const data = compressed ? decompressBlock(data0, size) : data0
-        if (!data || data.length !== size || hasher.hash(data) !== remote.blocks[index]) {
-          return `block ${index} failed its hash check (changed while sent?)`
-        }
-        try {
-          writeAt(index, data)
-          received += size
-          return undefined
-        } catch (cause) {
-          return `cannot write ${part}: ${cause instanceof Error ? cause.message : String(cause)}`
-        }
-      })
-    }
-    yield* fsSync("sync", part, () => {
-      fs.fsyncSync(fd)
-      fs.futimesSync(fd, new Date(), remote.mtimeMs / 1000)
-      fs.fchmodSync(fd, remote.mode & 0o777) // never setuid, setgid or sticky from a peer
-    })
-    return { part, fetched: missing.length, fetchedBytes: fetchBytes }
-  })
-
-/** How often a download in progress reports its bytes. */
-const PROGRESS_INTERVAL = Duration.millis(250)
 
 /** Create a symlink at a temporary name, to be renamed over the target (never followed). */
 const symlinkToPart = (remote: FileRecord) =>
@@ -296,7 +149,7 @@ const recordOnly = (remote: FileRecord) =>
  * filesystem call goes through the folder's rooted calls, so none can leave it.
  * False when it failed in a way worth retrying (a block was unavailable, a disk error).
  */
-export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, FileIndex | Folder | Hasher | Events> =>
+export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, FileIndex | Folder | Hasher | Events | Transfer> =>
   Effect.gen(function*() {
     const started = Date.now()
     const folder = yield* Folder
@@ -311,7 +164,7 @@ export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Eff
     if (remote.deleted) return yield* locked(applyDelete(remote, source.peerId))
     if (remote.kind === "dir") return yield* locked(applyDir(remote))
     const { part, fetched, fetchedBytes } = remote.kind === "file"
-      ? yield* downloadToPart(remote, source)
+      ? yield* (yield* Transfer).fetch(remote, source)
       : { part: yield* symlinkToPart(remote), fetched: 0, fetchedBytes: 0 }
     const conflictCopy = yield* locked(commitPart(remote, part))
     if (conflictCopy) yield* scanPath(conflictCopy)

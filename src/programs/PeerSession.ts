@@ -1,7 +1,6 @@
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, FiberMap, Option, Queue, Ref, Schedule, Stream } from "effect"
-import * as fs from "node:fs"
 import { ConnectionClosed, ProtocolError } from "../domain/Errors.js"
-import { blockLength, type FileRecord } from "../domain/FileRecord.js"
+import type { FileRecord } from "../domain/FileRecord.js"
 import {
   type BlockData,
   FileRequest,
@@ -24,7 +23,7 @@ import { RateLimiter } from "../services/RateLimiter.js"
 import { Hasher } from "../services/Hasher.js"
 import { shortId } from "../services/Identity.js"
 import type { Channel } from "../services/SecureChannel.js"
-import { type BlockSink, BlockUnavailable, type BlockSource } from "./ApplyRemote.js"
+import { type BlockSink, BlockUnavailable, type BlockSource, Transfer } from "../services/Transfer.js"
 import { admitRecord, recordCost } from "./IncomingRecords.js"
 import type { Backlog } from "./Backlog.js"
 import { makePuller } from "./Puller.js"
@@ -145,52 +144,45 @@ export const byEncodedSize = (records: ReadonlyArray<LocalRecord>, limit = INDEX
 }
 
 /**
- * Stream the requested blocks of one file version to the peer, in order, then StreamEnd.
- * Sending waits while the connection's write queue is full: that is the flow control.
+ * Stream the requested blocks of one file version to the peer, in order, then StreamEnd
+ * (with the reason when it cannot be served). Sending waits while the connection's
+ * write queue is full: that is the flow control.
  */
 const serveFile = (request: FileRequest, peerId: string, sendFrame: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
   Effect.gen(function*() {
     const limiter = yield* RateLimiter
+    const transfer = yield* Transfer
     const started = Date.now()
     let bytes = 0
-    const index = yield* FileIndex
-    const folder = yield* Folder
     const end = (error?: string) =>
       sendFrame(encodeMessage(new StreamEnd({ stream: request.stream, ...(error === undefined ? {} : { error }) })))
-    const record = Option.getOrUndefined(yield* index.get(request.path))
-    if (!record || record.deleted || record.kind !== "file" || record.hash !== request.hash) {
-      return yield* end("no such file version here (changed since?)")
+    // One frame buffer for the whole stream, each block read straight into it: sending
+    // seals (copies) it before the next block is read, so a block costs no allocation.
+    let scratch: Uint8Array | undefined
+    let frame: Uint8Array = new Uint8Array(0)
+    const into = (index: number, size: number) => {
+      if (scratch === undefined || blockPayload(scratch).length < size) scratch = blockDataFrame(request.stream, 0, size)
+      frame = setBlockIndex(scratch.subarray(0, blockFrameLength(size)), index)
+      return blockPayload(frame)
     }
-    // through the folder's rooted calls: a path that is now a link, or under one, is not read
-    const fd = yield* Effect.acquireRelease(
-      Effect.try(() => folder.fs.openRead(request.path)),
-      (fd) => Effect.sync(() => fs.closeSync(fd))
-    ).pipe(Effect.option)
-    if (Option.isNone(fd)) return yield* end("cannot open the file")
-    // One frame buffer for the whole stream: sending seals (copies) it before we read the
-    // next block into it, so each block costs no new allocation here.
-    const scratch = blockDataFrame(request.stream, 0, record.blockSize)
-    for (const i of request.blocks) {
-      if (i >= record.blocks.length) return yield* end(`no block ${i}`)
-      const size = blockLength(record, i)
-      // Read straight into the frame. The receiver checks each block's hash, so a file
-      // changed since it was indexed is caught there; a short read is caught here.
-      const frame = setBlockIndex(scratch.subarray(0, blockFrameLength(size)), i)
-      const data = blockPayload(frame)
-      const read = yield* Effect.try(() => fs.readSync(fd.value, data, 0, size, i * record.blockSize)).pipe(
-        Effect.orElseSucceed(() => -1)
-      )
-      if (read !== size) return yield* end("the file changed while being sent")
-      const compressed = compressBlock(data)
-      const out = compressed ? encodeBlockData(request.stream, i, true, compressed) : frame
-      yield* limiter.send(out.length) // the bandwidth cap, all peers together
-      yield* sendFrame(out)
-      bytes += size
+    const sent = yield* transfer.serve(request, into).pipe(
+      Stream.runForEach(({ data, index }) => {
+        const compressed = compressBlock(data)
+        const out = compressed ? encodeBlockData(request.stream, index, true, compressed) : frame
+        bytes += data.length
+        // the bandwidth cap, all peers together, then the socket
+        return Effect.zipRight(limiter.send(out.length), sendFrame(out))
+      }),
+      Effect.either
+    )
+    if (sent._tag === "Left") {
+      if (sent.left._tag === "ConnectionClosed") return yield* sent.left
+      return yield* end(sent.left.reason)
     }
     yield* end()
     yield* Effect.flatMap(Events, (events) =>
       events.publish(NodeEvent.FileSent({ path: request.path, peerId, bytes, durationMs: Date.now() - started })))
-  }).pipe(Effect.scoped)
+  })
 
 /** A stream we asked for: where its blocks go, which are still due, who waits for the end, and its rate. */
 interface IncomingStream {
@@ -346,7 +338,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
 
     const outgoing = yield* FiberMap.make<number>()
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
-    const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, FileIndex | Folder | Hasher | Events | RateLimiter> => {
+    const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, FileIndex | Folder | Hasher | Events | RateLimiter | Transfer> => {
       switch (frame._tag) {
         case "BlockData": {
           // hot path: plain code, no fiber per block

@@ -1,7 +1,8 @@
 import { Duration, Effect, Queue } from "effect"
 import type { FileRecord } from "../domain/FileRecord.js"
 import { showPath } from "../lib/Printable.js"
-import { applyRemote, type BlockSource } from "./ApplyRemote.js"
+import type { BlockSource } from "../services/Transfer.js"
+import { applyRemote } from "./ApplyRemote.js"
 import type { Backlog } from "./Backlog.js"
 
 /** Files applied at once within one session (the node-wide limit is the transfer slots). */

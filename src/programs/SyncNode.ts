@@ -8,6 +8,7 @@ import { Discovery, type DiscoveredPeer } from "../services/Discovery.js"
 import { FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { RateLimiter } from "../services/RateLimiter.js"
+import type { Transfer } from "../services/Transfer.js"
 import { Identity, shortId } from "../services/Identity.js"
 import { SecureChannel } from "../services/SecureChannel.js"
 import { Transport, type Connection } from "../services/Transport.js"
@@ -39,6 +40,9 @@ export interface NodeOptions {
   /** Override of the index flow-control window (tests use a small one); both peers must agree. */
   readonly indexWindow?: number
 }
+
+/** What a peer session runs on. */
+type SessionServices = FileIndex | Folder | Hasher | Events | RateLimiter | Transfer
 
 /** @deprecated since 0.2.0: the node's interface is SyncNodeApi. */
 export type NodeHandle = SyncNodeApi
@@ -102,7 +106,7 @@ export const startNode = (options: NodeOptions) =>
     const discovery = yield* Discovery
     const events = yield* Events
     const sessions = yield* makeSessions
-    const context = yield* Effect.context<FileIndex | Folder | Hasher | Events | RateLimiter>()
+    const context = yield* Effect.context<SessionServices>()
     const sessionOptions: SessionOptions = {
       name: options.name,
       backlog: yield* makeBacklog,
@@ -178,7 +182,7 @@ export const startNode = (options: NodeOptions) =>
 
     /** Dial one peer, run a session, and come back after any interruption. */
     const dialLoop = (peer: DiscoveredPeer) => {
-      const attempt: Effect.Effect<SessionOutcome, TransportError | HandshakeError, FileIndex | Folder | Hasher | Events | RateLimiter> =
+      const attempt: Effect.Effect<SessionOutcome, TransportError | HandshakeError, SessionServices> =
         Effect.scoped(
           Effect.gen(function*() {
             const connection = yield* transport.dial(peer.address)

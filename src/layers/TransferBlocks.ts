@@ -1,0 +1,166 @@
+import { Context, Duration, Effect, Layer, Option, Stream } from "effect"
+import * as fs from "node:fs"
+import { blockLength, type FileRecord } from "../domain/FileRecord.js"
+import { fsSync } from "../lib/FsTry.js"
+import { decompressBlock } from "../lib/Lz4Block.js"
+import { createPart } from "../lib/PartFile.js"
+import type { RootedFs } from "../lib/RootedFs.js"
+import { Events, NodeEvent } from "../services/Events.js"
+import { type BlockLocation, FileIndex } from "../services/FileIndex.js"
+import { Folder } from "../services/Folder.js"
+import { Hasher, type HasherApi } from "../services/Hasher.js"
+import { type BlockRequest, type BlockSource, BlockUnavailable, Transfer, type TransferApi } from "../services/Transfer.js"
+
+/** A block from a local file, re-verified (the file may have changed since its scan). */
+const readLocalBlock = (disk: RootedFs, location: BlockLocation | undefined, hasher: HasherApi, hash: string, size: number) => {
+  if (!location || location.size !== size) return undefined
+  try {
+    const data = disk.readBlock(location.path, location.offset, size)
+    return data.length === size && hasher.hash(data) === hash ? data : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Local block copies made between two turns of the event loop: sessions and keepalives keep running. */
+const COPY_BYTES_PER_TURN = 16 * 1024 * 1024
+
+/** Free space a download must leave on the disk: 1% of it, at least 64 MiB. */
+const reserveFor = (total: number) => Math.max(total / 100, 64 * 1024 * 1024)
+
+/** Refuse a download that would fill the disk (a peer may announce a file of any size up to the cap). */
+const ensureSpace = (disk: RootedFs, size: number) =>
+  fsSync("statfs", ".", () => fs.statfsSync(disk.root)).pipe(
+    Effect.flatMap((st) => {
+      const free = st.bavail * st.bsize
+      return size + reserveFor(st.blocks * st.bsize) <= free
+        ? Effect.void
+        : Effect.fail(new BlockUnavailable({ reason: `not enough free space (${size} bytes needed, ${free} free)` }))
+    }),
+    Effect.catchTag("FsError", () => Effect.void) // no statfs here: go on, a full disk fails the write
+  )
+
+/**
+ * Download `remote` into a `.part` file next to its target: blocks found locally are
+ * copied, the rest fetched from the peer; every block is hash-checked, the file fsynced,
+ * its mode and mtime set through the descriptor. The part file is removed if anything
+ * fails or the fiber is interrupted.
+ */
+const fetchInto = (remote: FileRecord, source: BlockSource) =>
+  Effect.gen(function*() {
+    const hasher = yield* Hasher
+    const index = yield* FileIndex
+    const disk = (yield* Folder).fs
+    yield* ensureSpace(disk, remote.size)
+    let fd = -1
+    const part = yield* createPart(disk, remote.path, remote.hash.slice(0, 8), (p) => void (fd = disk.createExclusive(p, 0o600)))
+    yield* Effect.addFinalizer(() => Effect.sync(() => fs.closeSync(fd)))
+    const writeAt = (index: number, data: Uint8Array) => fs.writeSync(fd, data, 0, data.length, index * remote.blockSize)
+    // blocks we already have (old version, a copy, a renamed file, the trash) are not fetched;
+    // the copies are bounded by the file's size and yield to the event loop as they go
+    const local = yield* index.findBlocks(remote.blocks)
+    const missing: Array<number> = []
+    let sinceYield = 0
+    for (let i = 0; i < remote.blocks.length; i++) {
+      const size = blockLength(remote, i)
+      const data = readLocalBlock(disk, local.get(remote.blocks[i]!), hasher, remote.blocks[i]!, size)
+      if (!data) {
+        missing.push(i)
+        continue
+      }
+      yield* fsSync("write", part, () => writeAt(i, data))
+      sinceYield += size
+      if (sinceYield >= COPY_BYTES_PER_TURN) {
+        sinceYield = 0
+        yield* Effect.yieldNow()
+      }
+    }
+    const fetchBytes = missing.reduce((sum, i) => sum + blockLength(remote, i), 0)
+    let received = 0
+    const events = yield* Events
+    const report = { path: remote.path, peerId: source.peerId }
+    yield* events.publish(NodeEvent.TransferStarted({ ...report, bytes: remote.size, fetchBytes }))
+    if (missing.length > 0) {
+      // progress from a ticker, not from the per-block hot path
+      yield* Effect.forkScoped(
+        Effect.suspend(() => events.publish(NodeEvent.TransferProgress({ ...report, received, fetchBytes }))).pipe(
+          Effect.delay(PROGRESS_INTERVAL),
+          Effect.forever
+        )
+      )
+      // Synchronous writes: measured faster here than a thread-pool round trip per block.
+      yield* source.fetchBlocks({ path: remote.path, hash: remote.hash, blocks: missing }, (index, data0, compressed) => {
+        const size = blockLength(remote, index)
+        const data = compressed ? decompressBlock(data0, size) : data0
+        if (!data || data.length !== size || hasher.hash(data) !== remote.blocks[index]) {
+          return `block ${index} failed its hash check (changed while sent?)`
+        }
+        try {
+          writeAt(index, data)
+          received += size
+          return undefined
+        } catch (cause) {
+          return `cannot write ${part}: ${cause instanceof Error ? cause.message : String(cause)}`
+        }
+      })
+    }
+    yield* fsSync("sync", part, () => {
+      fs.fsyncSync(fd)
+      fs.futimesSync(fd, new Date(), remote.mtimeMs / 1000)
+      fs.fchmodSync(fd, remote.mode & 0o777) // never setuid, setgid or sticky from a peer
+    })
+    return { part, fetched: missing.length, fetchedBytes: fetchBytes }
+  })
+
+/** How often a download in progress reports its bytes. */
+const PROGRESS_INTERVAL = Duration.millis(250)
+
+
+/**
+ * Read the requested blocks of one file version, in order, each into the buffer `into`
+ * gives. The record must still be what the index holds for that version; the file is
+ * opened once, never through a link. A short read means the file changed meanwhile (the
+ * receiver's hash check catches any other change).
+ */
+const serveFrom = (request: BlockRequest, into: (index: number, size: number) => Uint8Array) =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const index = yield* FileIndex
+    const folder = yield* Folder
+    const record = Option.getOrUndefined(yield* index.get(request.path))
+    if (!record || record.deleted || record.kind !== "file" || record.hash !== request.hash) {
+      return yield* new BlockUnavailable({ reason: "no such file version here (changed since?)" })
+    }
+    const fd = yield* Effect.acquireRelease(
+      Effect.try({ try: () => folder.fs.openRead(request.path), catch: () => new BlockUnavailable({ reason: "cannot open the file" }) }),
+      (fd) => Effect.sync(() => fs.closeSync(fd))
+    )
+    const readBlock = (i: number) => {
+      if (i >= record.blocks.length) return Effect.fail(new BlockUnavailable({ reason: `no block ${i}` }))
+      const size = blockLength(record, i)
+      const data = into(i, size)
+      let read = -1
+      try {
+        read = fs.readSync(fd, data, 0, size, i * record.blockSize)
+      } catch { /* reported below */ }
+      return read === size
+        ? Effect.succeed({ index: i, data })
+        : Effect.fail(new BlockUnavailable({ reason: "the file changed while being sent" }))
+    }
+    return Stream.fromIterable(request.blocks).pipe(Stream.mapEffect(readBlock))
+  }))
+
+/**
+ * The Transfer service over the folder and its index. Built once per node: it holds the
+ * services it needs, so callers need none.
+ */
+export const make = Effect.gen(function*() {
+  // only these: the build's own Scope must not stand in for the caller's (part files are scoped)
+  const context = Context.pick(Folder, FileIndex, Hasher, Events)(yield* Effect.context<Folder | FileIndex | Hasher | Events>())
+  const api: TransferApi = {
+    serve: (request, into) => serveFrom(request, into).pipe(Stream.provideContext(context)),
+    fetch: (record, source) => fetchInto(record, source).pipe(Effect.provide(context))
+  }
+  return api
+})
+
+export const layer: Layer.Layer<Transfer, never, Folder | FileIndex | Hasher | Events> = Layer.effect(Transfer, make)

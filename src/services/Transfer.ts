@@ -1,0 +1,81 @@
+import { Context, Data, type Effect, type Scope, type Stream } from "effect"
+import type { FsError } from "../domain/Errors.js"
+import type { FileRecord } from "../domain/FileRecord.js"
+
+/** A block could not be had from the peer (gone, changed while sent, timed out, bad data). */
+export class BlockUnavailable extends Data.TaggedError("BlockUnavailable")<{ readonly reason: string }> {}
+
+/**
+ * Takes each block of a stream as it arrives (synchronously, on the hot path). Returns
+ * undefined when the block was taken, or why it was refused, which stops the stream.
+ */
+export type BlockSink = (index: number, data: Uint8Array, compressed: boolean) => string | undefined
+
+/** Where remote blocks come from: the peer session. */
+export interface BlockSource {
+  /** The peer serving them. */
+  readonly peerId: string
+  /** Stream the blocks `blocks` (indexes) of version `hash` of `path` into `sink`; done when all arrived. */
+  readonly fetchBlocks: (
+    request: { readonly path: string; readonly hash: string; readonly blocks: ReadonlyArray<number> },
+    sink: BlockSink
+  ) => Effect.Effect<void, BlockUnavailable>
+}
+
+/** Which blocks of which version of a file. */
+export interface BlockRequest {
+  readonly path: string
+  /** The file version (its content hash). */
+  readonly hash: string
+  /** Block indexes, in the order wanted. */
+  readonly blocks: ReadonlyArray<number>
+}
+
+/** One served block: `data` is the buffer `into` gave for it, filled. */
+export interface ServedBlock {
+  readonly index: number
+  readonly data: Uint8Array
+}
+
+/** A download finished into its part file, not yet in place. */
+export interface Fetched {
+  /** The part file, folder-relative, next to the target. */
+  readonly part: string
+  /** Blocks and bytes that came from the peer (the rest were copied from local files). */
+  readonly fetched: number
+  readonly fetchedBytes: number
+}
+
+/**
+ * Moving file contents between this folder and a peer, block by block: serving a
+ * file version as a stream of blocks read from the folder, and fetching a file into a
+ * verified part file (blocks found locally copied, the rest from the peer). The
+ * protocol (PeerSession) decides what to ask and frames the bytes; this service does
+ * the disk side.
+ *
+ * @since 0.2.0
+ * @category transfer
+ */
+export interface TransferApi {
+  /**
+   * The blocks of `request`, read from the folder into buffers from `into(index, size)`
+   * (so the caller can read straight into its send frame). Fails with why the file
+   * cannot be served: no such version here, unreadable, or changed while read.
+   */
+  readonly serve: (
+    request: BlockRequest,
+    into: (index: number, size: number) => Uint8Array
+  ) => Stream.Stream<ServedBlock, BlockUnavailable>
+  /**
+   * Fetch `record` from `source` into a new part file next to its target: every block
+   * hash-checked, the file fsynced, its mode (permission bits only) and mtime set. The
+   * part file is removed if the scope closes with a failure.
+   */
+  readonly fetch: (record: FileRecord, source: BlockSource) => Effect.Effect<Fetched, BlockUnavailable | FsError, Scope.Scope>
+}
+
+/**
+ * @since 0.2.0
+ * @category transfer
+ */
+export class Transfer extends Context.Tag("dsync/Transfer")<Transfer, TransferApi>() {}

@@ -1,0 +1,80 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Effect, Layer, Option, Stream } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as EventsPubSub from "../src/layers/EventsPubSub.js"
+import * as FolderLocal from "../src/layers/FolderLocal.js"
+import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
+import * as IndexSqlite from "../src/layers/IndexSqlite.js"
+import * as TransferBlocks from "../src/layers/TransferBlocks.js"
+import { scanAll } from "../src/programs/Scanner.js"
+import { FileIndex } from "../src/services/FileIndex.js"
+import { Hasher } from "../src/services/Hasher.js"
+import { type BlockSource, BlockUnavailable, Transfer } from "../src/services/Transfer.js"
+import { tempDir } from "./support/fs.js"
+import { fileRecord } from "./support/hostile.js"
+
+const services = (root: string) =>
+  TransferBlocks.layer.pipe(
+    Layer.provideMerge(Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, []), HasherBlake3.layer, EventsPubSub.layer))
+  )
+
+const content = Buffer.from(Buffer.alloc(300_000).map((_, i) => (i * 31) & 0xff))
+
+describe("Transfer (TransferBlocks)", () => {
+  it.live("serves the blocks of the indexed version, in the order asked, and nothing else", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      fs.writeFileSync(path.join(root, "f.bin"), content)
+      fs.symlinkSync(root, path.join(root, "loop"))
+      yield* Effect.gen(function*() {
+        yield* scanAll(true)
+        const transfer = yield* Transfer
+        const record = Option.getOrThrow(yield* (yield* FileIndex).get("f.bin"))
+        const into = (_: number, size: number) => new Uint8Array(size)
+        const blocks = yield* transfer.serve({ path: "f.bin", hash: record.hash, blocks: [2, 0] }, into).pipe(Stream.runCollect)
+        const got = Chunk.toReadonlyArray(blocks)
+        expect(got.map((b) => b.index)).toEqual([2, 0])
+        expect(Buffer.from(got[0]!.data).equals(content.subarray(2 * 131072))).toBe(true)
+        expect(Buffer.from(got[1]!.data).equals(content.subarray(0, 131072))).toBe(true)
+        const fail = (request: { path: string; hash: string; blocks: Array<number> }) =>
+          transfer.serve(request, into).pipe(Stream.runDrain, Effect.flip, Effect.map((e) => e.reason))
+        expect(yield* fail({ path: "f.bin", hash: "0".repeat(64), blocks: [0] })).toMatch(/no such file version/)
+        expect(yield* fail({ path: "f.bin", hash: record.hash, blocks: [9] })).toBe("no block 9")
+        expect(yield* fail({ path: "loop/f.bin", hash: record.hash, blocks: [0] })).toMatch(/no such file version/)
+        fs.truncateSync(path.join(root, "f.bin"), 1000)
+        expect(yield* fail({ path: "f.bin", hash: record.hash, blocks: [1] })).toBe("the file changed while being sent")
+      }).pipe(Effect.provide(services(root)))
+    }).pipe(Effect.scoped))
+
+  it.live("fetches into a verified part file, and leaves nothing when a block is bad", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      yield* Effect.gen(function*() {
+        const transfer = yield* Transfer
+        const record = fileRecord("d/new.bin", content, yield* Hasher, { mode: 0o4755 })
+        // a source like the peer session: it stops (fails) when the sink refuses a block
+        const source = (corrupt: boolean): BlockSource => ({
+          peerId: "p",
+          fetchBlocks: (request, sink) =>
+            Effect.suspend(() => {
+              for (const i of request.blocks) {
+                const block = Buffer.from(content.subarray(i * 131072, (i + 1) * 131072))
+                if (corrupt) block[0]! ^= 1
+                const refused = sink(i, block, false)
+                if (refused) return Effect.fail(new BlockUnavailable({ reason: refused }))
+              }
+              return Effect.void
+            })
+        })
+        const fetched = yield* Effect.scoped(transfer.fetch(record, source(false)))
+        expect(fetched.fetched).toBe(3)
+        expect(fs.readFileSync(path.join(root, fetched.part)).equals(content)).toBe(true)
+        expect(fs.statSync(path.join(root, fetched.part)).mode & 0o7777).toBe(0o755) // no setuid from a peer
+        fs.rmSync(path.join(root, fetched.part))
+        const bad = yield* Effect.scoped(transfer.fetch({ ...record, path: "d/bad.bin" }, source(true))).pipe(Effect.flip)
+        expect(bad._tag === "BlockUnavailable" && bad.reason).toMatch(/failed its hash check/)
+        expect(fs.readdirSync(path.join(root, "d")).filter((n) => n.endsWith(".part"))).toEqual([])
+      }).pipe(Effect.provide(services(root)))
+    }).pipe(Effect.scoped))
+})
