@@ -2,6 +2,7 @@ import { Effect, Layer } from "effect"
 import type { NodeConfig, PeerAddress } from "./domain/Config.js"
 import { ConfigError } from "./domain/Errors.js"
 import * as CipherNode from "./layers/CipherNode.js"
+import * as CurvesNode from "./layers/CurvesNode.js"
 import * as DiscoveryStatic from "./layers/DiscoveryStatic.js"
 import * as FolderLocal from "./layers/FolderLocal.js"
 import * as HandshakeGuardTokenBucket from "./layers/HandshakeGuardTokenBucket.js"
@@ -30,7 +31,8 @@ export interface FolderSettings {
 export const nodeLayer = <E>(transport: Layer.Layer<Transport, E>, settings: FolderSettings) =>
   Layer.mergeAll(
     (settings.secret === undefined ? SecureChannelLive.layer : SecureChannelLive.makeLayer({ secret: settings.secret })).pipe(
-      Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer))
+      Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer)),
+      Layer.provideMerge(CurvesNode.layer)
     ),
     transport,
     HandshakeGuardTokenBucket.layer(),

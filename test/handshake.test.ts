@@ -14,11 +14,14 @@ import * as path from "node:path"
 import type { HandshakeError } from "../src/domain/Errors.js"
 import * as CipherNoble from "../src/layers/CipherNoble.js"
 import * as CipherNode from "../src/layers/CipherNode.js"
+import * as CurvesNoble from "../src/layers/CurvesNoble.js"
+import * as CurvesNode from "../src/layers/CurvesNode.js"
 import * as IdentityEphemeral from "../src/layers/IdentityEphemeral.js"
 import { deriveSecretKey, makeLayer, type SecureChannelOptions } from "../src/layers/SecureChannelLive.js"
 import { connectionPair } from "../src/layers/TransportMemory.js"
 import { encodeFrame, FrameReader } from "../src/lib/Framing.js"
 import { Cipher } from "../src/services/Cipher.js"
+import type { Curves } from "../src/services/Curves.js"
 import { Identity, type IdentityApi } from "../src/services/Identity.js"
 import { type Channel, MAX_HANDSHAKE_FRAME, SecureChannel } from "../src/services/SecureChannel.js"
 import type { Connection } from "../src/services/Transport.js"
@@ -29,14 +32,19 @@ import { captureLogs } from "./support/nodes.js"
 
 // ---- helpers ----
 
+/** A fresh identity, signing with `curves` (node:crypto unless told). */
+const newIdentity = (curves: Layer.Layer<Curves> = CurvesNode.layer) => Effect.provide(IdentityEphemeral.make, curves)
+
 const node = (
-  options: SecureChannelOptions & { identity?: IdentityApi; cipher?: Layer.Layer<Cipher> } = {}
+  options: SecureChannelOptions & { identity?: IdentityApi; cipher?: Layer.Layer<Cipher>; curves?: Layer.Layer<Curves> } = {}
 ) =>
   Effect.gen(function*() {
-    const identity = options.identity ?? (yield* IdentityEphemeral.make)
+    const curves = options.curves ?? CurvesNode.layer
+    const identity = options.identity ?? (yield* newIdentity(curves))
     const layer = makeLayer(options).pipe(
       Layer.provide(Layer.succeed(Identity, identity)),
-      Layer.provide(options.cipher ?? CipherNode.layer)
+      Layer.provide(options.cipher ?? CipherNode.layer),
+      Layer.provide(curves)
     )
     const api = yield* Effect.provide(SecureChannel, layer)
     return { ...api, identity }
@@ -108,7 +116,8 @@ describe("SecureChannel handshake", () => {
   it.effect("succeeds both ways with proven ids; data round-trips, including 4 MiB frames", () =>
     Effect.gen(function*() {
       const alice = yield* node()
-      const bob = yield* node({ cipher: CipherNoble.layer }) // also checks node/noble interop on the wire
+      // also checks node/noble interop on the wire: bob seals, signs and does X25519 with noble
+      const bob = yield* node({ cipher: CipherNoble.layer, curves: CurvesNoble.layer })
       const { a, b } = yield* connectionPair()
       const [ri, rr] = yield* both(alice, bob, a, b, bob.identity.peerId)
       const initiator = Either.getOrThrow(ri)
@@ -133,6 +142,51 @@ describe("SecureChannel handshake", () => {
       const mitm = yield* relay((_d, _i, frame) => frame)
       const [ri, rr] = yield* both(alice, bob, mitm.initiatorEnd, mitm.responderEnd)
       yield* roundTrip(Either.getOrThrow(ri), Either.getOrThrow(rr), [10, 70000], 3)
+    }))
+
+  it.effect("handshake messages are their Schemas' encodings, byte for byte the JSON of the literals we used to send", () =>
+    Effect.gen(function*() {
+      // Field order is part of the wire format: peers running the object-literal encoder
+      // wrote exactly these keys in this order, with no whitespace.
+      const layouts = {
+        hello: ["t", "proto", "challenge", "eph"],
+        initiatorAuth: ["t", "proto", "id", "challenge", "eph", "sig"],
+        responderAuth: ["t", "proto", "id", "sig"]
+      }
+      for (const secret of [undefined, passphrase("layout")]) {
+        const alice = yield* node(secret ? { secret } : {})
+        const bob = yield* node(secret ? { secret } : {})
+        const frames: Record<Direction, Array<string>> = { i2r: [], r2i: [] }
+        const mitm = yield* relay((direction, index, frame) => {
+          if (index < 2) frames[direction].push(Buffer.from(frame).toString("utf8"))
+          return frame
+        })
+        const [ri, rr] = yield* both(alice, bob, mitm.initiatorEnd, mitm.responderEnd)
+        expect(Either.isRight(ri) && Either.isRight(rr)).toBe(true)
+        const [hello, responderAuth] = frames.r2i
+        const [initiatorAuth] = frames.i2r
+        const withProof = (keys: Array<string>) => (secret ? [...keys, "proof"] : keys)
+        for (
+          const [raw, keys] of [
+            [hello, layouts.hello],
+            [initiatorAuth, withProof(layouts.initiatorAuth)],
+            [responderAuth, withProof(layouts.responderAuth)]
+          ] as const
+        ) {
+          const parsed = JSON.parse(raw!)
+          expect(Object.keys(parsed)).toEqual(keys)
+          expect(raw).toBe(JSON.stringify(parsed))
+        }
+        expect(JSON.parse(initiatorAuth!).id).toBe(alice.identity.peerId)
+      }
+      // A reject, too: {"t":"reject","reason":...} and nothing else.
+      const alice = yield* node()
+      const c = yield* connectionPair()
+      const fiber = yield* Effect.fork(alice.initiate(c.a))
+      yield* sendJson(c.b, { t: "hello", proto: "dsync-hs/1", challenge: "zz", eph: hex(32) })
+      const reject = Buffer.from(yield* new FrameReader(c.b).read(1 << 20)).toString("utf8")
+      expect(reject).toBe(JSON.stringify({ t: "reject", reason: "malformed hello message" }))
+      expect((yield* Effect.flip(Fiber.join(fiber))).reason).toBe("malformed hello message")
     }))
 
   it.effect("a relay swapping the ephemeral keys is detected by both sides", () =>
@@ -269,7 +323,7 @@ describe("SecureChannel handshake", () => {
 
   it.effect("a peer presenting our own id is rejected", () =>
     Effect.gen(function*() {
-      const identity = yield* IdentityEphemeral.make
+      const identity = yield* newIdentity()
       const alice = yield* node({ identity })
       const clone = yield* node({ identity })
       const { a, b } = yield* connectionPair()
@@ -437,7 +491,7 @@ describe("SecureChannel handshake with a shared secret", () => {
   it.effect("the responder checks the initiator's proof first: a wrong or missing proof gets a bare reject, no proof", () =>
     Effect.gen(function*() {
       const bob = yield* node({ secret: passphrase("bob's secret") })
-      const eve = yield* IdentityEphemeral.make
+      const eve = yield* newIdentity()
       const wrongKey = deriveSecretKey(passphrase("a guess"))
       const attempts: ReadonlyArray<(exchange: Buffer, dh: Buffer) => Uint8Array | undefined> = [
         (exchange, dh) => expectedProof(wrongKey, "I", exchange, dh, eve.publicKey), // well-formed, wrong secret
@@ -459,7 +513,7 @@ describe("SecureChannel handshake with a shared secret", () => {
       const secret = passphrase("shared by both")
       const key = deriveSecretKey(secret)
       const bob = yield* node({ secret })
-      const alice = yield* IdentityEphemeral.make
+      const alice = yield* newIdentity()
       const cipher = yield* Effect.provide(Cipher, CipherNode.layer)
       const { a, b } = yield* connectionPair()
       const fiber = yield* Effect.fork(bob.accept(b))
@@ -510,7 +564,7 @@ describe("SecureChannel handshake with a shared secret", () => {
         Effect.gen(function*() {
           const layer = memoryNodeLayer({ network, host, root, peers: peers.map((h) => ({ host: h, port: 9000 })), secret: passphrase(pass) })
           const services = yield* Layer.build(layer)
-          return yield* Effect.provide(startNode({ name: host, listen: { host, port: 9000 }, maxConcurrentTransfers: 4 }), services)
+          return yield* Effect.provide(startNode({ name: host, listen: { host, port: 9000 } }), services)
         })
       const run = Effect.gen(function*() {
         const a = yield* tempDir()

@@ -1,18 +1,20 @@
-import { generateKeyPairSync, sign } from "node:crypto"
 import { Effect, Layer } from "effect"
+import { Curves } from "../services/Curves.js"
 import { Identity, type IdentityApi } from "../services/Identity.js"
 
-/** A fresh Ed25519 identity, kept only in this process's memory. */
-export const make: Effect.Effect<IdentityApi> = Effect.sync(() => {
-  const { publicKey, privateKey } = generateKeyPairSync("ed25519")
-  // The JWK `x` member is the raw 32-byte public key, base64url.
-  const raw = Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url")
+/**
+ * A fresh Ed25519 identity, kept only in this process's memory: its private key is a `Curves`
+ * handle that is never exported. Which implementation signs is the `Curves` layer's choice
+ * (CurvesNode, OpenSSL, by default).
+ */
+export const make: Effect.Effect<IdentityApi, never, Curves> = Effect.map(Curves, (curves) => {
+  const { privateKey, publicKey } = curves.generateEd25519()
   return {
-    publicKey: new Uint8Array(raw),
-    peerId: raw.toString("hex"),
-    // node:crypto (OpenSSL) signs and verifies much faster than pure JS.
-    sign: (message) => new Uint8Array(sign(null, message, privateKey))
+    publicKey,
+    peerId: Buffer.from(publicKey).toString("hex"),
+    sign: (message) => curves.sign(privateKey, message)
   }
 })
 
-export const layer: Layer.Layer<Identity> = Layer.effect(Identity, make)
+/** The Identity service from {@link make}: one identity per build of the layer. */
+export const layer: Layer.Layer<Identity, never, Curves> = Layer.effect(Identity, make)

@@ -1,20 +1,9 @@
-import {
-  createHash,
-  createHmac,
-  createPublicKey,
-  diffieHellman,
-  generateKeyPairSync,
-  hkdfSync,
-  type KeyObject,
-  randomBytes,
-  scryptSync,
-  timingSafeEqual,
-  verify
-} from "node:crypto"
+import { createHash, createHmac, hkdfSync, randomBytes, scryptSync, timingSafeEqual } from "node:crypto"
 import { Data, Duration, Effect, Either, Layer, Redacted, Schema } from "effect"
 import { ConnectionClosed, HandshakeError, ProtocolError } from "../domain/Errors.js"
 import { encodeFrame, frameHeader, FrameReader } from "../lib/Framing.js"
 import { Cipher, type CipherApi, KEY_BYTES, NONCE_BYTES, TAG_BYTES } from "../services/Cipher.js"
+import { Curves, type CurvesApi } from "../services/Curves.js"
 import { Identity, type IdentityApi, shortId } from "../services/Identity.js"
 import {
   type Channel,
@@ -42,6 +31,9 @@ export const SECRET_ABSENT_HERE = "the peer uses a shared secret and we have non
 export const SECRET_REJECT = "shared secret mismatch"
 
 // ---- wire messages (plaintext JSON frames; byte fields are lowercase hex) ----
+// Each is written with its own Schema (`writeMessage`) and read with it (`readMessage`): the
+// field order of a Struct is its encoding order, so the bytes are what they were when these
+// were object literals (peers of either kind interoperate).
 
 const Hex = (bytes: number) => Schema.String.pipe(Schema.pattern(new RegExp(`^[0-9a-f]{${bytes * 2}}$`)))
 const Proto = Schema.Literal(HANDSHAKE_PROTOCOL)
@@ -78,10 +70,7 @@ const decodeReject = Schema.decodeUnknownEither(Reject)
  */
 class Abort extends Data.TaggedError("Abort")<{ readonly reason: string; readonly told?: string }> {}
 
-// ---- crypto helpers (node:crypto: OpenSSL is much faster than pure JS here) ----
-
-const X25519_SPKI = Buffer.from("302a300506032b656e032100", "hex")
-const ED25519_SPKI = Buffer.from("302a300506032b6570032100", "hex")
+// ---- crypto helpers (X25519 and Ed25519 are the Curves service's; hashes stay on node:crypto) ----
 
 const toHex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex")
 const fromHex = (hex: string) => new Uint8Array(Buffer.from(hex, "hex"))
@@ -89,35 +78,6 @@ const utf8 = new TextEncoder()
 const LABEL = utf8.encode(HANDSHAKE_PROTOCOL)
 const INITIATOR = Uint8Array.of(0x49) // "I"
 const RESPONDER = Uint8Array.of(0x52) // "R"
-
-const ephemeralKey = () => {
-  const { privateKey, publicKey } = generateKeyPairSync("x25519")
-  const der = publicKey.export({ type: "spki", format: "der" })
-  return { privateKey, publicKey: new Uint8Array(der.subarray(X25519_SPKI.length)) }
-}
-
-/** X25519, or undefined for an all-zero result (a low-order peer key would make the secret public). */
-const sharedSecret = (privateKey: KeyObject, peerPublic: Uint8Array): Uint8Array | undefined => {
-  let secret: Buffer
-  try {
-    const publicKey = createPublicKey({ key: Buffer.concat([X25519_SPKI, peerPublic]), format: "der", type: "spki" })
-    secret = diffieHellman({ privateKey, publicKey })
-  } catch {
-    return undefined // OpenSSL itself refuses some low-order points
-  }
-  let any = 0
-  for (const b of secret) any |= b
-  return any === 0 ? undefined : new Uint8Array(secret)
-}
-
-const verifySignature = (id: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean => {
-  try {
-    const key = createPublicKey({ key: Buffer.concat([ED25519_SPKI, id]), format: "der", type: "spki" })
-    return verify(null, message, key, signature)
-  } catch {
-    return false // not a valid Ed25519 point
-  }
-}
 
 /** The values both sides exchanged; all fixed-length, so plain concatenation is unambiguous. */
 interface Exchange {
@@ -229,9 +189,18 @@ const nonceFor = (counter: number): Uint8Array => {
 
 // ---- handshake I/O ----
 
-const writeMessage = (connection: Connection, message: object) =>
-  connection.write(encodeFrame(utf8.encode(JSON.stringify(message)))).pipe(
-    Effect.mapError((e) => new HandshakeError({ reason: `connection closed: ${e.reason}` }))
+/**
+ * Encodes `message` with the Schema the peer decodes it with, then JSON: a value the Schema
+ * refuses (a bug of ours) fails the handshake instead of going out.
+ */
+const writeMessage = <A, I>(connection: Connection, schema: Schema.Schema<A, I>, message: NoInfer<A>) =>
+  Schema.encode(schema)(message).pipe(
+    Effect.mapError((e) => new HandshakeError({ reason: `cannot encode our handshake message: ${e.message}` })),
+    Effect.flatMap((encoded) =>
+      connection.write(encodeFrame(utf8.encode(JSON.stringify(encoded)))).pipe(
+        Effect.mapError((e) => new HandshakeError({ reason: `connection closed: ${e.reason}` }))
+      )
+    )
   )
 
 /** Strip control characters from a peer's text before it reaches our logs. */
@@ -326,8 +295,17 @@ export interface SecureChannelOptions {
   readonly secret?: SharedSecret
 }
 
-/** Builds the service; with a secret, this runs scrypt once (a fraction of a second). */
-export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureChannelOptions = {}): SecureChannelApi => {
+/**
+ * Builds the service: `cipher` seals the session, `identity` signs our transcripts, `curves`
+ * does the ephemeral X25519 and checks the peer's Ed25519 signature. With a secret, this runs
+ * scrypt once (a fraction of a second).
+ */
+export const make = (
+  cipher: CipherApi,
+  identity: IdentityApi,
+  curves: CurvesApi,
+  options: SecureChannelOptions = {}
+): SecureChannelApi => {
   const timeout = options.handshakeTimeout ?? HANDSHAKE_TIMEOUT
   const secretKey = options.secret === undefined
     ? undefined
@@ -337,7 +315,7 @@ export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureCh
   const run = (connection: Connection, handshake: Effect.Effect<Channel, Abort | HandshakeError>) =>
     handshake.pipe(
       Effect.catchTag("Abort", (e) =>
-        writeMessage(connection, { t: "reject", reason: (e.told ?? e.reason).slice(0, 256) }).pipe(
+        writeMessage(connection, Reject, { t: "reject", reason: (e.told ?? e.reason).slice(0, 256) }).pipe(
           Effect.ignore,
           Effect.zipRight(Effect.fail(new HandshakeError({ reason: e.reason })))
         )),
@@ -351,16 +329,16 @@ export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureCh
       Effect.gen(function*() {
         const reader = new FrameReader(connection)
         const hello = yield* readMessage(reader, Hello, "hello")
-        const eph = ephemeralKey()
+        const eph = curves.generateX25519()
         const x: Exchange = {
           responderChallenge: fromHex(hello.challenge),
           initiatorChallenge: new Uint8Array(randomBytes(32)),
           responderEph: fromHex(hello.eph),
           initiatorEph: eph.publicKey
         }
-        const dh = sharedSecret(eph.privateKey, x.responderEph)
+        const dh = curves.sharedSecret(eph.privateKey, x.responderEph)
         if (!dh) return yield* new Abort({ reason: "all-zero shared secret" })
-        yield* writeMessage(connection, {
+        yield* writeMessage(connection, InitiatorAuth, {
           t: "auth",
           proto: HANDSHAKE_PROTOCOL,
           id: identity.peerId,
@@ -380,7 +358,7 @@ export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureCh
         )
         if (auth.id === identity.peerId) return yield* new Abort({ reason: "peer presented our own id" })
         const peerKey = fromHex(auth.id)
-        if (!verifySignature(peerKey, transcript(RESPONDER, x, identity.publicKey), fromHex(auth.sig))) {
+        if (!curves.verify(peerKey, transcript(RESPONDER, x, identity.publicKey), fromHex(auth.sig))) {
           return yield* new Abort({ reason: "bad signature" })
         }
         if (expectedPeerId !== undefined && expectedPeerId.toLowerCase() !== auth.id) {
@@ -404,9 +382,9 @@ export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureCh
       connection,
       Effect.gen(function*() {
         const reader = new FrameReader(connection)
-        const eph = ephemeralKey()
+        const eph = curves.generateX25519()
         const responderChallenge = new Uint8Array(randomBytes(32))
-        yield* writeMessage(connection, {
+        yield* writeMessage(connection, Hello, {
           t: "hello",
           proto: HANDSHAKE_PROTOCOL,
           challenge: toHex(responderChallenge),
@@ -421,17 +399,17 @@ export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureCh
           responderEph: eph.publicKey,
           initiatorEph: fromHex(auth.eph)
         }
-        const dh = sharedSecret(eph.privateKey, x.initiatorEph)
+        const dh = curves.sharedSecret(eph.privateKey, x.initiatorEph)
         if (!dh) return yield* new Abort({ reason: "all-zero shared secret" })
         const peerKey = fromHex(auth.id)
-        if (!verifySignature(peerKey, transcript(INITIATOR, x), fromHex(auth.sig))) {
+        if (!curves.verify(peerKey, transcript(INITIATOR, x), fromHex(auth.sig))) {
           return yield* new Abort({ reason: "bad signature" })
         }
         // The initiator's proof is checked before anything of ours depends on the secret:
         // a stranger without it gets a reject and nothing to guess the passphrase against.
         const refused = checkProof(secretKey, auth.proof, () => secretProof(secretKey!, INITIATOR, x, dh, peerKey))
         if (refused) return yield* refused
-        yield* writeMessage(connection, {
+        yield* writeMessage(connection, ResponderAuth, {
           t: "auth",
           proto: HANDSHAKE_PROTOCOL,
           id: identity.peerId,
@@ -446,7 +424,14 @@ export const make = (cipher: CipherApi, identity: IdentityApi, options: SecureCh
   return { initiate, accept }
 }
 
-export const makeLayer = (options: SecureChannelOptions = {}): Layer.Layer<SecureChannel, never, Cipher | Identity> =>
-  Layer.effect(SecureChannel, Effect.map(Effect.all([Cipher, Identity]), ([cipher, identity]) => make(cipher, identity, options)))
+/** The SecureChannel service with `options`, over the Cipher, Identity and Curves services. */
+export const makeLayer = (
+  options: SecureChannelOptions = {}
+): Layer.Layer<SecureChannel, never, Cipher | Identity | Curves> =>
+  Layer.effect(
+    SecureChannel,
+    Effect.map(Effect.all([Cipher, Identity, Curves]), ([cipher, identity, curves]) => make(cipher, identity, curves, options))
+  )
 
-export const layer = makeLayer()
+/** The SecureChannel service without a shared secret (the default). */
+export const layer: Layer.Layer<SecureChannel, never, Cipher | Identity | Curves> = makeLayer()

@@ -4,6 +4,7 @@ import type { PeerAddress } from "../../src/domain/Config.js"
 import { blockSizeFor, type FileRecord } from "../../src/domain/FileRecord.js"
 import { Hello, PROTOCOL, StreamEnd } from "../../src/domain/Messages.js"
 import * as CipherNode from "../../src/layers/CipherNode.js"
+import * as CurvesNode from "../../src/layers/CurvesNode.js"
 import * as HasherBlake3 from "../../src/layers/HasherBlake3.js"
 import * as IdentityEphemeral from "../../src/layers/IdentityEphemeral.js"
 import * as SecureChannelLive from "../../src/layers/SecureChannelLive.js"
@@ -33,7 +34,10 @@ export const hostileClient = (
 ) =>
   Effect.gen(function*() {
     const services = yield* Layer.build(Layer.mergeAll(
-      SecureChannelLive.layer.pipe(Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer))),
+      SecureChannelLive.layer.pipe(
+        Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer)),
+        Layer.provideMerge(CurvesNode.layer)
+      ),
       transportLayer ?? TransportMemory.layer(network!, host),
       HasherBlake3.layer
     ))
