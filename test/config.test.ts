@@ -1,6 +1,6 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Redacted } from "effect"
+import { Effect, Either, Redacted, Schema } from "effect"
 import { chmodSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { inspect } from "node:util"
 import { tmpdir } from "node:os"
@@ -8,6 +8,7 @@ import { join } from "node:path"
 import { afterAll } from "vitest"
 import { defaults } from "../src/domain/Config.js"
 import {
+  ConfigFile,
   configFilePath,
   type FileSettings,
   type Flags,
@@ -122,6 +123,66 @@ describe("parseConfigFile", () => {
       }))
   }
 
+  it.effect("reads the bandwidth caps: a rate as text, or bytes per second; 0 is unlimited", () =>
+    Effect.gen(function*() {
+      const caps = (send: string, recv: string) =>
+        Effect.map(parseConfigFile(`port = 1\nmax_send_rate = ${send}\nmax_recv_rate = ${recv}\n`, "dsync.toml"), (s) =>
+          [s.maxSendRate, s.maxRecvRate])
+      expect(yield* caps(`"20MB"`, `0`)).toEqual([20_000_000, 0])
+      expect(yield* caps(`"512KiB"`, `"1.5 MB/s"`)).toEqual([512 * 1024, 1_500_000])
+      expect(yield* caps(`"0"`, `"100GB"`)).toEqual([0, 100e9])
+      expect(yield* caps(`1048576`, `100_000_000_000`)).toEqual([1048576, 100e9])
+      // Absent: not set (resolveConfig falls back to the default).
+      expect(yield* parseConfigFile(`port = 1\n`, "dsync.toml")).toEqual({ port: 1 })
+    }))
+
+  // A bad cap, on line 3: [text, how the value is named].
+  const rateCases: ReadonlyArray<[string, string]> = [
+    [`max_send_rate = "fast"`, `the string "fast"`],
+    [`max_send_rate = "20 parsecs"`, `the string "20 parsecs"`],
+    [`max_send_rate = ""`, `the string ""`],
+    [`max_send_rate = "-5MB"`, `the string "-5MB"`],
+    [`max_send_rate = "101GB"`, `the string "101GB"`],
+    [`max_recv_rate = -1`, "the integer -1"],
+    [`max_recv_rate = 100_000_000_001`, "the integer 100000000001"],
+    [`max_recv_rate = 1.5`, "the number 1.5"],
+    [`max_recv_rate = true`, "true"],
+    [`max_recv_rate = ["20MB"]`, "an array"]
+  ]
+  for (const [line, got] of rateCases) {
+    it.effect(`rejects ${line} naming key, line and what a rate looks like`, () =>
+      Effect.gen(function*() {
+        const key = line.split(" ")[0]!
+        const message = yield* errorOf(parseConfigFile(`# dsync.toml\n\n${line}\n`, "dsync.toml"))
+        expect(message).toBe(`dsync.toml:3: ${key} must be a rate like "20MB" or "512KiB" (0: unlimited), got ${got}`)
+      }))
+  }
+
+  it.effect("unknown keys are still refused, the new ones near a typo suggested", () =>
+    Effect.gen(function*() {
+      expect(yield* errorOf(parseConfigFile(`port = 1\nmax_send_rates = "1MB"\n`, "dsync.toml")))
+        .toBe(`dsync.toml:2: unknown key "max_send_rates" (did you mean "max_send_rate"?)`)
+      expect(yield* errorOf(parseConfigFile(`max_recv = 1\n`, "dsync.toml"))).toBe(`dsync.toml:1: unknown key "max_recv"`)
+      // A dotted key is a table under its first part.
+      expect(yield* errorOf(parseConfigFile(`port = 1\nlimits.send = 1\n`, "dsync.toml"))).toBe(`dsync.toml:2: unknown key "limits"`)
+    }))
+
+  it.effect("of several problems, the one nearest the top of the file is reported", () =>
+    Effect.gen(function*() {
+      expect(yield* errorOf(parseConfigFile(`prot = 1\nport = 0\n`, "f"))).toMatch(/^f:1: unknown key "prot"/)
+      expect(yield* errorOf(parseConfigFile(`port = 0\nprot = 1\n`, "f"))).toMatch(/^f:1: port must be /)
+      expect(yield* errorOf(parseConfigFile(`name = "n"\nmax_send_rate = "x"\nport = 0\n`, "f"))).toMatch(/^f:2: max_send_rate must be /)
+    }))
+
+  it("ConfigFile is a Schema of the table: TOML names in, FileSettings names out, other keys refused", () => {
+    const decode = Schema.decodeUnknownEither(ConfigFile)
+    expect(decode({ no_discovery: true, max_send_rate: "1KiB", exclude: ["a"] }))
+      .toEqual(Either.right({ noDiscovery: true, maxSendRate: 1024, excludes: ["a"] }))
+    expect(Either.isLeft(decode({ noDiscovery: true }))).toBe(true)
+    expect(Either.isLeft(decode({ port: 9000 }))).toBe(true) // a TOML integer is a bigint
+    expect(decode({ port: 9000n })).toEqual(Either.right({ port: 9000 }))
+  })
+
   it.effect("reports a bad peer with its line", () =>
     Effect.gen(function*() {
       const message = yield* errorOf(parseConfigFile(`port = 1\npeer = "1.2.3.4"\n`, "dsync.toml"))
@@ -185,7 +246,9 @@ describe("resolveConfig", () => {
         discovery: true,
         verbose: false,
         excludes: [],
-        maxConcurrentTransfers: defaults.maxConcurrentTransfers
+        maxConcurrentTransfers: defaults.maxConcurrentTransfers,
+        maxSendRate: defaults.maxSendRate,
+        maxRecvRate: defaults.maxRecvRate
       })
     }))
 
@@ -210,6 +273,18 @@ describe("resolveConfig", () => {
         verbose: true,
         maxConcurrentTransfers: 2,
         excludes: ["*.tmp"]
+      })
+    }))
+
+  it.effect("takes the bandwidth caps from the file, else the defaults", () =>
+    Effect.gen(function*() {
+      expect(yield* resolve({ path: syncDir }, { maxSendRate: 20_000_000, maxRecvRate: 524_288 })).toMatchObject({
+        maxSendRate: 20_000_000,
+        maxRecvRate: 524_288
+      })
+      expect(yield* resolve({ path: syncDir }, { maxRecvRate: 1 })).toMatchObject({
+        maxSendRate: defaults.maxSendRate,
+        maxRecvRate: 1
       })
     }))
 

@@ -1,7 +1,17 @@
-import { Effect, Exit } from "effect"
+import { Arbitrary, Effect, Either, Exit, FastCheck as fc, Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { FileRequest, Hello, IndexBatch, Ping, StreamCancel, StreamEnd } from "../src/domain/Messages.js"
-import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
+import { MAX_BLOCKS } from "../src/domain/FileRecord.js"
+import { BlockHeader, FileRequest, Hello, IndexBatch, Ping, StreamCancel, StreamEnd } from "../src/domain/Messages.js"
+import {
+  BLOCK_HEADER,
+  blockDataFrame,
+  BlockHeaderFromBytes,
+  decodeBlockHeaderFast,
+  decodeFrame,
+  encodeBlockData,
+  encodeMessage,
+  setBlockIndex
+} from "../src/lib/Wire.js"
 import { byEncodedSize } from "../src/programs/PeerSession.js"
 import { MAX_FRAME_PLAINTEXT } from "../src/services/SecureChannel.js"
 
@@ -67,5 +77,99 @@ describe("wire codec", () => {
       const frame = encodeMessage(new IndexBatch({ records: batch.map(({ inode: _, ...r }) => r), initialDone: false }))
       expect(frame.length).toBeLessThan(MAX_FRAME_PLAINTEXT)
     }
+  })
+})
+
+describe("block frame header", () => {
+  const data = new Uint8Array([7, 7, 7])
+  /** A block frame with the header fields written raw (no range checks), then `data`. */
+  const rawFrame = (stream: number, index: number, flags: number, kind = 1) => {
+    const out = new Uint8Array(BLOCK_HEADER + data.length)
+    const view = new DataView(out.buffer)
+    out[0] = kind
+    view.setUint32(1, stream)
+    view.setUint32(5, index)
+    out[9] = flags
+    out.set(data, BLOCK_HEADER)
+    return out
+  }
+
+  it("accepts the bounds: stream 0..2^32-1, index 0..MAX_BLOCKS-1, flags 0 or 1, an empty payload", () => {
+    for (const [stream, index, flags] of [[0, 0, 0], [0xffffffff, MAX_BLOCKS - 1, 1], [1, 1, 0]] as const) {
+      const exit = decode(rawFrame(stream, index, flags))
+      expect(Exit.isSuccess(exit) && exit.value).toEqual({ _tag: "BlockData", stream, index, compressed: flags === 1, data })
+    }
+    const empty = decode(rawFrame(3, 4, 0).subarray(0, BLOCK_HEADER))
+    expect(Exit.isSuccess(empty) && empty.value).toMatchObject({ _tag: "BlockData", stream: 3, index: 4, data: new Uint8Array() })
+  })
+
+  it("refuses a block index out of range at decode, naming the field", () => {
+    for (const index of [MAX_BLOCKS, MAX_BLOCKS + 1, 0x10000, 0xffffffff]) {
+      const why = reason(rawFrame(1, index, 0))
+      expect(why).toContain("invalid block header")
+      expect(why).toContain("index")
+      expect(why).toContain(String(index))
+    }
+  })
+
+  it("refuses unknown flag bits", () => {
+    for (const flags of [0x02, 0x03, 0x80, 0xff]) {
+      const why = reason(rawFrame(1, 0, flags))
+      expect(why).toContain("unknown block flags")
+      expect(why).toContain(`0x${flags.toString(16).padStart(2, "0")}`)
+    }
+  })
+
+  it("refuses a short header", () => {
+    const frame = rawFrame(1, 2, 0)
+    for (let length = 1; length < BLOCK_HEADER; length++) {
+      expect(reason(frame.subarray(0, length))).toContain("short block frame")
+    }
+  })
+
+  it("the Schema refuses what decodeFrame never passes it: another kind, another length", () => {
+    const decodeSchema = Schema.decodeEither(BlockHeaderFromBytes)
+    expect(Either.isLeft(decodeSchema(rawFrame(1, 2, 0, 0).subarray(0, BLOCK_HEADER)))).toBe(true)
+    expect(Either.isLeft(decodeSchema(rawFrame(1, 2, 0)))).toBe(true) // 13 bytes: header and payload
+    expect(decodeSchema(rawFrame(1, 2, 1).subarray(0, BLOCK_HEADER))).toEqual(Either.right({ stream: 1, index: 2, compressed: true }))
+  })
+
+  it("the fast decoder and the Schema agree on random headers", () => {
+    const decodeSchema = Schema.decodeEither(BlockHeaderFromBytes)
+    const u32 = fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.constantFrom(0, 1, MAX_BLOCKS - 1, MAX_BLOCKS, 0xffffffff))
+    const index = fc.oneof(fc.integer({ min: 0, max: 2 * MAX_BLOCKS }), u32)
+    const header = fc.tuple(
+      fc.oneof(fc.constant(1), fc.integer({ min: 0, max: 255 })),
+      u32,
+      index,
+      fc.oneof(fc.constantFrom(0, 1), fc.integer({ min: 0, max: 255 }))
+    ).map(([kind, stream, index, flags]) => rawFrame(stream, index, flags, kind).subarray(0, BLOCK_HEADER))
+    const bytes = fc.oneof(header, fc.uint8Array({ minLength: 0, maxLength: 12 }))
+    let accepted = 0
+    fc.assert(
+      fc.property(bytes, (b) => {
+        const fast = decodeBlockHeaderFast(b)
+        const slow = decodeSchema(b)
+        if (fast !== undefined) accepted++
+        expect(fast).toEqual(Either.getOrUndefined(slow))
+      }),
+      { numRuns: 20_000 }
+    )
+    // Both sides of the agreement were exercised.
+    expect(accepted).toBeGreaterThan(1000)
+    expect(accepted).toBeLessThan(19_000)
+  })
+
+  it("valid headers: the Schema's bytes are what the sender writes, and decode back", () => {
+    const encodeSchema = Schema.encodeSync(BlockHeaderFromBytes)
+    fc.assert(
+      fc.property(Arbitrary.make(BlockHeader), (h) => {
+        const bytes = encodeSchema(h)
+        expect(blockDataFrame(h.stream, h.index, 0, h.compressed)).toEqual(bytes)
+        if (!h.compressed) expect(setBlockIndex(blockDataFrame(h.stream, 0, 0), h.index)).toEqual(bytes)
+        expect(decodeBlockHeaderFast(bytes)).toEqual(h)
+      }),
+      { numRuns: 2_000 }
+    )
   })
 })

@@ -39,6 +39,9 @@ export const INDEX_WINDOW = 8 * 1024 * 1024
 
 const StreamId = Schema.Int.pipe(Schema.between(0, 0xffffffff))
 
+/** Index of a block in its file. */
+export const BlockIndex = Schema.Int.pipe(Schema.between(0, MAX_BLOCKS - 1))
+
 /**
  * Ask for some blocks of one version of a file (`hash`). The peer streams them back as
  * binary BlockData frames, in order, then sends StreamEnd. One request per file: no
@@ -48,7 +51,7 @@ export class FileRequest extends Schema.TaggedClass<FileRequest>()("FileRequest"
   stream: StreamId,
   path: Schema.String.pipe(Schema.maxLength(4096)),
   hash: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/)),
-  blocks: Schema.Array(Schema.Int.pipe(Schema.between(0, MAX_BLOCKS - 1))).pipe(Schema.maxItems(MAX_BLOCKS))
+  blocks: Schema.Array(BlockIndex).pipe(Schema.maxItems(MAX_BLOCKS))
 }) {}
 
 /** The sender is done with a stream: all blocks sent, or `error` says why it stopped. */
@@ -67,13 +70,21 @@ export class Ping extends Schema.TaggedClass<Ping>()("Ping", {}) {}
 export const Message = Schema.Union(Hello, IndexBatch, IndexAck, FileRequest, StreamEnd, StreamCancel, Ping)
 export type Message = typeof Message.Type
 
+/**
+ * What the fixed binary header of a BlockData frame says (its bytes: lib/Wire
+ * BlockHeaderFromBytes): which stream, which block of the file, and whether the bytes
+ * are LZ4-compressed.
+ */
+export const BlockHeader = Schema.Struct({
+  stream: StreamId,
+  index: BlockIndex,
+  compressed: Schema.Boolean
+})
+export interface BlockHeader extends Schema.Schema.Type<typeof BlockHeader> {}
+
 /** One block of a stream: raw bytes, never JSON. */
-export interface BlockData {
+export interface BlockData extends BlockHeader {
   readonly _tag: "BlockData"
-  readonly stream: number
-  /** Index of the block in the file. */
-  readonly index: number
-  readonly compressed: boolean
   readonly data: Uint8Array
 }
 

@@ -4,26 +4,19 @@
  * message is one line for the user (Main prefixes it with "dsync: ").
  */
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Effect, Either, Option, Redacted } from "effect"
+import { Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
 import { isIPv4, isIPv6 } from "node:net"
 import * as nodePath from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"
-import { defaults, type NodeConfig, type PeerAddress } from "../domain/Config.js"
+import { defaults, formatAddress, MAX_RATE, type NodeConfig, type PeerAddress, parseRate } from "../domain/Config.js"
 import { ConfigError } from "../domain/Errors.js"
 
-/** What dsync.toml may set; every field optional. */
-export interface FileSettings {
-  readonly path?: string
-  readonly port?: number
-  readonly name?: string
-  readonly peers?: ReadonlyArray<PeerAddress>
-  readonly noDiscovery?: boolean
-  readonly maxConcurrentTransfers?: number
-  readonly excludes?: ReadonlyArray<string>
-  readonly verbose?: boolean
-  /** As written (`~` is expanded by resolveConfig). */
-  readonly secretFile?: string
-}
+/**
+ * What dsync.toml may set, as decoded by the ConfigFile schema (below); every field
+ * optional. `path` and `secretFile` are as written (`~` is expanded by resolveConfig);
+ * `maxSendRate` / `maxRecvRate` are bytes per second, 0 meaning unlimited.
+ */
+export interface FileSettings extends Schema.Schema.Type<typeof ConfigFile> {}
 
 /** The command line as parsed; an absent field means "not given". */
 export interface Flags {
@@ -38,6 +31,9 @@ export interface Flags {
   readonly excludes?: ReadonlyArray<string>
   /** File holding the shared-secret passphrase. */
   readonly secretFile?: string
+  /** Bandwidth caps in bytes per second (0: unlimited), already parsed (parseRate). */
+  readonly maxSendRate?: number
+  readonly maxRecvRate?: number
 }
 
 export interface ResolveEnv {
@@ -139,24 +135,111 @@ const distance = (a: string, b: string): number => {
   return prev[b.length]!
 }
 
-const knownKeys = [
-  "path",
-  "port",
-  "name",
-  "peer",
-  "no_discovery",
-  "max_concurrent_transfers",
-  "exclude",
-  "verbose",
-  "secret_file"
-] as const
+// ---------------------------------------------------------------------------
+// The schema of dsync.toml. It decodes the table smol-toml returns (integers as
+// bigint, so `port = 9000.0`, a float, is no integer). Each value schema carries the
+// message its key gets when the value is wrong ("<key> must be ..., got ..."), set with
+// `override` so it replaces what a nested check (a union member, a filter) would say.
 
-const intIn = (v: unknown, lo: number, hi: number): number | undefined =>
-  // Integers are parsed as bigint, so `port = 9000.0` (a float) is rejected.
-  typeof v === "bigint" && v >= BigInt(lo) && v <= BigInt(hi) ? Number(v) : undefined
+const mustBe = (key: string, expected: string) => ({
+  message: (issue: ParseResult.ParseIssue) => ({
+    message: `${key} must be ${expected}, got ${describe(issue.actual)}`,
+    override: true
+  })
+})
+
+const nonEmptyString = (key: string, expected = "a non-empty string") =>
+  Schema.String.pipe(Schema.minLength(1)).annotations(mustBe(key, expected))
+
+const bool = (key: string) => Schema.Boolean.annotations(mustBe(key, "true or false"))
+
+/** A TOML integer from `lo` to `hi`, as a number. */
+const intIn = (lo: number, hi: number) =>
+  Schema.transform(
+    Schema.BigIntFromSelf.pipe(Schema.betweenBigInt(BigInt(lo), BigInt(hi))),
+    Schema.Int.pipe(Schema.between(lo, hi)),
+    { strict: true, decode: (n) => Number(n), encode: (n) => BigInt(n) }
+  )
+
+const PeerAddressSchema = Schema.Struct({ host: Schema.String, port: Schema.Int.pipe(Schema.between(1, 65535)) })
+
+/** `peer`: one "ip:port" or a list of them; a bad address is reported as parsePeer words it. */
+const Peers = Schema.transformOrFail(
+  Schema.Union(Schema.String, Schema.Array(Schema.String)).annotations(
+    mustBe("peer", `a string "ip:port" or an array of them`)
+  ),
+  Schema.Array(PeerAddressSchema),
+  {
+    strict: true,
+    decode: (value, _, ast) => {
+      const peers: Array<PeerAddress> = []
+      for (const p of typeof value === "string" ? [value] : value) {
+        const parsed = parsePeer(p)
+        if (Either.isLeft(parsed)) return ParseResult.fail(new ParseResult.Type(ast, value, parsed.left.message))
+        peers.push(parsed.right)
+      }
+      return ParseResult.succeed(peers)
+    },
+    encode: (peers) => ParseResult.succeed(peers.map(formatAddress))
+  }
+)
+
+/** A bandwidth cap: a rate as parseRate reads it ("20MB", "512KiB"), or an integer of bytes per second; 0 is unlimited. */
+const rate = (key: string) =>
+  Schema.Union(
+    Schema.transformOrFail(Schema.String, Schema.Number, {
+      strict: true,
+      decode: (text, _, ast) => {
+        const bytesPerSecond = parseRate(text)
+        return bytesPerSecond === undefined
+          ? ParseResult.fail(new ParseResult.Type(ast, text, "not a rate"))
+          : ParseResult.succeed(bytesPerSecond)
+      },
+      encode: (n) => ParseResult.succeed(String(n))
+    }),
+    intIn(0, MAX_RATE)
+  ).annotations(mustBe(key, `a rate like "20MB" or "512KiB" (0: unlimited)`))
+
+/** An optional key of the file, named `key` there. */
+const setting = <A, I>(key: string, schema: Schema.Schema<A, I>) =>
+  Schema.optionalWith(schema, { exact: true }).pipe(Schema.fromKey(key))
+
+/** dsync.toml: all keys optional, any other key refused. */
+export const ConfigFile = Schema.Struct({
+  path: setting("path", nonEmptyString("path")),
+  port: setting("port", intIn(1, 65535).annotations(mustBe("port", "an integer from 1 to 65535"))),
+  name: setting(
+    "name",
+    Schema.String.pipe(Schema.filter((s) => s.trim() !== "")).annotations(mustBe("name", "a non-empty string"))
+  ),
+  peers: setting("peer", Peers),
+  noDiscovery: setting("no_discovery", bool("no_discovery")),
+  maxConcurrentTransfers: setting(
+    "max_concurrent_transfers",
+    intIn(1, 64).annotations(mustBe("max_concurrent_transfers", "an integer from 1 to 64"))
+  ),
+  excludes: setting("exclude", Schema.Array(Schema.String).annotations(mustBe("exclude", "an array of strings"))),
+  verbose: setting("verbose", bool("verbose")),
+  secretFile: setting("secret_file", nonEmptyString("secret_file", "a non-empty string (the path of a file)")),
+  maxSendRate: setting("max_send_rate", rate("max_send_rate")),
+  maxRecvRate: setting("max_recv_rate", rate("max_recv_rate"))
+}).annotations({
+  identifier: "dsync.toml",
+  parseOptions: { onExcessProperty: "error", errors: "all" }
+})
+
+/** The keys dsync.toml may hold, as written there (for "did you mean"). */
+const knownKeys: ReadonlyArray<string> = Object.entries(ConfigFile.fields).map(([name, field]) =>
+  field.ast._tag === "PropertySignatureTransformation" && field.ast.from.fromKey !== undefined
+    ? String(field.ast.from.fromKey)
+    : name
+)
+
+const decodeConfigFile = Schema.decodeUnknownEither(ConfigFile)
 
 /**
- * Parses and checks dsync.toml. Errors read `<fileName>:<line>: ...`.
+ * Parses and checks dsync.toml. Errors read `<fileName>:<line>: ...`; of several
+ * problems, the one nearest the top of the file is reported.
  * `path` is returned as written (`~` is expanded by resolveConfig).
  */
 export const parseConfigFile = (text: string, fileName: string): Effect.Effect<FileSettings, ConfigError> =>
@@ -172,75 +255,38 @@ export const parseConfigFile = (text: string, fileName: string): Effect.Effect<F
       }
       return Effect.fail(fail(`${fileName}: invalid TOML: ${String(e)}`))
     }
-    const at = (key: string) => {
-      const line = lineOfKey(text, key)
-      return line === undefined ? fileName : `${fileName}:${line}`
-    }
-    const wrong = (key: string, expected: string, v: unknown) =>
-      Effect.fail(fail(`${at(key)}: ${key} must be ${expected}, got ${describe(v)}`))
-
-    const out: { -readonly [K in keyof FileSettings]: FileSettings[K] } = {}
-    for (const [key, v] of Object.entries(table)) {
-      switch (key) {
-        case "path":
-          if (typeof v !== "string" || v === "") return wrong(key, "a non-empty string", v)
-          out.path = v
-          break
-        case "port": {
-          const n = intIn(v, 1, 65535)
-          if (n === undefined) return wrong(key, "an integer from 1 to 65535", v)
-          out.port = n
-          break
-        }
-        case "name":
-          if (typeof v !== "string" || v.trim() === "") return wrong(key, "a non-empty string", v)
-          out.name = v
-          break
-        case "peer": {
-          const list = typeof v === "string" ? [v] : v
-          if (!Array.isArray(list) || !list.every((p) => typeof p === "string")) {
-            return wrong(key, `a string "ip:port" or an array of them`, v)
-          }
-          const peers: Array<PeerAddress> = []
-          for (const p of list as Array<string>) {
-            const parsed = parsePeer(p)
-            if (Either.isLeft(parsed)) return Effect.fail(fail(`${at(key)}: ${parsed.left.message}`))
-            peers.push(parsed.right)
-          }
-          out.peers = peers
-          break
-        }
-        case "no_discovery":
-          if (typeof v !== "boolean") return wrong(key, "true or false", v)
-          out.noDiscovery = v
-          break
-        case "verbose":
-          if (typeof v !== "boolean") return wrong(key, "true or false", v)
-          out.verbose = v
-          break
-        case "max_concurrent_transfers": {
-          const n = intIn(v, 1, 64)
-          if (n === undefined) return wrong(key, "an integer from 1 to 64", v)
-          out.maxConcurrentTransfers = n
-          break
-        }
-        case "exclude":
-          if (!Array.isArray(v) || !v.every((p) => typeof p === "string")) return wrong(key, "an array of strings", v)
-          out.excludes = v as Array<string>
-          break
-        case "secret_file":
-          if (typeof v !== "string" || v === "") return wrong(key, "a non-empty string (the path of a file)", v)
-          out.secretFile = v
-          break
-        default: {
-          const near = knownKeys.find((k) => distance(k, key) <= 2)
-          const hint = near ? ` (did you mean "${near}"?)` : ""
-          return Effect.fail(fail(`${at(key)}: unknown key "${key}"${hint}`))
-        }
-      }
-    }
-    return Effect.succeed(out)
+    return Either.match(decodeConfigFile(table), {
+      onRight: (settings) => Effect.succeed(settings),
+      onLeft: (error) => Effect.fail(configFileError(error, table, text, fileName))
+    })
   })
+
+/** The ParseError of ConfigFile as one line: the key its path names, the key's line, and the key's message. */
+const configFileError = (
+  error: ParseResult.ParseError,
+  table: Record<string, unknown>,
+  text: string,
+  fileName: string
+): ConfigError => {
+  const keys = Object.keys(table)
+  const position = (issue: ParseResult.ArrayFormatterIssue) => {
+    const i = keys.indexOf(String(issue.path[0]))
+    return i < 0 ? keys.length : i
+  }
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(error).sort((a, b) => position(a) - position(b))[0]
+  if (issue === undefined || issue.path.length === 0) {
+    return fail(`${fileName}: ${issue?.message ?? ParseResult.TreeFormatter.formatErrorSync(error)}`)
+  }
+  const key = String(issue.path[0])
+  const line = lineOfKey(text, key)
+  const at = line === undefined ? fileName : `${fileName}:${line}`
+  if (issue._tag === "Unexpected") {
+    const near = knownKeys.find((k) => distance(k, key) <= 2)
+    return fail(`${at}: unknown key "${key}"${near ? ` (did you mean "${near}"?)` : ""}`)
+  }
+  // One line, whatever a message might hold.
+  return fail(`${at}: ${issue.message.split("\n")[0]}`)
+}
 
 /**
  * Reads the config file. An explicit `--config` file must exist; the default
@@ -381,8 +427,8 @@ export const resolveConfig = (
       verbose: Boolean(flags.verbose || file.verbose),
       excludes: [...(file.excludes ?? []), ...(flags.excludes ?? [])],
       maxConcurrentTransfers: file.maxConcurrentTransfers ?? defaults.maxConcurrentTransfers,
-      maxSendRate: defaults.maxSendRate,
-      maxRecvRate: defaults.maxRecvRate,
+      maxSendRate: flags.maxSendRate ?? file.maxSendRate ?? defaults.maxSendRate,
+      maxRecvRate: flags.maxRecvRate ?? file.maxRecvRate ?? defaults.maxRecvRate,
       ...(secret === undefined ? {} : { secret })
     }
   })
