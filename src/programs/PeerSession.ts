@@ -385,6 +385,8 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     const background = yield* Effect.forkScoped(
       Effect.all([sendIndex(send, window), keepalive, watchdog, creditFlusher, puller.run], { concurrency: "unbounded", discard: true })
     )
-    const receiving = Effect.forever(Effect.flatMap(receive, dispatch))
+    // The peer's frames as a stream, each handled before the next is read: a slow
+    // handler (the receive cap, a full puller) leaves the socket unread, so TCP slows the peer.
+    const receiving = Stream.repeatEffect(receive).pipe(Stream.runForEach(dispatch))
     yield* Effect.raceFirst(receiving, Fiber.join(background))
   }).pipe(Effect.scoped)

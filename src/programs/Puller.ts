@@ -1,4 +1,4 @@
-import { Duration, Effect, Queue } from "effect"
+import { Duration, Effect, Queue, Stream } from "effect"
 import type { FileRecord } from "../domain/FileRecord.js"
 import { showPath } from "../lib/Printable.js"
 import type { BlockSource } from "../services/Transfer.js"
@@ -99,25 +99,28 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
       })
 
     const applyAll = (items: ReadonlyArray<Pending>, concurrency: number) =>
-      Effect.forEach(items, (item) =>
-        options.withSlot(applyRemote(item.record, source)).pipe(
-          Effect.flatMap((applied) => (applied ? done(item) : Effect.asVoid(Effect.forkScoped(retryLater(item)))))
-        ), { concurrency, discard: true })
+      Stream.fromIterable(items).pipe(
+        Stream.mapEffect((item) =>
+          options.withSlot(applyRemote(item.record, source)).pipe(
+            Effect.flatMap((applied) => (applied ? done(item) : Effect.asVoid(Effect.forkScoped(retryLater(item)))))
+          ), { concurrency, unordered: true }),
+        Stream.runDrain
+      )
 
-    const run = Effect.gen(function*() {
-      while (true) {
-        yield* Queue.take(wake)
-        const byPath = new Map([...incoming.values()].map((item) => [item.record, item]))
-        incoming.clear()
-        const batch = applyOrder([...byPath.keys()])
-        const items = (records: ReadonlyArray<FileRecord>) => records.map((r) => byPath.get(r)!)
-        yield* applyAll(items(batch.dirs), 1)
-        yield* applyAll(items(batch.files), SESSION_CONCURRENCY)
-        yield* applyAll(items(batch.links), 1)
-        yield* applyAll(items(batch.fileDeletions), SESSION_CONCURRENCY)
-        yield* applyAll(items(batch.dirDeletions), 1)
-      }
+    /** One round: everything pending now, in the order that keeps the folder consistent. */
+    const round = Effect.gen(function*() {
+      const byPath = new Map([...incoming.values()].map((item) => [item.record, item]))
+      incoming.clear()
+      const batch = applyOrder([...byPath.keys()])
+      const items = (records: ReadonlyArray<FileRecord>) => records.map((r) => byPath.get(r)!)
+      yield* applyAll(items(batch.dirs), 1)
+      yield* applyAll(items(batch.files), SESSION_CONCURRENCY)
+      yield* applyAll(items(batch.links), 1)
+      yield* applyAll(items(batch.fileDeletions), SESSION_CONCURRENCY)
+      yield* applyAll(items(batch.dirDeletions), 1)
     })
+    // a wake-up per arrival (coalesced: the queue holds one), a round per wake-up
+    const run = Stream.fromQueue(wake).pipe(Stream.runForEach(() => round))
 
     return { offer, run }
   })
