@@ -4,6 +4,8 @@ import { FsError, type HandshakeError, type TransportError } from "../domain/Err
 import { TOMBSTONE_RETENTION_DAYS } from "../domain/FileRecord.js"
 import { Events, NodeEvent } from "../services/Events.js"
 import { SyncNode, type SyncNodeApi } from "../services/SyncNode.js"
+
+export { SyncNode, type SyncNodeApi } from "../services/SyncNode.js"
 import { Discovery, type DiscoveredPeer } from "../services/Discovery.js"
 import { FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
