@@ -3,7 +3,6 @@
  * The `dsync` command: parse flags, read dsync.toml, merge, run the node.
  * Exit codes: 0 done or interrupted (Ctrl-C / SIGTERM), 1 runtime failure, 2 bad input.
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -14,10 +13,8 @@ import * as Option from "effect/Option"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
 import { inspect } from "node:util"
+import { completionScript, helpText, parseArgs } from "./cli/Command.js"
 import { ConfigError, TransportError } from "./domain/Errors.js"
-import { runNode } from "./Live.js"
-import { helpText, parseArgs } from "./programs/ParseArgs.js"
-import { configFilePath, loadConfigFile, resolveConfig } from "./programs/ResolveConfig.js"
 
 // package.json sits one level above both src/ and dist/.
 const version: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version
@@ -41,6 +38,14 @@ const program = Effect.gen(function*() {
   const command = yield* parseArgs(process.argv.slice(2))
   if (command._tag === "Help") return yield* Effect.as(Effect.sync(() => process.stdout.write(helpText(version))), 0)
   if (command._tag === "Version") return yield* Effect.as(Effect.sync(() => process.stdout.write(`${version}\n`)), 0)
+  if (command._tag === "Completions") {
+    return yield* Effect.as(Effect.sync(() => process.stdout.write(completionScript(command.shell))), 0)
+  }
+  // The node's modules load only when there is a node to run, so --version, --help and
+  // --completions start without them.
+  const [{ runNode }, { configFilePath, loadConfigFile, resolveConfig }, NodeFileSystem] = yield* Effect.promise(() =>
+    Promise.all([import("./Live.js"), import("./programs/ResolveConfig.js"), import("@effect/platform-node/NodeFileSystem")])
+  )
   const home = homedir()
   const file = command.config ?? configFilePath(process.env, process.platform, home)
   const config = yield* Effect.flatMap(

@@ -82,6 +82,17 @@ describe.concurrent("dsync CLI, bad input", () => {
   it("stray argument", () => expectOneLineError(["-d", folder, "extra"], /unexpected argument "extra"/))
   it("boolean flag followed by a value", () => expectOneLineError(["-d", folder, "--no-discovery", "false"], /unexpected argument "false"/))
   it("single-value option twice", () => expectOneLineError(["-d", folder, "-d", folder], /--path given more than once/))
+  it("bad --max-send-rate", () =>
+    expectOneLineError(
+      ["-d", folder, "--max-send-rate", "x"],
+      /^dsync: --max-send-rate must be a rate like 20MB or 512KiB \(0: unlimited\), got "x"$/
+    ))
+  it("bad --max-recv-rate", () => expectOneLineError(["-d", folder, "--max-recv-rate=20XB"], /--max-recv-rate must be a rate .*got "20XB"/))
+  it("empty value of a repeatable option", () => expectOneLineError(["-d", folder, "-a", ""], /option -a needs a value/))
+  it("short option cluster", () => expectOneLineError(["-d", folder, "-a", "127.0.0.1:9", "-vx"], /unknown option -vx/))
+  it("--completions for an unknown shell", () =>
+    expectOneLineError(["--completions", "tcsh"], /^dsync: --completions must be bash, zsh or fish, got "tcsh"$/))
+  it("--completions without a shell", () => expectOneLineError(["--completions"], /option --completions needs a value/))
   it("missing --config file", () =>
     expectOneLineError(["-d", folder, "--config", join(tmp, "none.toml")], /config file .*none\.toml does not exist/))
 
@@ -135,6 +146,32 @@ describe.concurrent("dsync CLI, built-ins", () => {
       expect(r.stdout).toContain(flag)
     }
     expect(r.stdout).not.toContain("\x1b[")
+  })
+
+  it("--help lists the rate flags and --completions", async () => {
+    const r = await run(["--help"])
+    for (const flag of ["--max-send-rate RATE", "--max-recv-rate RATE", "--completions SHELL"]) expect(r.stdout).toContain(flag)
+  })
+
+  it("--completions bash prints @effect/cli's script for dsync and its flags, exit 0", async () => {
+    const r = await run(["--completions", "bash"])
+    expect(r.status).toBe(0)
+    expect(r.stderr).toBe("")
+    expect(r.stdout).toContain("complete -F _dsync_bash_completions -o nosort -o bashdefault -o default dsync")
+    for (const flag of ["--path", "--peer", "--no-discovery", "--secret-file", "--log-level", "--max-send-rate", "--max-recv-rate", "--completions"]) {
+      expect(r.stdout).toContain(flag)
+    }
+    expect(spawnSync("bash", ["-n"], { input: r.stdout }).status).toBe(0)
+  })
+
+  it("--completions zsh and fish, also after other flags", async () => {
+    const zsh = await run(["-d", folder, "--completions", "zsh"])
+    expect(zsh.status).toBe(0)
+    expect(zsh.stdout).toMatch(/^#compdef dsync\n/)
+    expect(zsh.stdout).toContain("'--max-recv-rate[")
+    const fish = await run(["--completions=fish"])
+    expect(fish.status).toBe(0)
+    expect(fish.stdout).toContain("complete -c dsync -n \"__fish_use_subcommand\" -l max-send-rate")
   })
 
   it("--help wins wherever it appears", async () => {
