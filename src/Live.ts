@@ -1,24 +1,35 @@
-import { Effect, Layer } from "effect"
-import type { NodeConfig, PeerAddress } from "./domain/Config.js"
+import { Effect, Layer, type Stream } from "effect"
+import { defaults, type NodeConfig, type PeerAddress } from "./domain/Config.js"
+import type { RateLimits } from "./services/RateLimiter.js"
 import { ConfigError } from "./domain/Errors.js"
 import * as CipherNode from "./layers/CipherNode.js"
 import * as CurvesNode from "./layers/CurvesNode.js"
 import * as DiscoveryStatic from "./layers/DiscoveryStatic.js"
+import * as EventsPubSub from "./layers/EventsPubSub.js"
 import * as FolderLocal from "./layers/FolderLocal.js"
-import * as HandshakeGuardTokenBucket from "./layers/HandshakeGuardTokenBucket.js"
+import * as RateLimiterTokenBucket from "./layers/RateLimiterTokenBucket.js"
 import * as HasherBlake3 from "./layers/HasherBlake3.js"
 import * as IdentityEphemeral from "./layers/IdentityEphemeral.js"
 import * as IndexSqlite from "./layers/IndexSqlite.js"
 import * as SecureChannelLive from "./layers/SecureChannelLive.js"
+import * as TransferBlocks from "./layers/TransferBlocks.js"
 import * as TransportTcp from "./layers/TransportTcp.js"
 import * as WatcherParcel from "./layers/WatcherParcel.js"
+import type { Discovery } from "./services/Discovery.js"
 import type { Transport } from "./services/Transport.js"
-import { startNode } from "./programs/SyncNode.js"
+import * as SyncNode from "./programs/SyncNode.js"
+import type { NodeOptions } from "./programs/SyncNode.js"
+import { Events, type NodeEvent } from "./services/Events.js"
 
 export interface FolderSettings {
   readonly root: string
   readonly excludes: ReadonlyArray<string>
+  /** Peers to dial (`-a`): used when no `discovery` layer is given. */
   readonly peers: ReadonlyArray<PeerAddress>
+  /** How peers are found; default: dial `peers` (DiscoveryStatic). */
+  readonly discovery?: Layer.Layer<Discovery>
+  /** Transfer slots and bandwidth caps (defaults: 4 files at once, no cap). */
+  readonly limits?: Partial<RateLimits>
   /** Shared-secret passphrase: only peers with the same one can complete a handshake. */
   readonly secret?: SecureChannelLive.SharedSecret
 }
@@ -29,25 +40,51 @@ export interface FolderSettings {
  * secret) from the settings.
  */
 export const nodeLayer = <E>(transport: Layer.Layer<Transport, E>, settings: FolderSettings) =>
-  Layer.mergeAll(
+  TransferBlocks.layer.pipe(Layer.provideMerge(Layer.mergeAll(
     (settings.secret === undefined ? SecureChannelLive.layer : SecureChannelLive.makeLayer({ secret: settings.secret })).pipe(
       Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer)),
       Layer.provideMerge(CurvesNode.layer)
     ),
     transport,
-    HandshakeGuardTokenBucket.layer(),
+    RateLimiterTokenBucket.layer({ ...defaultLimits, ...settings.limits }),
     HasherBlake3.layer,
     IndexSqlite.layer(settings.root),
     FolderLocal.layer(settings.root, settings.excludes),
     WatcherParcel.layer,
-    DiscoveryStatic.layer(settings.peers)
-  )
+    settings.discovery ?? DiscoveryStatic.layer(settings.peers),
+    EventsPubSub.layer
+  )))
+
+const defaultLimits: RateLimits = {
+  maxConcurrentTransfers: defaults.maxConcurrentTransfers,
+  maxSendRate: defaults.maxSendRate,
+  maxRecvRate: defaults.maxRecvRate
+}
 
 /** The real thing: TCP. */
-export const liveLayer = (config: NodeConfig) => nodeLayer(TransportTcp.layer, config)
+export const liveLayer = (config: NodeConfig) =>
+  nodeLayer(TransportTcp.layer, {
+    root: config.root,
+    excludes: config.excludes,
+    peers: config.peers,
+    limits: { maxConcurrentTransfers: config.maxConcurrentTransfers, maxSendRate: config.maxSendRate, maxRecvRate: config.maxRecvRate },
+    ...(config.secret === undefined ? {} : { secret: config.secret })
+  })
 
-/** Run a node with `config` until interrupted (Ctrl-C, SIGTERM). */
-export const runNode = (config: NodeConfig) =>
+/** The library options of a node run from CLI settings. */
+export const nodeOptions = (config: NodeConfig): NodeOptions => ({
+  name: config.name,
+  listen: { host: config.host, port: config.port },
+})
+
+/**
+ * Run a node with `config` until interrupted (Ctrl-C, SIGTERM); `observe` gets every
+ * event from before the node starts (the CLI renders them).
+ */
+export const runNode = (
+  config: NodeConfig,
+  observe: (events: Stream.Stream<NodeEvent>) => Effect.Effect<void> = () => Effect.void
+) =>
   Effect.gen(function*() {
     if (config.discovery) {
       yield* Effect.logInfo("mDNS discovery is not in this version yet: dialling the peers given with -a / peer only")
@@ -55,11 +92,8 @@ export const runNode = (config: NodeConfig) =>
     if (config.secret !== undefined) {
       yield* Effect.logInfo("shared secret set: only peers with the same secret can connect")
     }
-    yield* startNode({
-      name: config.name,
-      listen: { host: config.host, port: config.port },
-      maxConcurrentTransfers: config.maxConcurrentTransfers
-    })
+    yield* Effect.forkScoped(observe(yield* Effect.flatMap(Events, (events) => events.subscribe)))
+    yield* Layer.build(SyncNode.layer(nodeOptions(config)))
     return yield* Effect.never
   }).pipe(
     Effect.scoped,

@@ -12,27 +12,12 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
-import { inspect } from "node:util"
 import { completionScript, helpText, parseArgs } from "./cli/Command.js"
+import { stderrLogger } from "./cli/Log.js"
 import { ConfigError, TransportError } from "./domain/Errors.js"
 
 // package.json sits one level above both src/ and dist/.
 const version: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version
-
-const pad = (n: number, width = 2) => String(n).padStart(width, "0")
-
-/** `HH:MM:SS.mmm LEVEL message key=value` on stderr (stdout stays free for output). */
-const stderrLogger = Logger.make(({ annotations, cause, date, logLevel, message }) => {
-  const time = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`
-  const parts = (Array.isArray(message) ? message : [message]).map((m) => (typeof m === "string" ? m : inspect(m)))
-  let line = `${time} ${logLevel.label.padEnd(5)} ${parts.join(" ")}`
-  for (const [key, value] of annotations) line += ` ${key}=${typeof value === "string" ? value : inspect(value)}`
-  if (!Cause.isEmpty(cause)) {
-    const err = Cause.squash(cause)
-    line += `: ${err instanceof Error ? err.message : inspect(err)}`
-  }
-  process.stderr.write(line + "\n")
-})
 
 const program = Effect.gen(function*() {
   const command = yield* parseArgs(process.argv.slice(2))
@@ -43,8 +28,8 @@ const program = Effect.gen(function*() {
   }
   // The node's modules load only when there is a node to run, so --version, --help and
   // --completions start without them.
-  const [{ runNode }, { configFilePath, loadConfigFile, resolveConfig }, NodeFileSystem] = yield* Effect.promise(() =>
-    Promise.all([import("./Live.js"), import("./programs/ResolveConfig.js"), import("@effect/platform-node/NodeFileSystem")])
+  const [{ runCli }, { configFilePath, loadConfigFile, resolveConfig }, NodeFileSystem] = yield* Effect.promise(() =>
+    Promise.all([import("./cli/Run.js"), import("./programs/ResolveConfig.js"), import("@effect/platform-node/NodeFileSystem")])
   )
   const home = homedir()
   const file = command.config ?? configFilePath(process.env, process.platform, home)
@@ -52,7 +37,9 @@ const program = Effect.gen(function*() {
     loadConfigFile(file, command.config !== undefined),
     (settings) => resolveConfig(command.flags, settings, { cwd: process.cwd(), homedir: home })
   ).pipe(Effect.provide(NodeFileSystem.layer))
-  yield* runNode(config).pipe(Logger.withMinimumLogLevel(config.verbose ? LogLevel.Debug : command.logLevel))
+  // The live view only on a terminal, without NO_COLOR, and when no --log-level was asked for.
+  const live = process.stdout.isTTY === true && !process.env.NO_COLOR && !command.logLevelGiven
+  yield* runCli(config, { level: config.verbose ? LogLevel.Debug : command.logLevel, live })
   return 0
 })
 

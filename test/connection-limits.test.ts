@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer, Schedule } from "effect"
 import * as CipherNode from "../src/layers/CipherNode.js"
+import * as CurvesNode from "../src/layers/CurvesNode.js"
 import * as IdentityEphemeral from "../src/layers/IdentityEphemeral.js"
 import * as SecureChannelLive from "../src/layers/SecureChannelLive.js"
 import * as TransportMemory from "../src/layers/TransportMemory.js"
@@ -21,7 +22,7 @@ const target = { host: "a", port: PORT }
 const client = (network: TransportMemory.MemoryNetwork, host: string) =>
   Effect.map(
     Layer.build(Layer.merge(
-      SecureChannelLive.layer.pipe(Layer.provide(Layer.merge(CipherNode.layer, IdentityEphemeral.layer))),
+      SecureChannelLive.layer.pipe(Layer.provide(Layer.merge(CipherNode.layer, IdentityEphemeral.layer)), Layer.provide(CurvesNode.layer)),
       TransportMemory.layer(network, host)
     )),
     (services) => ({ transport: Context.get(services, Transport), secure: Context.get(services, SecureChannel) })

@@ -35,7 +35,14 @@ export type Invocation =
   | { readonly _tag: "Help" }
   | { readonly _tag: "Version" }
   | { readonly _tag: "Completions"; readonly shell: Shell }
-  | { readonly _tag: "Run"; readonly flags: Flags; readonly config?: string; readonly logLevel: LogLevel.LogLevel }
+  | {
+    readonly _tag: "Run"
+    readonly flags: Flags
+    readonly config?: string
+    readonly logLevel: LogLevel.LogLevel
+    /** Was --log-level given? (Then output stays plain log lines, even on a terminal.) */
+    readonly logLevelGiven: boolean
+  }
 
 interface Spec {
   readonly long: string
@@ -307,6 +314,7 @@ export const parseArgs = (args: ReadonlyArray<string>): Either.Either<Invocation
       _tag: "Run",
       flags: flagsOf(options),
       logLevel: Option.getOrElse(logLevel, () => LogLevel.Info),
+      logLevelGiven: Option.isSome(logLevel),
       ...(config === undefined ? {} : { config })
     })
   })

@@ -385,8 +385,10 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     const background = yield* Effect.forkScoped(
       Effect.all([sendIndex(send, window), keepalive, watchdog, creditFlusher, puller.run], { concurrency: "unbounded", discard: true })
     )
-    // The peer's frames as a stream, each handled before the next is read: a slow
-    // handler (the receive cap, a full puller) leaves the socket unread, so TCP slows the peer.
-    const receiving = Stream.repeatEffect(receive).pipe(Stream.runForEach(dispatch))
+    // The peer's frames, each handled before the next is read: a slow handler (the
+    // receive cap) leaves the socket unread, so TCP slows the peer. (A plain loop, not
+    // Stream.repeatEffect: that version left an unobserved fiber failing with the
+    // session's ProtocolError when a peer sent a bad frame; see the fuzz test.)
+    const receiving = Effect.forever(Effect.flatMap(receive, dispatch))
     yield* Effect.raceFirst(receiving, Fiber.join(background))
   }).pipe(Effect.scoped)
