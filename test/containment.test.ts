@@ -73,6 +73,14 @@ describe("containment: a peer never reaches outside the folder", () => {
         const indexed = yield* node.record(`d${i}/authorized_keys`)
         expect(Option.isNone(indexed) || indexed.value.deleted, `d${i}`).toBe(true)
       }
+      // a link on disk first, then (a later batch) a file beneath it: only the rooted
+      // calls stop this one, the apply order cannot
+      yield* channel.send(encodeMessage(new IndexBatch({ records: [symlinkRecord("later", outside, hasher)], initialDone: false })))
+      yield* eventually("the link is on disk", () => fs.lstatSync(path.join(root, "later"), { throwIfNoEntry: false })?.isSymbolicLink() === true)
+      const beneath = fileRecord("later/authorized_keys", pwned, hasher, { mtimeMs: Date.now() + 3_600_000, version: { [EVIL_REPLICA]: 2 } })
+      yield* channel.send(encodeMessage(new IndexBatch({ records: [beneath], initialDone: false })))
+      yield* serveFiles(channel, new Map([[beneath.path, pwned]]), { quietMs: 1_500 })
+      expect(snapshot()).toBe(before)
       // reading back through a link: a record naming the outside file, then a request for it
       const secret = fileRecord("d0/secret", fs.readFileSync(path.join(outside, "secret")), hasher)
       yield* channel.send(encodeMessage(new IndexBatch({ records: [secret], initialDone: false })))
@@ -86,8 +94,9 @@ describe("containment: a peer never reaches outside the folder", () => {
     }).pipe(Effect.scoped, Effect.provide(logs.layer))
   }, { timeout: 120_000 })
 
-  it.live("files already behind a symlinked folder are never indexed nor served", () =>
-    Effect.gen(function*() {
+  it.live("files already behind a symlinked folder are never indexed nor served", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
       const { root, outside } = yield* folderWithOutside
       fs.symlinkSync(outside, path.join(root, "keys"))
       const network = makeNetwork()
@@ -96,11 +105,19 @@ describe("containment: a peer never reaches outside the folder", () => {
       const secret = fileRecord("keys/secret", fs.readFileSync(path.join(outside, "secret")), hasher)
       // the record makes the node look at the path; it must not scan through the link
       yield* channel.send(encodeMessage(new IndexBatch({ records: [secret], initialDone: true })))
+      // let the node take the record in (it asks for the file, as the path is new here: we
+      // serve it, so only the rooted calls stand between it and the outside file), then ask for it
+      const before = JSON.stringify(describeTree(outside))
+      yield* serveFiles(channel, new Map([["keys/secret", fs.readFileSync(path.join(outside, "secret"))]]), { quietMs: 1_000 })
+      expect(JSON.stringify(describeTree(outside))).toBe(before)
       yield* channel.send(encodeMessage(new FileRequest({ stream: 7, path: "keys/secret", hash: secret.hash, blocks: [0] })))
       expect(yield* awaitStreamEnd(channel, 7)).toMatch(/no such file version/)
       expect(Option.isNone(yield* node.record("keys/secret"))).toBe(true)
       expect(fs.lstatSync(path.join(root, "keys")).isSymbolicLink()).toBe(true)
-    }).pipe(Effect.scoped), { timeout: 30_000 })
+      // the scan never even tried to enter the link
+      expect(logs.lines.filter((l) => l.includes("cannot read folder"))).toEqual([])
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
+  }, { timeout: 30_000 })
 
   it("RootedFs: a folder swapped with a symlink thousands of times while files are created under it never lets a write out", async () => {
     const base = fs.realpathSync(fs.mkdtempSync(path.join(process.env.TMPDIR ?? "/tmp", "dsync-race-")))
@@ -285,6 +302,16 @@ describe("safe logs", () => {
         records: [fileRecord("fake\u2028INFO connected.txt", "x", hasher, { mode: 0o4777 }), fileRecord("x\u0085y\u009b.txt", "x", hasher, { mode: 0o4777 })],
         initialDone: true
       })))
+      // an accepted name with a bidi override: received, then deleted, both logged escaped
+      const odd = fileRecord("note\u202etxt.exe", "x", hasher)
+      yield* channel.send(encodeMessage(new IndexBatch({ records: [odd], initialDone: false })))
+      yield* serveFiles(channel, new Map([[odd.path, Buffer.from("x")]]), { quietMs: 1_000 })
+      yield* channel.send(encodeMessage(new IndexBatch({
+        records: [{ ...odd, deleted: true, size: 0, hash: "", blocks: [], version: { [EVIL_REPLICA]: 2 } }],
+        initialDone: false
+      })))
+      yield* eventually("received and deleted", () => logs.lines.some((l) => l.includes("deleted: \"note\\u202etxt.exe\"")))
+      expect(logs.lines.some((l) => l.includes("received: \"note\\u202etxt.exe\""))).toBe(true)
       yield* eventually("both records refused", () => logs.lines.filter((l) => l.includes("refused record")).length >= 2)
       yield* eventually("peer connected", () => logs.lines.some((l) => l.includes("connected to admin\\u202egnp.exe")))
       expect(logs.lines.some((l) => l.includes("fake\\u2028INFO connected.txt"))).toBe(true)

@@ -4,6 +4,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { printable, showPath } from "../src/lib/Printable.js"
 import { RootedFs } from "../src/lib/RootedFs.js"
+import { numbered } from "../src/programs/Trash.js"
 
 const scratch = () => {
   const base = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "dsync-rooted-")))
@@ -124,5 +125,15 @@ describe("printable: peer text in logs", () => {
     expect(showPath("docs/a b.txt")).toBe("docs/a b.txt")
     expect(showPath("x\ny")).toBe("\"x\\u000ay\"")
     expect(showPath(" lead")).toBe("\" lead\"")
+  })
+})
+
+describe("numbered: second names for trash and conflict copies", () => {
+  it("puts the number before the extension, never at the path's folder", () => {
+    expect(numbered("a/b.txt", 0)).toBe("a/b.txt")
+    expect(numbered("a/b.txt", 1)).toBe("a/b~1.txt")
+    expect(numbered("a/b.tar.gz", 2)).toBe("a/b.tar~2.gz")
+    expect(numbered("a.d/file", 3)).toBe("a.d/file~3")
+    expect(numbered(".hidden", 1)).toBe(".hidden~1")
   })
 })
