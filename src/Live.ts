@@ -21,6 +21,7 @@ import * as SyncNode from "./programs/SyncNode.js"
 import type { NodeOptions } from "./programs/SyncNode.js"
 import { Events, type NodeEvent } from "./services/Events.js"
 
+/** One folder's settings for `nodeLayer`: where it is, what to skip, and how peers are found and trusted. */
 export interface FolderSettings {
   readonly root: string
   readonly excludes: ReadonlyArray<string>

@@ -3,6 +3,7 @@ import type { RateLimits } from "./services/RateLimiter.js"
 import * as TransportMemory from "./layers/TransportMemory.js"
 import { nodeLayer } from "./Live.js"
 
+/** One node of a memory network (`memoryNodeLayer`): its host there, its folder and its peers. */
 export interface MemoryNodeConfig {
   readonly network: TransportMemory.MemoryNetwork
   /** This node's host name on the memory network. */

@@ -23,7 +23,9 @@
 
 // The node
 export * as SyncNode from "./programs/SyncNode.js"
+/** Options of `SyncNode.layer`: the node's name, listen address and timing overrides. */
 export type { NodeOptions } from "./programs/SyncNode.js"
+/** The running node as `SyncNode.SyncNode` gives it: address, ids, peers, records and events. */
 export type { SyncNodeApi } from "./services/SyncNode.js"
 export { Events, type EventsApi, NodeEvent } from "./services/Events.js"
 export { type FolderSettings, liveLayer, nodeLayer, nodeOptions, runNode } from "./Live.js"

@@ -28,6 +28,7 @@ import { defaults, parseRate } from "../domain/Config.js"
 import { ConfigError } from "../domain/Errors.js"
 import type { Flags } from "../programs/ResolveConfig.js"
 
+/** Shells `--completions` writes a script for. */
 export type Shell = "bash" | "zsh" | "fish"
 
 /** What the command line asks for. */
@@ -107,6 +108,7 @@ const LOG_LEVELS: Record<string, LogLevel.LogLevel> = {
 
 const SHELLS: Record<string, Shell> = { bash: "bash", sh: "bash", zsh: "zsh", fish: "fish" }
 
+/** The `--help` text: usage, each option with its help line, and where dsync.toml is read from. */
 export const helpText = (version: string): string => {
   const left = (s: Spec) => `${s.short ? `-${s.short}, ` : "    "}--${s.long}${s.value ? ` ${s.value}` : ""}`
   const width = Math.max(...SPECS.map((s) => left(s).length))
@@ -155,6 +157,7 @@ const text = (s: Spec) =>
 
 const switchOf = (s: Spec) => named(s, Options.boolean(s.long).pipe(Options.withDescription(s.help)))
 
+/** Every option as @effect/cli Options; the log level and the rates are checked as they are parsed. */
 export const options = Options.all({
   path: Options.optional(text(spec.path)),
   port: Options.optional(text(spec.port)),

@@ -42,6 +42,7 @@ export interface ProgressOutput {
   readonly write: (s: string) => void
 }
 
+/** How `renderProgress` draws: mode, colours, clock, redraw period, and other lines to print. */
 export interface ProgressOptions {
   /** `live`: status block redrawn in place; `plain`: log lines only. Default: live when `out.isTTY`. */
   readonly mode?: "live" | "plain"
@@ -155,11 +156,13 @@ export const FORGET_MS = 60_000
 /** Status lines shown at most; the rest are summed up as `... and N more`. */
 export const MAX_TRANSFER_LINES = 8
 
+/** Bytes received by time `t` (ms): one point of a transfer's rate. */
 export interface Sample {
   readonly t: number
   readonly received: number
 }
 
+/** A download in progress, as the view tracks it: sizes, bytes received so far, times and rate samples. */
 export interface Transfer {
   readonly path: string
   readonly peerId: string
@@ -171,6 +174,7 @@ export interface Transfer {
   samples: Array<Sample>
 }
 
+/** Everything the view knows, updated in place by `applyEvent`. */
 export interface ProgressState {
   /** Connected peers: id to name. */
   readonly peers: Map<string, string>
@@ -180,6 +184,7 @@ export interface ProgressState {
   backlog: { readonly files: number; readonly bytes: number } | undefined
 }
 
+/** An empty state: no peers, no transfers, no backlog heard of yet. */
 export const makeState = (): ProgressState => ({ peers: new Map(), names: new Map(), transfers: new Map(), backlog: undefined })
 
 const key = (peerId: string, path: string) => `${peerId}\u0000${path}`
@@ -216,6 +221,7 @@ export const transferRate = (t: Pick<Transfer, "samples">, now: number): number 
 /** A tone for the permanent line's first word; a `banner` line has no time and no colour. */
 export type Tone = "good" | "info" | "warn" | "bad" | "banner"
 
+/** A permanent line: `verb` takes the colour of `tone`; `rest` is already escaped. */
 export interface ProgressLine {
   readonly tone: Tone
   readonly verb: string

@@ -6,6 +6,7 @@ export interface PeerAddress {
   readonly port: number
 }
 
+/** `host:port`, with an IPv6 host in brackets (`[::1]:9000`). */
 export const formatAddress = (a: PeerAddress): string => (a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)
 
 /** The merged settings a node runs with (flags over config file over defaults). */
@@ -26,6 +27,7 @@ export interface NodeConfig {
   readonly secret?: Redacted.Redacted<Uint8Array>
 }
 
+/** Settings used when neither a flag nor dsync.toml gives them (rate 0: unlimited). */
 export const defaults = {
   port: 9000,
   host: "0.0.0.0",

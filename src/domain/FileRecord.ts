@@ -1,14 +1,18 @@
 import { Schema } from "effect"
 import { VersionVector } from "./VersionVector.js"
 
+/** What a path holds: a regular file, a folder or a symlink (anything else is not synced). */
 export const FileKind = Schema.Literal("file", "dir", "symlink")
+/** One of the FileKind literals. */
 export type FileKind = typeof FileKind.Type
 
 const Hex32 = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/))
 
 /** Cap on blocks per file: block size grows (power of two) to keep a file under it. */
 export const MAX_BLOCKS = 2048
+/** Smallest block size (also that of records without content): files up to 256 MiB use it. */
 export const MIN_BLOCK_SIZE = 128 * 1024
+/** Largest block size (files over 16 GiB); one such block must fit in a data frame. */
 export const MAX_BLOCK_SIZE = 16 * 1024 * 1024
 /** Modification times beyond this (about year 5000) are nonsense, and some filesystems reject them. */
 export const MAX_MTIME_MS = 1e14
@@ -35,6 +39,7 @@ export const FileRecord = Schema.Struct({
   deleted: Schema.Boolean,
   sequence: Schema.Int.pipe(Schema.nonNegative())
 })
+/** A record as decoded by the FileRecord schema. */
 export type FileRecord = typeof FileRecord.Type
 
 /** Block size for a file of `size` bytes: the smallest power of two >= 128 KiB giving <= MAX_BLOCKS blocks. */

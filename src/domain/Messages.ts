@@ -65,9 +65,12 @@ export class StreamCancel extends Schema.TaggedClass<StreamCancel>()("StreamCanc
   stream: StreamId
 }) {}
 
+/** Keepalive, sent every `keepalive` period so that an idle but healthy session is not timed out. */
 export class Ping extends Schema.TaggedClass<Ping>()("Ping", {}) {}
 
+/** Every JSON message of the protocol (blocks travel as binary BlockData frames instead). */
 export const Message = Schema.Union(Hello, IndexBatch, IndexAck, FileRequest, StreamEnd, StreamCancel, Ping)
+/** One decoded protocol message. */
 export type Message = typeof Message.Type
 
 /**
@@ -80,6 +83,7 @@ export const BlockHeader = Schema.Struct({
   index: BlockIndex,
   compressed: Schema.Boolean
 })
+/** A decoded block header. */
 export interface BlockHeader extends Schema.Schema.Type<typeof BlockHeader> {}
 
 /** One block of a stream: raw bytes, never JSON. */
@@ -88,4 +92,5 @@ export interface BlockData extends BlockHeader {
   readonly data: Uint8Array
 }
 
+/** What one received frame decodes to (lib/Wire decodeFrame): a JSON message or a block. */
 export type Frame = Message | BlockData

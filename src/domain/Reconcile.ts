@@ -21,6 +21,7 @@ export const remoteWins = (local: FileRecord, remote: FileRecord): boolean => {
   return remote.hash > local.hash
 }
 
+/** The Decision for a record `remote` announced, given ours for its path (undefined: we have none). */
 export const decide = (local: FileRecord | undefined, remote: FileRecord): Decision => {
   if (local === undefined) return remote.deleted ? "record" : "apply"
   switch (compare(remote.version, local.version)) {

@@ -13,8 +13,10 @@ export const VersionVector = Schema.Record({
   key: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{16}$/)),
   value: Schema.Int.pipe(Schema.between(1, MAX_COUNTER))
 }).pipe(Schema.filter((v) => Object.keys(v).length <= MAX_VECTOR_ENTRIES || `more than ${MAX_VECTOR_ENTRIES} replicas in a version vector`))
+/** A version vector as decoded by its schema. */
 export type VersionVector = typeof VersionVector.Type
 
+/** How one version vector relates to another (see `compare`). */
 export type Ordering = "equal" | "newer" | "older" | "concurrent"
 
 /** How `a` relates to `b`: newer means `a` has seen everything `b` has, and more. */
@@ -33,6 +35,7 @@ export const compare = (a: VersionVector, b: VersionVector): Ordering => {
   return "equal"
 }
 
+/** The entry-wise maximum: a vector that has seen everything either one has. */
 export const merge = (a: VersionVector, b: VersionVector): VersionVector => {
   const out: Record<string, number> = { ...a }
   for (const [key, value] of Object.entries(b)) out[key] = Math.max(out[key] ?? 0, value)

@@ -51,6 +51,7 @@ const makeCounter = () => {
   }
 }
 
+/** The guard (with its counters) over the default limits and `overrides`; at most `maxTracked` buckets are kept. */
 export const make = (
   overrides: Partial<HandshakeGuardConfig> = {},
   maxTracked = MAX_TRACKED_HOSTS
@@ -153,5 +154,6 @@ export const make = (
     }
   })
 
+/** HandshakeGuard with a token bucket per address and caps on handshakes and sessions. */
 export const layer = (config: Partial<HandshakeGuardConfig> = {}): Layer.Layer<HandshakeGuard> =>
   Layer.effect(HandshakeGuard, make(config))

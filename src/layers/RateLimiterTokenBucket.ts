@@ -27,6 +27,7 @@ export const byteBucket = (rate: number, now: () => number = Date.now) => {
     })
 }
 
+/** The rate limiter: the handshake guard, fair transfer slots, and a byte bucket each way (none at rate 0). */
 export const make = (limits: RateLimits, guard: Partial<HandshakeGuardConfig> = {}): Effect.Effect<RateLimiterApi> =>
   Effect.gen(function*() {
     const handshakes = yield* HandshakeGuardTokenBucket.make(guard)

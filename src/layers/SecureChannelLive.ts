@@ -284,6 +284,7 @@ const makeChannel = (
 
 // ---- the service ----
 
+/** Options of `make` and `makeLayer`: the handshake deadline and an optional shared secret. */
 export interface SecureChannelOptions {
   /** Deadline for the whole handshake (default HANDSHAKE_TIMEOUT). */
   readonly handshakeTimeout?: Duration.DurationInput

@@ -163,4 +163,5 @@ export const make = Effect.gen(function*() {
   return api
 })
 
+/** The Transfer service (`make`) over the node's Folder, FileIndex, Hasher and Events. */
 export const layer: Layer.Layer<Transfer, never, Folder | FileIndex | Hasher | Events> = Layer.effect(Transfer, make)

@@ -81,6 +81,7 @@ export interface MemoryNetwork {
   readonly open: Set<Effect.Effect<void>>
 }
 
+/** A new, empty memory network: no listeners, no open connections. */
 export const makeNetwork = (): MemoryNetwork => ({ listeners: new Map(), open: new Set() })
 
 /** Drop every open connection on the network (peers see the connection end). */

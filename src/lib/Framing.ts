@@ -2,6 +2,7 @@ import { Effect } from "effect"
 import { type ConnectionClosed, ProtocolError } from "../domain/Errors.js"
 import type { Connection } from "../services/Transport.js"
 
+/** Length of a frame's header: its payload length, big-endian. */
 export const HEADER_BYTES = 4
 
 /** `payload` prefixed with its length as a 4-byte big-endian integer. */

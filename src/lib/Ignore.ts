@@ -16,6 +16,7 @@ import { join } from "node:path"
 import picomatch from "picomatch/posix.js"
 import { FsError } from "../domain/Errors.js"
 
+/** The ignore file's name, at the folder root. */
 export const IGNORE_FILE_NAME = ".dsyncignore"
 
 /** Written to `<root>/.dsyncignore` on first run (the seed README's defaults). */
@@ -40,6 +41,7 @@ export const ALWAYS_IGNORED: ReadonlyArray<string> = ["*.part", IGNORE_FILE_NAME
 /** `(relPath, isDir) => ignored?` */
 export type Matcher = (relPath: string, isDir: boolean) => boolean
 
+/** A parsed ignore file: the patterns to use, and the lines skipped. */
 export interface IgnoreFile {
   readonly patterns: ReadonlyArray<string>
   /** Lines we could not use, for the log (e.g. `line 4: !keep.log: negation is not supported`). */
@@ -61,6 +63,7 @@ export const parseIgnoreFile = (text: string): IgnoreFile => {
   return { patterns, unsupported }
 }
 
+/** Compile patterns (rules above) into a Matcher; negations are skipped. */
 export const makeMatcher = (patterns: ReadonlyArray<string>): Matcher => {
   const byName: Array<string> = []
   const byNameDir: Array<string> = []

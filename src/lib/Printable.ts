@@ -13,6 +13,7 @@ const escape = (c: string): string => {
   return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, "0")}`
 }
 
+/** `text` with every unsafe character escaped as described above; the rest unchanged. */
 export const printable = (text: string): string => text.replace(UNSAFE, escape)
 
 /** A path for a log line: escaped, and quoted when it was escaped or has spaces at its ends, so its ends show. */

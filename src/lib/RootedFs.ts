@@ -65,6 +65,7 @@ interface DirRef {
   readonly close: () => void
 }
 
+/** Filesystem calls on `/`-separated paths relative to `root` that cannot leave it (see above). */
 export class RootedFs {
   constructor(
     /** Absolute path of the folder (the folder itself may be reached through links: the user chose it). */

@@ -6,7 +6,9 @@ import { Either } from "effect"
 import { isAbsolute, relative, resolve, sep } from "node:path"
 import { UnsafePath } from "../domain/Errors.js"
 
+/** Longest path accepted from a peer, in UTF-8 bytes. */
 export const MAX_PATH_BYTES = 4096
+/** Longest file or folder name accepted from a peer, in UTF-8 bytes (the usual filesystem limit). */
 export const MAX_SEGMENT_BYTES = 255
 /** Folders nested deeper than this are refused (each level costs a directory open per call). */
 export const MAX_DEPTH = 64

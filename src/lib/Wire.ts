@@ -68,6 +68,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true })
 const encodeMessageSync = Schema.encodeSync(Message)
 const decodeMessage = Schema.decodeUnknownEither(Message)
 
+/** A message frame: the kind byte, then the Schema-encoded message as JSON. */
 export const encodeMessage = (message: Message): Uint8Array => {
   const json = encoder.encode(JSON.stringify(encodeMessageSync(message)))
   const out = new Uint8Array(1 + json.length)
@@ -76,6 +77,7 @@ export const encodeMessage = (message: Message): Uint8Array => {
   return out
 }
 
+/** A block frame carrying a copy of `data` (blockDataFrame avoids the copy). */
 export const encodeBlockData = (stream: number, index: number, compressed: boolean, data: Uint8Array): Uint8Array => {
   const out = blockDataFrame(stream, index, data.length, compressed)
   out.set(data, BLOCK_HEADER)
@@ -90,6 +92,7 @@ export const blockDataFrame = (stream: number, index: number, size: number, comp
   return writeBlockHeader(new Uint8Array(BLOCK_HEADER + size), { stream, index, compressed })
 }
 
+/** The payload of a block frame: a view into it, not a copy. */
 export const blockPayload = (frame: Uint8Array): Uint8Array => frame.subarray(BLOCK_HEADER)
 
 /** Bytes of a block frame carrying `size` payload bytes. */

@@ -12,6 +12,7 @@ export interface Backlog {
   readonly adjust: (files: number, bytes: number) => Effect.Effect<void>
 }
 
+/** The node's Backlog: totals published at most every INTERVAL_MS, and always when they reach zero. */
 export const makeBacklog = Effect.gen(function*() {
   const events = yield* Events
   let files = 0

@@ -5,6 +5,7 @@ import { blockSizeFor } from "../domain/FileRecord.js"
 import type { RootedFs } from "../lib/RootedFs.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
 
+/** What hashing a file gives: its hash, its block size and the hex hash of each block. */
 export interface Content {
   readonly hash: string
   readonly blockSize: number

@@ -41,6 +41,7 @@ const inconsistency = (r: FileRecord, hasher: HasherApi): string | undefined => 
   }
 }
 
+/** The verdict on one record from a peer; `cost` is credited back to the peer whatever it is. */
 export type Admission =
   | { readonly _tag: "Accepted"; readonly record: FileRecord; readonly cost: number }
   | { readonly _tag: "Refused"; readonly path: string; readonly reason: string; readonly cost: number }

@@ -41,6 +41,7 @@ export interface SessionTiming {
   readonly slowStreamWindow: Duration.DurationInput
 }
 
+/** Timings in production: a ping every 15 s, 45 s of silence ends a session, 10 s slow-stream window. */
 export const defaultTiming: SessionTiming = {
   keepalive: Duration.seconds(15),
   idleTimeout: Duration.seconds(45),
@@ -50,6 +51,7 @@ export const defaultTiming: SessionTiming = {
 /** The floor rate of a file stream. */
 export const FLOOR_BYTES_PER_SECOND = 64 * 1024
 
+/** What `runSession` needs besides the channel. */
 export interface SessionOptions {
   /** Our instance name, told to the peer. */
   readonly name: string

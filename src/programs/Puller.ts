@@ -31,6 +31,7 @@ export interface Pending {
   readonly cost: number
 }
 
+/** What a puller takes from its session and the node. */
 export interface PullerOptions {
   /** Hold a node-wide transfer slot (shared fairly between peers) for one file. */
   readonly withSlot: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>

@@ -36,6 +36,7 @@ export interface Flags {
   readonly maxRecvRate?: number
 }
 
+/** The process context resolveConfig needs: the directory relative paths start from, and the home directory for `~`. */
 export interface ResolveEnv {
   readonly cwd: string
   readonly homedir: string

@@ -13,6 +13,7 @@ import { hashFileContent } from "./Content.js"
 /** Our own temporary download files: `.dsync-<hex>-<hex>.part`. */
 export const PART_FILE = /^\.dsync-[0-9a-f]+-[0-9a-f]+\.part$/
 
+/** What a scan of a path found: nothing new, a new version, a file still being written, an ignored path, or an error (logged). */
 export type ScanOutcome = "unchanged" | "changed" | "unstable" | "ignored" | "failed"
 
 /** A file modified this recently may still be being written: wait before sending it. */

@@ -9,6 +9,7 @@ interface Entry {
   readonly ended: Deferred.Deferred<void>
 }
 
+/** How `run` ended: the session ran and is over, or the connection was a duplicate and was closed at once. */
 export type SessionOutcome = "ended" | "duplicate"
 
 /**
@@ -47,4 +48,5 @@ export const makeSessions = Effect.sync(() => {
   return { run, awaitEnd, peers: () => [...live.keys()] }
 })
 
+/** The node's session table, from makeSessions. */
 export type Sessions = Effect.Effect.Success<typeof makeSessions>

@@ -20,6 +20,7 @@ interface Waiter {
   granted: boolean
 }
 
+/** `total` transfer slots, shared fairly as described above. */
 export const makeTransferSlots = (total: number): Effect.Effect<TransferSlots> =>
   Effect.sync(() => {
     // Plain state: every change below is synchronous, in one step.

@@ -17,8 +17,12 @@ export interface CipherApi {
   readonly open: (key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array) => Uint8Array | undefined
 }
 
+/** The AEAD sealing session frames. The default layer is `CipherNode` (OpenSSL); `CipherNoble` is pure JS. */
 export class Cipher extends Context.Tag("dsync/Cipher")<Cipher, CipherApi>() {}
 
+/** Poly1305 tag length: what sealing adds to a plaintext. */
 export const TAG_BYTES = 16
+/** Key length. */
 export const KEY_BYTES = 32
+/** Nonce length. */
 export const NONCE_BYTES = 12

@@ -1,6 +1,7 @@
 import { Context, Stream } from "effect"
 import type { PeerAddress } from "../domain/Config.js"
 
+/** A peer found: where to dial it and, when advertised, its id. */
 export interface DiscoveredPeer {
   readonly address: PeerAddress
   /** The id the peer advertised, when known; the handshake must prove it. */
@@ -13,4 +14,5 @@ export interface DiscoveryApi {
   readonly peers: Stream.Stream<DiscoveredPeer>
 }
 
+/** How the node finds peers. The default layer is `DiscoveryStatic` (the peers given by the user). */
 export class Discovery extends Context.Tag("dsync/Discovery")<Discovery, DiscoveryApi>() {}

@@ -60,4 +60,10 @@ export interface EventsApi {
   readonly subscribe: Effect.Effect<Stream.Stream<NodeEvent>, never, Scope.Scope>
 }
 
+/**
+ * The node's event hub; its default layer is `EventsPubSub`.
+ *
+ * @since 0.2.0
+ * @category events
+ */
 export class Events extends Context.Tag("dsync/Events")<Events, EventsApi>() {}

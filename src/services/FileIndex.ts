@@ -6,6 +6,7 @@ export interface LocalRecord extends FileRecord {
   readonly inode: number
 }
 
+/** A record to store: the index assigns its sequence. */
 export type NewRecord = Omit<LocalRecord, "sequence">
 
 /** Where a block with a given hash can be read locally. */
@@ -45,4 +46,5 @@ export interface FileIndexApi {
   readonly sequenceChanges: Stream.Stream<number>
 }
 
+/** The folder's index. The default layer is `IndexSqlite`, kept inside the folder. */
 export class FileIndex extends Context.Tag("dsync/FileIndex")<FileIndex, FileIndexApi>() {}

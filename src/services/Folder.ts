@@ -20,4 +20,5 @@ export interface FolderApi {
   readonly withPathLock: (relPath: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }
 
+/** The synced folder. The default layer is `FolderLocal`. */
 export class Folder extends Context.Tag("dsync/Folder")<Folder, FolderApi>() {}

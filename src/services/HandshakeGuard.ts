@@ -49,8 +49,10 @@ export interface HandshakeGuardApi {
   readonly admit: <A, E, R>(host: string, session: Effect.Effect<A, E, R>) => Effect.Effect<A, E | HandshakeRefused, R>
 }
 
+/** The connection-flood guard on its own (layer: `HandshakeGuardTokenBucket`); a node gets it as part of RateLimiter. */
 export class HandshakeGuard extends Context.Tag("dsync/HandshakeGuard")<HandshakeGuard, HandshakeGuardApi>() {}
 
+/** The guard's limits; each one applies on its own. */
 export interface HandshakeGuardConfig {
   /** Tokens (connection attempts) a single address may spend at once. */
   readonly burst: number
@@ -66,6 +68,7 @@ export interface HandshakeGuardConfig {
   readonly maxSessionsPerHost: number
 }
 
+/** Default limits: bursts of 10 attempts per address, refilled at 2/s; 64 handshakes (3 per address), 64 sessions (8 per address). */
 export const defaultGuardConfig: HandshakeGuardConfig = {
   burst: 10,
   refillPerSecond: 2,

@@ -8,4 +8,5 @@ export interface HasherApi {
   readonly hashParts: (parts: ReadonlyArray<Uint8Array>) => string
 }
 
+/** The hasher for blocks, files and link targets. The default layer is `HasherBlake3`. */
 export class Hasher extends Context.Tag("dsync/Hasher")<Hasher, HasherApi>() {}

@@ -9,6 +9,7 @@ export interface IdentityApi {
   readonly sign: (message: Uint8Array) => Uint8Array
 }
 
+/** This run's identity. The default layer is `IdentityEphemeral`: a new key pair each run. */
 export class Identity extends Context.Tag("dsync/Identity")<Identity, IdentityApi>() {}
 
 /** First 8 hex characters of a peer id, for logs. */

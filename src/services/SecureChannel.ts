@@ -14,6 +14,7 @@ export interface Channel {
   readonly close: Effect.Effect<void>
 }
 
+/** Turns a raw connection into a Channel: handshake, peer authentication, session keys. */
 export interface SecureChannelApi {
   /** Run the initiator side of the handshake. `expectedPeerId` (from discovery) must match the proven key. */
   readonly initiate: (connection: Connection, expectedPeerId?: string) => Effect.Effect<Channel, HandshakeError>
@@ -21,6 +22,7 @@ export interface SecureChannelApi {
   readonly accept: (connection: Connection) => Effect.Effect<Channel, HandshakeError>
 }
 
+/** The secure channel. The default layer is `SecureChannelLive`. */
 export class SecureChannel extends Context.Tag("dsync/SecureChannel")<SecureChannel, SecureChannelApi>() {}
 
 /** Largest plaintext of one data frame: a block at the largest block size plus headers. */

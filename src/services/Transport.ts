@@ -19,6 +19,7 @@ export interface Connection {
   readonly close: Effect.Effect<void>
 }
 
+/** Connections to and from peers: listen for them, or dial one. */
 export interface TransportApi {
   /**
    * Listen for connections; each one is handed to `onConnection` in its own fiber,
@@ -33,4 +34,5 @@ export interface TransportApi {
   readonly dial: (address: PeerAddress) => Effect.Effect<Connection, TransportError, Scope.Scope>
 }
 
+/** The network. Layers: `TransportTcp` (the real one) and `TransportMemory` (in-process, for tests). */
 export class Transport extends Context.Tag("dsync/Transport")<Transport, TransportApi>() {}

@@ -16,4 +16,5 @@ export interface WatcherApi {
 /** In a batch: anything may have changed (the watcher was briefly blind). */
 export const RESCAN_ALL = ""
 
+/** The change watcher. The default layer is `WatcherParcel` (@parcel/watcher). */
 export class Watcher extends Context.Tag("dsync/Watcher")<Watcher, WatcherApi>() {}
