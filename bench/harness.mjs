@@ -71,11 +71,14 @@ export const freePort = () =>
     })
   })
 
+/** Extra node flags for the dsync processes, e.g. DSYNC_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const nodeArgs = (process.env.DSYNC_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "")
+
 /** Starts dsync; keeps its output; `waitFor` bounds every wait. */
 export const startDsync = ({ folder, port, peerPort, name, configHome }) => {
   const child = spawn(
     process.execPath,
-    [mainJs, "-d", folder, "-p", String(port), "-n", name, "--no-discovery", "-a", `127.0.0.1:${peerPort}`],
+    [...nodeArgs, mainJs, "-d", folder, "-p", String(port), "-n", name, "--no-discovery", "-a", `127.0.0.1:${peerPort}`],
     { cwd: repo, env: { ...process.env, XDG_CONFIG_HOME: configHome, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] }
   )
   children.add(child)

@@ -18,10 +18,12 @@ import { renderProgress } from "./Progress.js"
 
 /** The start-up line, `dsync <name> · id … · folder … · listening on …`, on stdout. */
 const printBanner = (events: Stream.Stream<NodeEvent>) =>
-  Stream.runForEach(events, (e) =>
-    e._tag === "Started"
-      ? Console.log(`dsync ${printable(e.name)} · id ${e.peerId.slice(0, 8)} · folder ${e.folder} · listening on ${e.address}`)
-      : Effect.void)
+  events.pipe(
+    Stream.filter((e) => e._tag === "Started"),
+    Stream.take(1), // then the subscription ends: later events cost nothing here
+    Stream.runForEach((e) =>
+      Console.log(`dsync ${printable(e.name)} · id ${e.peerId.slice(0, 8)} · folder ${e.folder} · listening on ${e.address}`))
+  )
 
 /** Log lines kept for the live view when it cannot print them fast enough (the oldest go). */
 const LOG_BACKLOG = 1000
