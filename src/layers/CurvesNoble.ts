@@ -6,6 +6,7 @@ import {
   ED25519_PUBLIC_BYTES,
   ED25519_SIGNATURE_BYTES,
   type Ed25519PrivateKey,
+  foreignKey,
   isAllZero,
   PrivateKeyTypeId,
   X25519_BYTES,
@@ -22,10 +23,7 @@ class NobleEd25519Key implements Ed25519PrivateKey {
   constructor(readonly secretKey: Uint8Array) {}
 }
 
-/** A handle made by another implementation is our caller's bug, not a peer's input: a defect. */
-const foreign = (what: string): never => {
-  throw new Error(`${what} private key from another Curves implementation (this one is @noble/curves)`)
-}
+const foreign = (what: string): never => foreignKey(what, "@noble/curves")
 
 const generateX25519 = () => {
   const { publicKey, secretKey } = x25519.keygen()

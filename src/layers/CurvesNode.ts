@@ -13,6 +13,7 @@ import {
   ED25519_PUBLIC_BYTES,
   ED25519_SIGNATURE_BYTES,
   type Ed25519PrivateKey,
+  foreignKey,
   isAllZero,
   PrivateKeyTypeId,
   X25519_BYTES,
@@ -40,10 +41,7 @@ class NodeEd25519Key implements Ed25519PrivateKey {
   constructor(readonly key: KeyObject) {}
 }
 
-/** A handle made by another implementation is our caller's bug, not a peer's input: a defect. */
-const foreign = (what: string): never => {
-  throw new Error(`${what} private key from another Curves implementation (this one is node:crypto)`)
-}
+const foreign = (what: string): never => foreignKey(what, "node:crypto")
 
 const generateX25519 = () => {
   const { privateKey, publicKey } = generateKeyPairSync("x25519")

@@ -79,3 +79,11 @@ export const isAllZero = (bytes: Uint8Array): boolean => {
   for (let i = 0; i < bytes.length; i++) any |= bytes[i]!
   return any === 0
 }
+
+/**
+ * A private-key handle made by another Curves implementation: our caller's bug, not a
+ * peer's input, so a defect (thrown), never a result.
+ */
+export const foreignKey = (what: string, implementation: string): never => {
+  throw new Error(`${what} private key from another Curves implementation (this one is ${implementation})`)
+}
