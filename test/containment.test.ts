@@ -12,23 +12,12 @@ import { RootedFs } from "../src/lib/RootedFs.js"
 import { fileHash } from "../src/programs/Content.js"
 import { decodeFrame, encodeMessage } from "../src/lib/Wire.js"
 import { makeNetwork } from "../src/Testing.js"
-import { describeTree, eventually, readOr, tempDir } from "./support/fs.js"
+import { describeTree, eventually, folderWithOutside, readOr, tempDir } from "./support/fs.js"
 import { EVIL_REPLICA, fileRecord, hostileClient, serveFiles, symlinkRecord } from "./support/hostile.js"
 import { captureLogs, memoryNode, write } from "./support/nodes.js"
 
 const DAY = 86_400_000
 
-/** A folder and, beside it, an "outside" folder holding a secret; the tree outside is snapshotted. */
-const folderWithOutside = Effect.gen(function*() {
-  const parent = yield* tempDir()
-  const root = path.join(parent, "folder")
-  const outside = path.join(parent, "outside")
-  fs.mkdirSync(root)
-  fs.mkdirSync(outside)
-  fs.writeFileSync(path.join(outside, "secret"), "the user's private key")
-  fs.writeFileSync(path.join(outside, "authorized_keys"), "the user's keys")
-  return { parent, root, outside, snapshot: () => JSON.stringify(describeTree(outside)) }
-})
 
 /** Read frames until the StreamEnd of `stream`; its error text, or undefined when the file was served. */
 const awaitStreamEnd = (channel: { receive: Effect.Effect<Uint8Array, unknown> }, stream: number) =>

@@ -13,7 +13,7 @@ import { IndexBatch, StreamEnd } from "../src/domain/Messages.js"
 import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
 import type { HasherApi } from "../src/services/Hasher.js"
 import { makeNetwork } from "../src/Testing.js"
-import { describeTree, eventually, readOr, tempDir } from "./support/fs.js"
+import { describeTree, eventually, folderWithOutside, readOr, tempDir } from "./support/fs.js"
 import { EVIL_REPLICA, fileRecord, hostileClient, symlinkRecord } from "./support/hostile.js"
 import { captureLogs, memoryNode, write } from "./support/nodes.js"
 
@@ -98,14 +98,9 @@ describe("fuzz: the receive path", () => {
     it.live(`seed ${seed} (DSYNC_FUZZ_SEED=${seed}): hostile batches and streams write nothing outside, leak no defect, leave no part file`, () => {
       const logs = captureLogs()
       return Effect.gen(function*() {
-        const parent = yield* tempDir()
-        const root = path.join(parent, "folder")
-        const outside = path.join(parent, "outside")
-        fs.mkdirSync(root)
-        fs.mkdirSync(outside)
-        fs.writeFileSync(path.join(outside, "secret"), "keep out")
+        const { parent, root, outside, snapshot } = yield* folderWithOutside
         write(root, "mine.txt", "the user's file")
-        const before = JSON.stringify(describeTree(outside))
+        const before = snapshot()
         const heapBefore = process.memoryUsage().heapUsed
         const network = makeNetwork()
         yield* memoryNode(network, "a", root, [], { slowStreamWindow: "300 millis" })
@@ -118,7 +113,7 @@ describe("fuzz: the receive path", () => {
           if (sent._tag === "Left") break
         }
         yield* answerBadly(r, channel, contents).pipe(Effect.ignore)
-        expect(JSON.stringify(describeTree(outside))).toBe(before)
+        expect(snapshot()).toBe(before)
         expect(fs.readdirSync(parent).sort()).toEqual(["folder", "outside"])
         expect(readOr(path.join(root, "mine.txt"))).toBe("the user's file")
         yield* eventually("no part file left", () => !JSON.stringify(describeTree(root, { hash: false })).includes(".part"))

@@ -12,6 +12,7 @@ import {
   encodeMessage,
   setBlockIndex
 } from "../src/lib/Wire.js"
+import { recordCost } from "../src/programs/IncomingRecords.js"
 import { byEncodedSize } from "../src/programs/PeerSession.js"
 import { MAX_FRAME_PLAINTEXT } from "../src/services/SecureChannel.js"
 
@@ -72,9 +73,10 @@ describe("wire codec", () => {
     }))
     const batches = byEncodedSize(records)
     expect(batches.length).toBeGreaterThan(1)
-    expect(batches.flat().map((r) => r.sequence)).toEqual(records.map((r) => r.sequence))
+    expect(batches.flatMap((b) => b.records).map((r) => r.sequence)).toEqual(records.map((r) => r.sequence))
     for (const batch of batches) {
-      const frame = encodeMessage(new IndexBatch({ records: batch.map(({ inode: _, ...r }) => r), initialDone: false }))
+      expect(batch.cost).toBe(batch.records.reduce((sum, r) => sum + recordCost(r), 0))
+      const frame = encodeMessage(new IndexBatch({ records: batch.records.map(({ inode: _, ...r }) => r), initialDone: false }))
       expect(frame.length).toBeLessThan(MAX_FRAME_PLAINTEXT)
     }
   })

@@ -10,7 +10,7 @@ import { validatePeerPath } from "../lib/SafePath.js"
 import { createPart } from "../lib/PartFile.js"
 import { printable, showPath } from "../lib/Printable.js"
 import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
-import { Events, NodeEvent } from "../services/Events.js"
+import { type Events, NodeEvent, publish as publishEvent } from "../services/Events.js"
 import { Folder } from "../services/Folder.js"
 import type { Hasher } from "../services/Hasher.js"
 import { type BlockSource, type BlockUnavailable, Transfer } from "../services/Transfer.js"
@@ -72,7 +72,7 @@ const commitPart = (remote: FileRecord, part: string) =>
     if (decision === "conflict" && present && !present.isDirectory()) {
       const name = conflictPath(remote.path, new Date(), index.replicaId)
       conflictCopy = yield* fsSync("keep conflict copy", remote.path, () => folder.fs.linkUnique(remote.path, (n) => numbered(name, n)))
-      yield* Effect.flatMap(Events, (events) => events.publish(NodeEvent.ConflictKept({ path: remote.path, keptAs: conflictCopy! })))
+      yield* publishEvent(NodeEvent.ConflictKept({ path: remote.path, keptAs: conflictCopy! }))
       yield* Effect.logWarning(`conflict: ${showPath(remote.path)} changed here and on a peer; kept ours as ${showPath(conflictCopy)}`)
     } else if (present && !present.isDirectory()) {
       yield* keepReplaced(remote.path, present)
@@ -101,7 +101,7 @@ const applyDelete = (remote: FileRecord, peerId: string) =>
     }
     yield* index.put({ ...remote, version: merge(local?.version ?? {}, remote.version), inode: 0 })
     yield* Effect.logInfo(`deleted: ${showPath(remote.path)}`)
-    yield* Effect.flatMap(Events, (events) => events.publish(NodeEvent.FileDeleted({ path: remote.path, peerId })))
+    yield* publishEvent(NodeEvent.FileDeleted({ path: remote.path, peerId }))
     yield* removeDeletedParents(remote.path)
   })
 
@@ -172,23 +172,21 @@ export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Eff
       `received: ${showPath(remote.path)}` +
         (remote.kind === "file" ? ` (${remote.size} bytes, ${fetched} of ${remote.blocks.length} blocks from peer)` : ` (${remote.kind})`)
     )
-    yield* Effect.flatMap(Events, (events) =>
-      events.publish(NodeEvent.FileReceived({
-        path: remote.path,
-        peerId: source.peerId,
-        kind: remote.kind,
-        bytes: remote.size,
-        fetchedBytes,
-        durationMs: Date.now() - started
-      })))
+    yield* publishEvent(NodeEvent.FileReceived({
+      path: remote.path,
+      peerId: source.peerId,
+      kind: remote.kind,
+      bytes: remote.size,
+      fetchedBytes,
+      durationMs: Date.now() - started
+    }))
   }).pipe(
     Effect.scoped,
     Effect.as(true),
     Effect.catchAll((e: FsError | UnsafePath | BlockUnavailable) => {
       const reason = "reason" in e ? e.reason : e.message
       return Effect.logWarning(`could not apply ${showPath(remote.path)} from peer: ${printable(reason)}`).pipe(
-        Effect.zipRight(Effect.flatMap(Events, (events) =>
-          events.publish(NodeEvent.TransferFailed({ path: remote.path, peerId: source.peerId, reason })))),
+        Effect.zipRight(publishEvent(NodeEvent.TransferFailed({ path: remote.path, peerId: source.peerId, reason }))),
         Effect.as(e._tag !== "FsError" && e._tag !== "BlockUnavailable") // worth another try later
       )
     })

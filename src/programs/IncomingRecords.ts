@@ -1,4 +1,4 @@
-import { Either, ParseResult, Schema } from "effect"
+import { Effect, Either, Option, ParseResult, Schema } from "effect"
 import { asTombstone, blockSizeFor, FileRecord, MIN_BLOCK_SIZE, TOMBSTONE_RETENTION_DAYS } from "../domain/FileRecord.js"
 import { validatePeerPath } from "../lib/SafePath.js"
 import type { HasherApi } from "../services/Hasher.js"
@@ -53,37 +53,42 @@ export type Admission =
  * Schema (every number bounded), path safe, contents consistent, and no claim of
  * edits made by this replica that this replica never made (only we bump our counter,
  * so a peer that does is lying, and the counter could otherwise be pushed towards
- * overflow). A refused record is dropped alone; the session goes on.
+ * overflow). A refused record is dropped alone; the session goes on. Our own record
+ * is looked up only when the verdict depends on it.
  */
-export const admitRecord = (
+export const admitRecord = <E, R>(
   raw: unknown,
   hasher: HasherApi,
   ourReplica: string,
-  /** What we hold for the path the record names, if anything. */
-  local: LocalRecord | undefined
-): Admission => {
+  /** What we hold for a path, if anything. */
+  lookup: (path: string) => Effect.Effect<Option.Option<LocalRecord>, E, R>
+): Effect.Effect<Admission, E, R> => {
   const decoded = decodeRecord(raw)
   if (Either.isLeft(decoded)) {
     const path = typeof raw === "object" && raw !== null && typeof (raw as { path?: unknown }).path === "string"
       ? ((raw as { path: string }).path).slice(0, 256)
       : "?"
     const reason = ParseResult.TreeFormatter.formatErrorSync(decoded.left).replace(/\s+/g, " ").slice(0, 300)
-    return { _tag: "Refused", path, reason: `malformed record: ${reason}`, cost: UNDECODED_COST }
+    return Effect.succeed({ _tag: "Refused", path, reason: `malformed record: ${reason}`, cost: UNDECODED_COST })
   }
   const record = decoded.right
   const cost = recordCost(record)
   const refuse = (reason: string): Admission => ({ _tag: "Refused", path: record.path, reason, cost })
   const path = validatePeerPath(record.path)
-  if (Either.isLeft(path)) return refuse(path.left.reason)
+  if (Either.isLeft(path)) return Effect.succeed(refuse(path.left.reason))
   const problem = inconsistency(record, hasher)
-  if (problem) return refuse(problem)
+  if (problem) return Effect.succeed(refuse(problem))
   const claimed = record.version[ourReplica]
-  if (claimed !== undefined && claimed > (local?.version[ourReplica] ?? 0)) {
-    return refuse("it claims edits of this replica that this replica never made")
-  }
-  if (!record.deleted) return { _tag: "Accepted", record, cost }
-  // Tombstones are stored as we would make them (no content, dated no later than now),
-  // and one past its retention is not taken up again: it was dropped here, or soon will be.
-  if (local === undefined && record.mtimeMs < Date.now() - TOMBSTONE_RETENTION_DAYS * 86_400_000) return { _tag: "Expired", cost }
-  return { _tag: "Accepted", record: asTombstone(record, record.mtimeMs), cost }
+  if (claimed === undefined && !record.deleted) return Effect.succeed({ _tag: "Accepted", record, cost })
+  return Effect.map(lookup(record.path), (found): Admission => {
+    const local = Option.getOrUndefined(found)
+    if (claimed !== undefined && claimed > (local?.version[ourReplica] ?? 0)) {
+      return refuse("it claims edits of this replica that this replica never made")
+    }
+    if (!record.deleted) return { _tag: "Accepted", record, cost }
+    // Tombstones are stored as we would make them (no content, dated no later than now),
+    // and one past its retention is not taken up again: it was dropped here, or soon will be.
+    if (local === undefined && record.mtimeMs < Date.now() - TOMBSTONE_RETENTION_DAYS * 86_400_000) return { _tag: "Expired", cost }
+    return { _tag: "Accepted", record: asTombstone(record, record.mtimeMs), cost }
+  })
 }

@@ -18,7 +18,7 @@ import { printable, showPath } from "../lib/Printable.js"
 import { blockDataFrame, blockFrameLength, blockPayload, decodeFrame, encodeBlockData, encodeMessage, setBlockIndex } from "../lib/Wire.js"
 import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
-import { Events, NodeEvent } from "../services/Events.js"
+import { Events, NodeEvent, publish as publishEvent } from "../services/Events.js"
 import { RateLimiter } from "../services/RateLimiter.js"
 import { Hasher } from "../services/Hasher.js"
 import { shortId } from "../services/Identity.js"
@@ -50,6 +50,9 @@ export const defaultTiming: SessionTiming = {
 
 /** The floor rate of a file stream. */
 export const FLOOR_BYTES_PER_SECOND = 64 * 1024
+
+/** The services a peer session runs on. */
+export type SessionServices = FileIndex | Folder | Hasher | Events | RateLimiter | Transfer
 
 /** What `runSession` needs besides the channel. */
 export interface SessionOptions {
@@ -85,10 +88,9 @@ const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>, 
         const records = yield* index.since(yield* Ref.get(sent), INDEX_BATCH)
         if (records.length === 0) break
         for (const batch of byEncodedSize(records)) {
-          const wire = batch.map(toWire)
-          yield* window.reserve(wire.reduce((sum, r) => sum + recordCost(r), 0))
-          yield* send(new IndexBatch({ records: wire, initialDone: false }))
-          yield* Ref.set(sent, batch[batch.length - 1]!.sequence)
+          yield* window.reserve(batch.cost)
+          yield* send(new IndexBatch({ records: batch.records.map(toWire), initialDone: false }))
+          yield* Ref.set(sent, batch.records[batch.records.length - 1]!.sequence)
         }
       }
       if (!(yield* Ref.getAndSet(initialDone, true))) yield* send(new IndexBatch({ records: [], initialDone: true }))
@@ -123,25 +125,24 @@ const makeIndexWindow = (size: number) => Effect.gen(function*() {
 
 const toWire = ({ inode: _inode, ...record }: LocalRecord): FileRecord => record
 
-
 /**
  * Split records into runs that each encode well under the frame limit: 500 records of
- * 2048 blocks each would be ~70 MB of JSON, and a frame carries at most 16 MiB.
+ * 2048 blocks each would be ~70 MB of JSON, and a frame carries at most 16 MiB. Each
+ * run comes with its record cost, which the index window counts.
  */
 export const byEncodedSize = (records: ReadonlyArray<LocalRecord>, limit = INDEX_FRAME_BUDGET) => {
-  const batches: Array<Array<LocalRecord>> = []
-  let current: Array<LocalRecord> = []
-  let size = 0
+  const batches: Array<{ records: Array<LocalRecord>; cost: number }> = []
+  let current: { records: Array<LocalRecord>; cost: number } = { records: [], cost: 0 }
   for (const record of records) {
-    if (current.length > 0 && size + recordCost(record) > limit) {
+    const cost = recordCost(record)
+    if (current.records.length > 0 && current.cost + cost > limit) {
       batches.push(current)
-      current = []
-      size = 0
+      current = { records: [], cost: 0 }
     }
-    current.push(record)
-    size += recordCost(record)
+    current.records.push(record)
+    current.cost += cost
   }
-  if (current.length > 0) batches.push(current)
+  if (current.records.length > 0) batches.push(current)
   return batches
 }
 
@@ -182,8 +183,7 @@ const serveFile = (request: FileRequest, peerId: string, sendFrame: (frame: Uint
       return yield* end(sent.left.reason)
     }
     yield* end()
-    yield* Effect.flatMap(Events, (events) =>
-      events.publish(NodeEvent.FileSent({ path: request.path, peerId, bytes, durationMs: Date.now() - started })))
+    yield* publishEvent(NodeEvent.FileSent({ path: request.path, peerId, bytes, durationMs: Date.now() - started }))
   })
 
 /** A stream we asked for: where its blocks go, which are still due, who waits for the end, and its rate. */
@@ -316,9 +316,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     const hasher = yield* Hasher
     const receiveIndex = (batch: IndexBatch) =>
       Effect.gen(function*() {
-        const admitted = yield* Effect.forEach(batch.records, (raw) =>
-          Effect.map(index.get(typeof raw === "object" && raw !== null ? String((raw as { path?: unknown }).path) : ""), (local) =>
-            admitRecord(raw, hasher, index.replicaId, Option.getOrUndefined(local))))
+        const admitted = yield* Effect.forEach(batch.records, (raw) => admitRecord(raw, hasher, index.replicaId, index.get))
         const cost = admitted.reduce((sum, a) => sum + a.cost, 0)
         // (a batch alone may exceed the window when nothing is held, as the sender allows)
         if (holding > 0 && cost > 0 && holding + cost > options.indexWindow) {
@@ -340,7 +338,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
 
     const outgoing = yield* FiberMap.make<number>()
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
-    const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, FileIndex | Folder | Hasher | Events | RateLimiter | Transfer> => {
+    const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, SessionServices> => {
       switch (frame._tag) {
         case "BlockData": {
           // hot path: plain code, no fiber per block

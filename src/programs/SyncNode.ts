@@ -10,13 +10,11 @@ import { Discovery, type DiscoveredPeer } from "../services/Discovery.js"
 import { FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { RateLimiter } from "../services/RateLimiter.js"
-import type { Transfer } from "../services/Transfer.js"
 import { Identity, shortId } from "../services/Identity.js"
 import { SecureChannel } from "../services/SecureChannel.js"
 import { Transport, type Connection } from "../services/Transport.js"
 import { RESCAN_ALL, Watcher } from "../services/Watcher.js"
-import { Hasher } from "../services/Hasher.js"
-import { defaultTiming, runSession, type SessionOptions, type SessionTiming } from "./PeerSession.js"
+import { defaultTiming, runSession, type SessionOptions, type SessionServices, type SessionTiming } from "./PeerSession.js"
 import { diskState, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { makeBacklog } from "./Backlog.js"
@@ -42,9 +40,6 @@ export interface NodeOptions {
   /** Override of the index flow-control window (tests use a small one); both peers must agree. */
   readonly indexWindow?: number
 }
-
-/** What a peer session runs on. */
-type SessionServices = FileIndex | Folder | Hasher | Events | RateLimiter | Transfer
 
 /** @deprecated since 0.2.0: the node's interface is SyncNodeApi. */
 export type NodeHandle = SyncNodeApi

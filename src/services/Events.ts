@@ -1,4 +1,4 @@
-import { Context, Data, type Effect, type Scope, type Stream } from "effect"
+import { Context, Data, Effect, type Scope, type Stream } from "effect"
 
 /**
  * What a running node reports, as typed values: the CLI renders them (log lines or a
@@ -67,3 +67,7 @@ export interface EventsApi {
  * @category events
  */
 export class Events extends Context.Tag("dsync/Events")<Events, EventsApi>() {}
+
+/** Publish `event` on the node's hub (for programs that have no `Events` in hand). */
+export const publish = (event: NodeEvent): Effect.Effect<void, never, Events> =>
+  Effect.flatMap(Events, (events) => events.publish(event))

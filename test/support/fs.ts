@@ -79,3 +79,15 @@ export const describeTree = (root: string, { hash = true } = {}): Record<string,
   walk(root)
   return out
 }
+
+/** A folder and, beside it, an "outside" folder holding a secret; the tree outside is snapshotted. */
+export const folderWithOutside = Effect.gen(function*() {
+  const parent = yield* tempDir()
+  const root = path.join(parent, "folder")
+  const outside = path.join(parent, "outside")
+  fs.mkdirSync(root)
+  fs.mkdirSync(outside)
+  fs.writeFileSync(path.join(outside, "secret"), "the user's private key")
+  fs.writeFileSync(path.join(outside, "authorized_keys"), "the user's keys")
+  return { parent, root, outside, snapshot: () => JSON.stringify(describeTree(outside)) }
+})
