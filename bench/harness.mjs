@@ -147,6 +147,16 @@ export const peakRssMib = (pid) => {
   }
 }
 
+/** CPU seconds (user + system) a live process has used so far: steadier than wall time on a busy machine. */
+export const cpuSeconds = (pid) => {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")
+    return round((Number(fields[11]) + Number(fields[12])) / 100, 2)
+  } catch {
+    return null
+  }
+}
+
 export const writeRandomFile = (file, bytes) => {
   const fd = fs.openSync(file, "w")
   try {

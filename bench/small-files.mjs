@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
+import { cpuSeconds, freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
 
 const FOLDERS = 50
 const TIMEOUT_MS = 300_000
@@ -50,6 +50,7 @@ const main = async () => {
     await waitFor(`B to receive ${files} files`, () => received() >= files, TIMEOUT_MS, procs, 20)
     const seconds = (performance.now() - t0) / 1000
     const peak = { sender: peakRssMib(a.pid), receiver: peakRssMib(b.pid) }
+    const cpu = { sender: cpuSeconds(a.pid), receiver: cpuSeconds(b.pid) }
     const [stopA, stopB] = await Promise.all([stop(a), stop(b)])
     const result = {
       files,
@@ -57,6 +58,7 @@ const main = async () => {
       seconds: round(seconds),
       files_per_s: round(files / seconds, 1),
       peak_rss_mib: peak,
+      cpu_s: cpu,
       exit_codes: { sender: stopA.code, receiver: stopB.code }
     }
     fs.mkdirSync(path.join(here, "results"), { recursive: true })

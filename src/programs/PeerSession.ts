@@ -1,4 +1,4 @@
-import { Cause, Deferred, Duration, Effect, Exit, Fiber, FiberMap, Option, Queue, Ref, Schedule, Stream } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, FiberMap, FiberRef, Option, Queue, Ref, Schedule, Stream } from "effect"
 import { ConnectionClosed, ProtocolError } from "../domain/Errors.js"
 import type { FileRecord } from "../domain/FileRecord.js"
 import {
@@ -337,6 +337,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       })
 
     const outgoing = yield* FiberMap.make<number>()
+    const unhandledLevel = yield* FiberRef.get(FiberRef.unhandledErrorLogLevel)
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
     const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, SessionServices> => {
       switch (frame._tag) {
@@ -362,7 +363,11 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           return Effect.flatMap(FiberMap.size(outgoing), (open) =>
             open >= MAX_OPEN_STREAMS
               ? Effect.fail(new ProtocolError({ reason: `more than ${MAX_OPEN_STREAMS} file requests open at once` }))
-              : FiberMap.run(outgoing, frame.stream, serveSlots.withPermits(1)(serveFile(frame, channel.peerId, sendFrame))).pipe(Effect.asVoid))
+              : FiberMap.run(outgoing, frame.stream, serveSlots.withPermits(1)(serveFile(frame, channel.peerId, sendFrame))).pipe(
+                // the served file's fiber inherits this at fork: its failures are logged as usual
+                Effect.withUnhandledErrorLogLevel(unhandledLevel),
+                Effect.asVoid
+              ))
         case "StreamCancel":
           return FiberMap.remove(outgoing, frame.stream)
         case "IndexBatch":
@@ -386,9 +391,12 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       Effect.all([sendIndex(send, window), keepalive, watchdog, creditFlusher, puller.run], { concurrency: "unbounded", discard: true })
     )
     // The peer's frames, each handled before the next is read: a slow handler (the
-    // receive cap) leaves the socket unread, so TCP slows the peer. (A plain loop, not
-    // Stream.repeatEffect: that version left an unobserved fiber failing with the
-    // session's ProtocolError when a peer sent a bad frame; see the fuzz test.)
-    const receiving = Effect.forever(Effect.flatMap(receive, dispatch))
+    // receive cap) leaves the socket unread, so TCP slows the peer.
+    const frames = Stream.repeatEffect(receive)
+    // Stream.run forks the run into a child fiber and hands its failure back to us; that
+    // fiber also logs the failure as "unhandled" (Effect 3 logs every failed fiber). It is
+    // handled (it ends the session), so that log is off for the run, back on for each
+    // file served, so a defect there is still logged.
+    const receiving = Stream.runForEach(frames, dispatch).pipe(Effect.withUnhandledErrorLogLevel(Option.none()))
     yield* Effect.raceFirst(receiving, Fiber.join(background))
   }).pipe(Effect.scoped)
