@@ -128,6 +128,14 @@ const installHooks = () => {
     }
     process.on(signal, onSignal)
   }
+  // A vitest fork worker whose runner died (e.g. SIGTERM to vitest alone) is orphaned and
+  // carries on: clean up at once, and when it was mid-test, end it, as nobody reads its results.
+  process.once("disconnect", () => {
+    const midTest = liveLans.size > 0
+    cleanupAllSync()
+    // (vitest replaces process.exit in workers: only a signal ends this one for sure)
+    if (midTest) process.kill(process.pid, "SIGKILL")
+  })
 }
 
 let staleRemoved = false
