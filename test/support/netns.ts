@@ -373,8 +373,10 @@ export class Lan {
   private readonly bridgeNs: string
   private readonly tmp: string
   private readonly namespaces: Array<string> = []
-  /** Every process started per host, current last. */
+  /** Every process started per host (dsync or not), oldest first. */
   private readonly procs = new Map<number, Array<HostProcess>>()
+  /** The dsyncs started per host, current last. */
+  private readonly dsyncs = new Map<number, Array<HostProcess>>()
   private destroyed = false
 
   private constructor(options: LanOptions) {
@@ -442,14 +444,14 @@ export class Lan {
     return h
   }
 
-  /** The dsync (or other process) last started in host `i`, if any. */
+  /** The dsync last started in host `i`, if any. */
   current(i: number): HostProcess | undefined {
-    return this.procs.get(i)?.at(-1)
+    return this.dsyncs.get(i)?.at(-1)
   }
 
-  /** Every process started in host `i`, oldest first. */
+  /** Every dsync started in host `i`, oldest first. */
   history(i: number): ReadonlyArray<HostProcess> {
-    return this.procs.get(i) ?? []
+    return this.dsyncs.get(i) ?? []
   }
 
   /** The arguments `start` gives dsync in host `i`. */
@@ -468,12 +470,13 @@ export class Lan {
   /** Starts dsync in host `i` and waits for its start-up line. */
   async start(i: number, options: StartOptions = {}): Promise<HostProcess> {
     const running = this.current(i)
-    if (running && !running.exitInfo() && running.label.startsWith("dsync")) throw new Error(`dsync already runs in h${i}`)
+    if (running && !running.exitInfo()) throw new Error(`dsync already runs in h${i}`)
     const h = this.host(i)
     const proc = this.spawn(i, `dsync ${h.name}#${this.history(i).length + 1}`, [process.execPath, mainJs, ...this.dsyncArgs(i, options)], {
       XDG_CONFIG_HOME: h.configHome,
       NO_COLOR: "1"
     })
+    this.dsyncs.set(i, [...this.history(i), proc])
     await proc.waitFor(/^dsync .* · listening on .*$/m, 20_000)
     return proc
   }
@@ -487,14 +490,14 @@ export class Lan {
   spawn(i: number, label: string, argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}): HostProcess {
     if (this.destroyed) throw new Error("the LAN is gone")
     const proc = spawnIn(this.host(i).ns, label, argv, { ...process.env, ...env })
-    this.procs.set(i, [...this.history(i), proc])
+    this.procs.set(i, [...(this.procs.get(i) ?? []), proc])
     return proc
   }
 
   /** SIGKILLs host `i`'s dsync (no goodbye, no cleanup) and waits for it to be gone. */
   async kill(i: number): Promise<Exited> {
     const proc = this.current(i)
-    if (!proc) throw new Error(`nothing runs in h${i}`)
+    if (!proc) throw new Error(`no dsync was started in h${i}`)
     return proc.stop("SIGKILL", 5_000)
   }
 
@@ -611,7 +614,7 @@ export class Lan {
   /** The last `lines` lines of every process started in `indices` (default: all hosts). */
   logs(indices: ReadonlyArray<number> = this.hosts.map((h) => h.index), lines = 60): string {
     return indices.flatMap((i) =>
-      this.history(i).map((p) => {
+      (this.procs.get(i) ?? []).map((p) => {
         const exit = p.exitInfo()
         return `=== ${p.label} in h${i} (${this.host(i).ip}, pid ${p.pid}${exit ? `, exited code=${exit.code} signal=${exit.signal}` : ""}) ===\n${tail(p.output(), lines)}`
       })
