@@ -22,6 +22,11 @@ export const fromSocket = (socket: net.Socket): Connection => {
     waiter = undefined
     w?.()
   }
+  let corked = false
+  const uncork = () => {
+    corked = false
+    socket.uncork()
+  }
   socket.on("data", (chunk: Buffer) => {
     queued.push(chunk)
     queuedBytes += chunk.length
@@ -62,10 +67,14 @@ export const fromSocket = (socket: net.Socket): Connection => {
   const write = (...parts: ReadonlyArray<Uint8Array>): Effect.Effect<void, ConnectionClosed> =>
     Effect.suspend(() => {
       if (ended !== undefined || socket.destroyed) return Effect.fail(new ConnectionClosed({ reason: ended ?? "closed" }))
-      // cork: the parts leave in one gathering write (writev), not one syscall each
-      socket.cork()
+      // Corked until the end of this tick: every frame written in it (a file's block and
+      // its StreamEnd, a round of requests) leaves in one gathering write, not a syscall each.
+      if (!corked) {
+        corked = true
+        socket.cork()
+        process.nextTick(uncork)
+      }
       for (const part of parts) socket.write(part)
-      socket.uncork()
       // Wait for 'drain' only when much is queued: waiting after every large frame would
       // cost an event-loop turn per frame and leave the pipe idle in between.
       if (socket.writableLength < WRITE_QUEUE_LIMIT) return Effect.void
