@@ -104,6 +104,8 @@ export const fromSocket = (socket: net.Socket): Connection => {
     write,
     close: Effect.sync(() => {
       ended ??= "closed locally"
+      // What this tick wrote (e.g. a handshake's reject) goes out before the socket closes.
+      if (corked) uncork()
       socket.destroy()
       wake()
     })
