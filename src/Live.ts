@@ -4,6 +4,7 @@ import type { RateLimits } from "./services/RateLimiter.js"
 import { ConfigError } from "./domain/Errors.js"
 import * as CipherNode from "./layers/CipherNode.js"
 import * as CurvesNode from "./layers/CurvesNode.js"
+import * as DiscoveryMdns from "./layers/DiscoveryMdns.js"
 import * as DiscoveryStatic from "./layers/DiscoveryStatic.js"
 import * as EventsPubSub from "./layers/EventsPubSub.js"
 import * as FolderLocal from "./layers/FolderLocal.js"
@@ -15,7 +16,8 @@ import * as SecureChannelLive from "./layers/SecureChannelLive.js"
 import * as TransferBlocks from "./layers/TransferBlocks.js"
 import * as TransportTcp from "./layers/TransportTcp.js"
 import * as WatcherParcel from "./layers/WatcherParcel.js"
-import type { Discovery } from "./services/Discovery.js"
+import { Discovery, merge as mergeDiscovery } from "./services/Discovery.js"
+import type { Identity } from "./services/Identity.js"
 import type { Transport } from "./services/Transport.js"
 import * as SyncNode from "./programs/SyncNode.js"
 import type { NodeOptions } from "./programs/SyncNode.js"
@@ -27,12 +29,14 @@ export interface FolderSettings {
   readonly excludes: ReadonlyArray<string>
   /** Peers to dial (`-a`): used when no `discovery` layer is given. */
   readonly peers: ReadonlyArray<PeerAddress>
-  /** How peers are found; default: dial `peers` (DiscoveryStatic). */
-  readonly discovery?: Layer.Layer<Discovery>
+  /** How peers are found (it may use the node's Identity); default: dial `peers` (DiscoveryStatic). */
+  readonly discovery?: Layer.Layer<Discovery, ConfigError, Identity>
   /** Transfer slots and bandwidth caps (defaults: 4 files at once, no cap). */
   readonly limits?: Partial<RateLimits>
   /** Shared-secret passphrase: only peers with the same one can complete a handshake. */
   readonly secret?: SecureChannelLive.SharedSecret
+  /** Group (as parseGroup returns it): only peers of the same group complete a handshake. */
+  readonly group?: string
 }
 
 /**
@@ -42,10 +46,10 @@ export interface FolderSettings {
  */
 export const nodeLayer = <E>(transport: Layer.Layer<Transport, E>, settings: FolderSettings) =>
   TransferBlocks.layer.pipe(Layer.provideMerge(Layer.mergeAll(
-    (settings.secret === undefined ? SecureChannelLive.layer : SecureChannelLive.makeLayer({ secret: settings.secret })).pipe(
-      Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer)),
-      Layer.provideMerge(CurvesNode.layer)
-    ),
+    SecureChannelLive.makeLayer({
+      ...(settings.secret === undefined ? {} : { secret: settings.secret }),
+      ...(settings.group === undefined ? {} : { group: settings.group })
+    }),
     transport,
     RateLimiterTokenBucket.layer({ ...defaultLimits, ...settings.limits }),
     HasherBlake3.layer,
@@ -54,7 +58,7 @@ export const nodeLayer = <E>(transport: Layer.Layer<Transport, E>, settings: Fol
     WatcherParcel.layer,
     settings.discovery ?? DiscoveryStatic.layer(settings.peers),
     EventsPubSub.layer
-  )))
+  )), Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer).pipe(Layer.provideMerge(CurvesNode.layer))))
 
 const defaultLimits: RateLimits = {
   maxConcurrentTransfers: defaults.maxConcurrentTransfers,
@@ -62,14 +66,33 @@ const defaultLimits: RateLimits = {
   maxRecvRate: defaults.maxRecvRate
 }
 
-/** The real thing: TCP. */
+/** mDNS discovery (when on) together with the `-a` peers; the `-a` peers alone otherwise. */
+export const discoveryLayer = (config: NodeConfig): Layer.Layer<Discovery, ConfigError, Identity> =>
+  config.discovery
+    ? Layer.scoped(
+      Discovery,
+      Effect.map(
+        DiscoveryMdns.make({
+          name: config.name,
+          port: config.port,
+          ...(config.group === undefined ? {} : { group: config.group }),
+          ...(config.interfaces === undefined ? {} : { interfaces: config.interfaces })
+        }),
+        (mdns) => mergeDiscovery(DiscoveryStatic.make(config.peers), mdns)
+      )
+    )
+    : DiscoveryStatic.layer(config.peers)
+
+/** The real thing: TCP, and mDNS discovery unless it is off. */
 export const liveLayer = (config: NodeConfig) =>
   nodeLayer(TransportTcp.layer, {
     root: config.root,
     excludes: config.excludes,
     peers: config.peers,
+    discovery: discoveryLayer(config),
     limits: { maxConcurrentTransfers: config.maxConcurrentTransfers, maxSendRate: config.maxSendRate, maxRecvRate: config.maxRecvRate },
-    ...(config.secret === undefined ? {} : { secret: config.secret })
+    ...(config.secret === undefined ? {} : { secret: config.secret }),
+    ...(config.group === undefined ? {} : { group: config.group })
   })
 
 /** The library options of a node run from CLI settings. */
@@ -87,8 +110,8 @@ export const runNode = (
   observe: (events: Stream.Stream<NodeEvent>) => Effect.Effect<void> = () => Effect.void
 ) =>
   Effect.gen(function*() {
-    if (config.discovery) {
-      yield* Effect.logInfo("mDNS discovery is not in this version yet: dialling the peers given with -a / peer only")
+    if (config.group !== undefined) {
+      yield* Effect.logInfo(`group "${config.group}": only peers of this group can connect`)
     }
     if (config.secret !== undefined) {
       yield* Effect.logInfo("shared secret set: only peers with the same secret can connect")

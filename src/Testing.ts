@@ -1,4 +1,7 @@
+import type { Layer } from "effect"
 import type { PeerAddress } from "./domain/Config.js"
+import type { Discovery } from "./services/Discovery.js"
+import type { Identity } from "./services/Identity.js"
 import type { RateLimits } from "./services/RateLimiter.js"
 import * as TransportMemory from "./layers/TransportMemory.js"
 import { nodeLayer } from "./Live.js"
@@ -15,6 +18,10 @@ export interface MemoryNodeConfig {
   readonly limits?: Partial<RateLimits>
   /** Shared-secret passphrase (as with --secret-file). */
   readonly secret?: Uint8Array
+  /** Group (as with --group, lower case). */
+  readonly group?: string
+  /** How the node finds peers; default: it dials `peers`. */
+  readonly discovery?: Layer.Layer<Discovery, never, Identity>
 }
 
 /**

@@ -28,11 +28,11 @@ export type { NodeOptions } from "./programs/SyncNode.js"
 /** The running node as `SyncNode.SyncNode` gives it: address, ids, peers, records and events. */
 export type { SyncNodeApi } from "./services/SyncNode.js"
 export { Events, type EventsApi, NodeEvent } from "./services/Events.js"
-export { type FolderSettings, liveLayer, nodeLayer, nodeOptions, runNode } from "./Live.js"
+export { discoveryLayer, type FolderSettings, liveLayer, nodeLayer, nodeOptions, runNode } from "./Live.js"
 export { cutAll, makeNetwork, type MemoryNetwork, type MemoryNodeConfig, memoryNodeLayer } from "./Testing.js"
 
 // Data and errors
-export { defaults, formatAddress, type NodeConfig, parseRate, type PeerAddress } from "./domain/Config.js"
+export { defaults, formatAddress, type NodeConfig, parseGroup, parseRate, type PeerAddress } from "./domain/Config.js"
 export { ConfigError, ConnectionClosed, FsError, HandshakeError, ProtocolError, TransportError, UnsafePath } from "./domain/Errors.js"
 export { type FileKind, FileRecord, MAX_BLOCKS, MAX_FILE_SIZE } from "./domain/FileRecord.js"
 export * as Messages from "./domain/Messages.js"
@@ -42,7 +42,14 @@ export * as VersionVector from "./domain/VersionVector.js"
 // Services: tags and interfaces
 export { Cipher, type CipherApi } from "./services/Cipher.js"
 export { Curves, type CurvesApi } from "./services/Curves.js"
-export { type DiscoveredPeer, Discovery, type DiscoveryApi } from "./services/Discovery.js"
+export {
+  type DiscoveredPeer,
+  Discovery,
+  type DiscoveryApi,
+  make as makeDiscovery,
+  merge as mergeDiscovery,
+  PeerChange
+} from "./services/Discovery.js"
 export { type BlockLocation, FileIndex, type FileIndexApi, type LocalRecord } from "./services/FileIndex.js"
 export { Folder, type FolderApi, type IgnoreMatcher } from "./services/Folder.js"
 export { HandshakeGuard, type HandshakeGuardApi, HandshakeRefused } from "./services/HandshakeGuard.js"
@@ -59,6 +66,7 @@ export * as CipherNode from "./layers/CipherNode.js"
 export * as CipherNoble from "./layers/CipherNoble.js"
 export * as CurvesNode from "./layers/CurvesNode.js"
 export * as CurvesNoble from "./layers/CurvesNoble.js"
+export * as DiscoveryMdns from "./layers/DiscoveryMdns.js"
 export * as DiscoveryStatic from "./layers/DiscoveryStatic.js"
 export * as EventsPubSub from "./layers/EventsPubSub.js"
 export * as FolderLocal from "./layers/FolderLocal.js"

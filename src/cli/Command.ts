@@ -24,7 +24,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import { defaults, parseRate } from "../domain/Config.js"
+import { defaults, GROUP_EXPECTED, parseGroup, parseRate } from "../domain/Config.js"
 import { ConfigError } from "../domain/Errors.js"
 import type { Flags } from "../programs/ResolveConfig.js"
 
@@ -57,7 +57,7 @@ interface Spec {
 const rateHelp = (what: string, byDefault: number) =>
   `${what} cap for all peers together, e.g. 20MB or 512KiB (default ${byDefault}${byDefault === 0 ? ": unlimited" : ""})`
 
-/** The seed's flags, ours (--config, --secret-file, --log-level, rates), and the built-ins. Order is the --help order. */
+/** The seed's flags, ours (--interface, --group, --config, --secret-file, --log-level, rates), and the built-ins. Order is the --help order. */
 const spec = {
   path: { long: "path", short: "d", value: "DIR", help: "Directory to sync (required unless dsync.toml sets path)" },
   port: { long: "port", short: "p", value: "PORT", help: `TCP port to listen on (default ${defaults.port})` },
@@ -70,6 +70,18 @@ const spec = {
     help: "Peer to connect to; repeatable; replaces peer from dsync.toml (default none)"
   },
   noDiscovery: { long: "no-discovery", help: "Disable automatic mDNS discovery (default off)" },
+  interface: {
+    long: "interface",
+    value: "NAME",
+    repeatable: true,
+    help: "Network interface to announce and browse on, repeatable; replaces dsync.toml's interface (default: every one that is up, but loopback)"
+  },
+  group: {
+    long: "group",
+    short: "g",
+    value: "NAME",
+    help: "Sync only with peers started with the same group: keeps unrelated folders on one LAN apart (default none)"
+  },
   verbose: { long: "verbose", short: "v", help: "Show detailed logs (default off)" },
   exclude: {
     long: "exclude",
@@ -149,6 +161,11 @@ const decodeRate = (flag: string) => (text: string): Either.Either<number, strin
     : Either.right(rate)
 }
 
+const decodeGroup = (text: string): Either.Either<string, string> => {
+  const group = parseGroup(text)
+  return group === undefined ? Either.left(`--group must be ${GROUP_EXPECTED}, got "${text}"`) : Either.right(group)
+}
+
 const named = <A>(s: Spec, options: Options.Options<A>): Options.Options<A> =>
   s.short === undefined ? options : Options.withAlias(options, s.short)
 
@@ -164,6 +181,8 @@ export const options = Options.all({
   name: Options.optional(text(spec.name)),
   peers: Options.repeated(text(spec.peer)),
   noDiscovery: switchOf(spec.noDiscovery),
+  interfaces: Options.repeated(text(spec.interface)),
+  group: text(spec.group).pipe(Options.mapEffect(checked(decodeGroup)), Options.optional),
   verbose: switchOf(spec.verbose),
   excludes: Options.repeated(text(spec.exclude)),
   config: Options.optional(text(spec.config)),
@@ -257,6 +276,8 @@ const flagsOf = (o: Parsed): Flags => ({
   peers: o.peers,
   excludes: o.excludes,
   noDiscovery: o.noDiscovery,
+  ...(o.interfaces.length > 0 ? { interfaces: o.interfaces } : {}),
+  group: Option.getOrUndefined(o.group),
   verbose: o.verbose,
   secretFile: Option.getOrUndefined(o.secretFile),
   maxSendRate: Option.getOrUndefined(o.maxSendRate),

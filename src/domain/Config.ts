@@ -25,6 +25,10 @@ export interface NodeConfig {
   readonly maxRecvRate: number
   /** The shared-secret passphrase (from --secret-file / secret_file), if any; redacted in any output. */
   readonly secret?: Redacted.Redacted<Uint8Array>
+  /** Only peers of this group (see parseGroup) sync with this node; absent: every dsync is a peer. */
+  readonly group?: string
+  /** Network interfaces to announce and browse on (names); absent or empty: every one that is up. */
+  readonly interfaces?: ReadonlyArray<string>
 }
 
 /** Settings used when neither a flag nor dsync.toml gives them (rate 0: unlimited). */
@@ -56,3 +60,21 @@ export const parseRate = (text: string): number | undefined => {
   const rate = Math.round(Number(m[1]) * unit)
   return Number.isFinite(rate) && rate <= MAX_RATE ? rate : undefined
 }
+
+/** Longest group name: one DNS label, so it fits a TXT entry and a log line. */
+export const MAX_GROUP_LENGTH = 63
+
+const groupRe = new RegExp(`^[a-z0-9][a-z0-9._-]{0,${MAX_GROUP_LENGTH - 1}}$`)
+
+/**
+ * A group name as dsync uses it (lower case: `Photos` and `photos` are one group), or
+ * undefined when `text` is not one: 1 to 63 letters, digits, `.`, `_` or `-`, starting
+ * with a letter or digit.
+ */
+export const parseGroup = (text: string): string | undefined => {
+  const group = text.toLowerCase()
+  return groupRe.test(group) ? group : undefined
+}
+
+/** What `parseGroup` accepts, for error messages. */
+export const GROUP_EXPECTED = `1 to ${MAX_GROUP_LENGTH} letters, digits, ".", "_" or "-", starting with a letter or digit`

@@ -6,8 +6,15 @@ export class ProtocolError extends Data.TaggedError("ProtocolError")<{ readonly 
 /** The connection ended (EOF, reset, idle timeout, or closed by us). */
 export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{ readonly reason: string }> {}
 
-/** The handshake failed; `reason` says why, for the log. */
-export class HandshakeError extends Data.TaggedError("HandshakeError")<{ readonly reason: string }> {}
+/**
+ * The handshake failed; `reason` says why, for the log. `mismatch` is set when the
+ * handshake worked but the peer is not one we may sync with (another group, or another
+ * key than the one it advertised): dialling it again cannot help.
+ */
+export class HandshakeError extends Data.TaggedError("HandshakeError")<{
+  readonly reason: string
+  readonly mismatch?: "group" | "peerId"
+}> {}
 
 /** Bad user input (flags, config file): one clear line for the user. */
 export class ConfigError extends Data.TaggedError("ConfigError")<{ readonly message: string }> {}

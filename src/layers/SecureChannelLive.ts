@@ -1,5 +1,6 @@
 import { createHash, createHmac, hkdfSync, randomBytes, scryptSync, timingSafeEqual } from "node:crypto"
 import { Data, Duration, Effect, Either, Layer, Redacted, Schema } from "effect"
+import { parseGroup } from "../domain/Config.js"
 import { ConnectionClosed, HandshakeError, ProtocolError } from "../domain/Errors.js"
 import { encodeFrame, frameHeader, FrameReader } from "../lib/Framing.js"
 import { Cipher, type CipherApi, KEY_BYTES, NONCE_BYTES, TAG_BYTES } from "../services/Cipher.js"
@@ -29,6 +30,19 @@ export const SECRET_ABSENT_THERE = "the peer does not know the shared secret (it
 export const SECRET_ABSENT_HERE = "the peer uses a shared secret and we have none (see --secret-file)"
 /** What the peer is told (in a reject) for any of the above: nothing about either secret. */
 export const SECRET_REJECT = "shared secret mismatch"
+/** What the peer is told (in a reject) when its group is not ours. */
+export const GROUP_REJECT = "group mismatch"
+
+const describeGroup = (group: string | undefined) => (group === undefined ? "no group" : `group "${group}"`)
+
+/**
+ * Why a handshake fails when the two sides are in different groups (`theirs` null: the
+ * peer refused ours without saying its own).
+ */
+export const groupMismatch = (ours: string | undefined, theirs: string | undefined | null): string =>
+  theirs === null
+    ? `the peer is in another group (we are in ${describeGroup(ours)}; see --group)`
+    : `the peer is in ${describeGroup(theirs)}, we are in ${describeGroup(ours)} (see --group)`
 
 // ---- wire messages (plaintext JSON frames; byte fields are lowercase hex) ----
 // Each is written with its own Schema (`writeMessage`) and read with it (`readMessage`): the
@@ -37,6 +51,8 @@ export const SECRET_REJECT = "shared secret mismatch"
 
 const Hex = (bytes: number) => Schema.String.pipe(Schema.pattern(new RegExp(`^[0-9a-f]{${bytes * 2}}$`)))
 const Proto = Schema.Literal(HANDSHAKE_PROTOCOL)
+/** A group name as parseGroup leaves it (lower case, bounded): anything else is a malformed message. */
+const GroupName = Schema.String.pipe(Schema.maxLength(64), Schema.filter((g) => parseGroup(g) === g))
 
 const Hello = Schema.Struct({ t: Schema.Literal("hello"), proto: Proto, challenge: Hex(32), eph: Hex(32) })
 const InitiatorAuth = Schema.Struct({
@@ -47,14 +63,17 @@ const InitiatorAuth = Schema.Struct({
   eph: Hex(32),
   sig: Hex(64),
   /** Present only when the sender has a shared secret: HMAC-SHA256 (see `secretProof`). */
-  proof: Schema.optional(Hex(32))
+  proof: Schema.optional(Hex(32)),
+  /** Present only when the sender is in a group; its signature covers it (see `transcript`). */
+  group: Schema.optional(GroupName)
 })
 const ResponderAuth = Schema.Struct({
   t: Schema.Literal("auth"),
   proto: Proto,
   id: Hex(32),
   sig: Hex(64),
-  proof: Schema.optional(Hex(32))
+  proof: Schema.optional(Hex(32)),
+  group: Schema.optional(GroupName)
 })
 const Reject = Schema.Struct({ t: Schema.Literal("reject"), reason: Schema.String.pipe(Schema.maxLength(256)) })
 /** Read before the full schema, so a version mismatch is reported as such and not as "malformed". */
@@ -68,7 +87,11 @@ const decodeReject = Schema.decodeUnknownEither(Reject)
  * A handshake failure we tell the peer about (as a reject message) before closing;
  * `told` replaces the reason in the reject when the peer should learn less than our log.
  */
-class Abort extends Data.TaggedError("Abort")<{ readonly reason: string; readonly told?: string }> {}
+class Abort extends Data.TaggedError("Abort")<{
+  readonly reason: string
+  readonly told?: string
+  readonly mismatch?: HandshakeError["mismatch"]
+}> {}
 
 // ---- crypto helpers (X25519 and Ed25519 are the Curves service's; hashes stay on node:crypto) ----
 
@@ -78,6 +101,7 @@ const utf8 = new TextEncoder()
 const LABEL = utf8.encode(HANDSHAKE_PROTOCOL)
 const INITIATOR = Uint8Array.of(0x49) // "I"
 const RESPONDER = Uint8Array.of(0x52) // "R"
+const GROUP_TAG = 0x67 // "g"
 
 /** The values both sides exchanged; all fixed-length, so plain concatenation is unambiguous. */
 interface Exchange {
@@ -87,8 +111,12 @@ interface Exchange {
   readonly initiatorEph: Uint8Array
 }
 
-/** What one role signs: binds the label, the role, both challenges and both ephemeral keys. */
-const transcript = (role: Uint8Array, x: Exchange, initiatorId?: Uint8Array): Uint8Array =>
+/**
+ * What one role signs: binds the label, the role, both challenges and both ephemeral keys
+ * (and the responder's, the initiator's id), then the signer's group, when it has one, as
+ * "g", its length and its bytes: without a group the bytes are what they always were.
+ */
+const transcript = (role: Uint8Array, x: Exchange, initiatorId: Uint8Array | undefined, group: string | undefined): Uint8Array =>
   Buffer.concat([
     LABEL,
     role,
@@ -96,7 +124,8 @@ const transcript = (role: Uint8Array, x: Exchange, initiatorId?: Uint8Array): Ui
     x.initiatorChallenge,
     x.responderEph,
     x.initiatorEph,
-    ...(initiatorId ? [initiatorId] : [])
+    ...(initiatorId ? [initiatorId] : []),
+    ...(group === undefined ? [] : [Uint8Array.of(GROUP_TAG, Buffer.byteLength(group)), utf8.encode(group)])
   ])
 
 /**
@@ -294,6 +323,13 @@ export interface SecureChannelOptions {
    * Without it, the handshake is exactly the one without the option.
    */
   readonly secret?: SharedSecret
+  /**
+   * Our group (as parseGroup returns it): sent in our auth message and covered by our
+   * signature; a peer in another group (or none) fails the handshake on both sides.
+   * Not a secret, nor access control (that is `secret`): it keeps folders apart by mistake.
+   * Without it, the handshake is exactly the one without the option.
+   */
+  readonly group?: string
 }
 
 /**
@@ -311,6 +347,11 @@ export const make = (
   const secretKey = options.secret === undefined
     ? undefined
     : deriveSecretKey(Redacted.isRedacted(options.secret) ? Redacted.value(options.secret) : options.secret)
+  const group = options.group
+  if (group !== undefined && parseGroup(group) !== group) throw new Error(`invalid group name ${JSON.stringify(group)}`)
+  /** The peer's group is not ours: fails both sides, and the dialler does not try again. */
+  const checkGroup = (theirs: string | undefined) =>
+    theirs === group ? undefined : new Abort({ reason: groupMismatch(group, theirs), told: GROUP_REJECT, mismatch: "group" })
 
   /** Deadline, reject message for our own refusals, and closing the connection on any failure. */
   const run = (connection: Connection, handshake: Effect.Effect<Channel, Abort | HandshakeError>) =>
@@ -318,7 +359,7 @@ export const make = (
       Effect.catchTag("Abort", (e) =>
         writeMessage(connection, Reject, { t: "reject", reason: (e.told ?? e.reason).slice(0, 256) }).pipe(
           Effect.ignore,
-          Effect.zipRight(Effect.fail(new HandshakeError({ reason: e.reason })))
+          Effect.zipRight(Effect.fail(new HandshakeError({ reason: e.reason, ...(e.mismatch ? { mismatch: e.mismatch } : {}) })))
         )),
       Effect.timeoutFail({ duration: timeout, onTimeout: () => new HandshakeError({ reason: "timeout" }) }),
       Effect.onError(() => connection.close)
@@ -345,33 +386,39 @@ export const make = (
           id: identity.peerId,
           challenge: toHex(x.initiatorChallenge),
           eph: toHex(x.initiatorEph),
-          sig: toHex(identity.sign(transcript(INITIATOR, x))),
+          sig: toHex(identity.sign(transcript(INITIATOR, x, undefined, group))),
           // We prove first: the responder answers with its proof only if ours checks out.
-          ...(secretKey ? { proof: toHex(secretProof(secretKey, INITIATOR, x, dh, identity.publicKey)) } : {})
+          ...(secretKey ? { proof: toHex(secretProof(secretKey, INITIATOR, x, dh, identity.publicKey)) } : {}),
+          ...(group === undefined ? {} : { group })
         })
 
         const auth = yield* readMessage(reader, ResponderAuth, "auth").pipe(
           Effect.mapError((e) =>
-            e._tag === "HandshakeError" && e.reason === `rejected by peer: ${SECRET_REJECT}`
+            e._tag !== "HandshakeError"
+              ? e
+              : e.reason === `rejected by peer: ${SECRET_REJECT}`
               ? new HandshakeError({ reason: secretKey ? SECRET_MISMATCH : SECRET_ABSENT_HERE })
+              : e.reason === `rejected by peer: ${GROUP_REJECT}`
+              ? new HandshakeError({ reason: groupMismatch(group, null), mismatch: "group" })
               : e
           )
         )
         if (auth.id === identity.peerId) return yield* new Abort({ reason: "peer presented our own id" })
         const peerKey = fromHex(auth.id)
-        if (!curves.verify(peerKey, transcript(RESPONDER, x, identity.publicKey), fromHex(auth.sig))) {
+        if (!curves.verify(peerKey, transcript(RESPONDER, x, identity.publicKey, auth.group), fromHex(auth.sig))) {
           return yield* new Abort({ reason: "bad signature" })
         }
         if (expectedPeerId !== undefined && expectedPeerId.toLowerCase() !== auth.id) {
           return yield* new Abort({
-            reason: `peer id mismatch: expected ${shortId(expectedPeerId)}, peer proved ${shortId(auth.id)}`
+            reason: `peer id mismatch: expected ${shortId(expectedPeerId)}, peer proved ${shortId(auth.id)}`,
+            mismatch: "peerId"
           })
         }
         const refused = checkProof(
           secretKey,
           auth.proof,
           () => secretProof(secretKey!, RESPONDER, x, dh, identity.publicKey, peerKey)
-        )
+        ) ?? checkGroup(auth.group)
         if (refused) return yield* refused
         const keys = deriveKeys(dh, x, identity.publicKey, peerKey, secretKey)
         return yield* makeChannel(connection, reader, cipher, auth.id, { send: keys.i2r, receive: keys.r2i })
@@ -403,19 +450,22 @@ export const make = (
         const dh = curves.sharedSecret(eph.privateKey, x.initiatorEph)
         if (!dh) return yield* new Abort({ reason: "all-zero shared secret" })
         const peerKey = fromHex(auth.id)
-        if (!curves.verify(peerKey, transcript(INITIATOR, x), fromHex(auth.sig))) {
+        // The signature covers the group the peer states: a relay cannot change it.
+        if (!curves.verify(peerKey, transcript(INITIATOR, x, undefined, auth.group), fromHex(auth.sig))) {
           return yield* new Abort({ reason: "bad signature" })
         }
         // The initiator's proof is checked before anything of ours depends on the secret:
         // a stranger without it gets a reject and nothing to guess the passphrase against.
-        const refused = checkProof(secretKey, auth.proof, () => secretProof(secretKey!, INITIATOR, x, dh, peerKey))
+        const refused = checkProof(secretKey, auth.proof, () => secretProof(secretKey!, INITIATOR, x, dh, peerKey)) ??
+          checkGroup(auth.group)
         if (refused) return yield* refused
         yield* writeMessage(connection, ResponderAuth, {
           t: "auth",
           proto: HANDSHAKE_PROTOCOL,
           id: identity.peerId,
-          sig: toHex(identity.sign(transcript(RESPONDER, x, peerKey))),
-          ...(secretKey ? { proof: toHex(secretProof(secretKey, RESPONDER, x, dh, peerKey, identity.publicKey)) } : {})
+          sig: toHex(identity.sign(transcript(RESPONDER, x, peerKey, group))),
+          ...(secretKey ? { proof: toHex(secretProof(secretKey, RESPONDER, x, dh, peerKey, identity.publicKey)) } : {}),
+          ...(group === undefined ? {} : { group })
         })
         const keys = deriveKeys(dh, x, peerKey, identity.publicKey, secretKey)
         return yield* makeChannel(connection, reader, cipher, auth.id, { send: keys.r2i, receive: keys.i2r })

@@ -8,8 +8,18 @@ import { Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
 import { isIPv4, isIPv6 } from "node:net"
 import * as nodePath from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"
-import { defaults, formatAddress, MAX_RATE, type NodeConfig, type PeerAddress, parseRate } from "../domain/Config.js"
+import {
+  defaults,
+  formatAddress,
+  GROUP_EXPECTED,
+  MAX_RATE,
+  type NodeConfig,
+  parseGroup,
+  type PeerAddress,
+  parseRate
+} from "../domain/Config.js"
 import { ConfigError } from "../domain/Errors.js"
+import { chooseInterfaces, type InterfaceTable } from "../lib/NetInterfaces.js"
 
 /**
  * What dsync.toml may set, as decoded by the ConfigFile schema (below); every field
@@ -27,6 +37,10 @@ export interface Flags {
   /** Raw `ip:port` strings; empty means not given. */
   readonly peers?: ReadonlyArray<string>
   readonly noDiscovery?: boolean
+  /** Network interface names (`--interface`); empty or absent means not given. */
+  readonly interfaces?: ReadonlyArray<string>
+  /** Already checked and lower-cased (parseGroup). */
+  readonly group?: string
   readonly verbose?: boolean
   readonly excludes?: ReadonlyArray<string>
   /** File holding the shared-secret passphrase. */
@@ -36,10 +50,14 @@ export interface Flags {
   readonly maxRecvRate?: number
 }
 
-/** The process context resolveConfig needs: the directory relative paths start from, and the home directory for `~`. */
+/**
+ * The process context resolveConfig needs: the directory relative paths start from, the
+ * home directory for `~`, and (tests) the network interfaces in place of the machine's.
+ */
 export interface ResolveEnv {
   readonly cwd: string
   readonly homedir: string
+  readonly interfaces?: InterfaceTable
 }
 
 const fail = (message: string) => new ConfigError({ message })
@@ -201,6 +219,29 @@ const rate = (key: string) =>
     intIn(0, MAX_RATE)
   ).annotations(mustBe(key, `a rate like "20MB" or "512KiB" (0: unlimited)`))
 
+/** `group`: a group name (parseGroup), stored lower-cased. */
+const Group = Schema.transformOrFail(Schema.String.annotations(mustBe("group", GROUP_EXPECTED)), Schema.String, {
+  strict: true,
+  decode: (text, _, ast) => {
+    const group = parseGroup(text)
+    return group === undefined ? ParseResult.fail(new ParseResult.Type(ast, text, "not a group")) : ParseResult.succeed(group)
+  },
+  encode: ParseResult.succeed
+}).annotations(mustBe("group", GROUP_EXPECTED))
+
+/** Longest interface name (Linux's IFNAMSIZ less the NUL; Windows' friendly names are longer, so be generous). */
+const MAX_INTERFACE_NAME = 256
+
+/** `interface`: one name or a list of them; whether each exists is checked by resolveConfig. */
+const Interfaces = Schema.transform(
+  Schema.Union(
+    Schema.String.pipe(Schema.minLength(1), Schema.maxLength(MAX_INTERFACE_NAME)),
+    Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(MAX_INTERFACE_NAME)))
+  ).annotations(mustBe("interface", `an interface name like "eth0" or an array of them`)),
+  Schema.Array(Schema.String),
+  { strict: true, decode: (value) => (typeof value === "string" ? [value] : value), encode: (names) => names }
+)
+
 /** An optional key of the file, named `key` there. */
 const setting = <A, I>(key: string, schema: Schema.Schema<A, I>) =>
   Schema.optionalWith(schema, { exact: true }).pipe(Schema.fromKey(key))
@@ -215,6 +256,8 @@ export const ConfigFile = Schema.Struct({
   ),
   peers: setting("peer", Peers),
   noDiscovery: setting("no_discovery", bool("no_discovery")),
+  interfaces: setting("interface", Interfaces),
+  group: setting("group", Group),
   maxConcurrentTransfers: setting(
     "max_concurrent_transfers",
     intIn(1, 64).annotations(mustBe("max_concurrent_transfers", "an integer from 1 to 64"))
@@ -373,6 +416,8 @@ export const expandHome = (p: string, homedir: string): string =>
  * - The folder must exist and be a directory; it is resolved to an absolute real path.
  *   A relative path is taken relative to the current directory.
  * - `--secret-file` replaces the file's `secret_file`; the file is read here (see readSecretFile).
+ * - `--interface` replaces the file's `interface`; with discovery on, each must be up
+ *   (see chooseInterfaces). `--group` replaces the file's `group`.
  */
 export const resolveConfig = (
   flags: Flags,
@@ -418,18 +463,28 @@ export const resolveConfig = (
     if (rawSecret === "") return yield* Effect.fail(fail("--secret-file must not be empty"))
     const secret = rawSecret === undefined ? undefined : yield* readSecretFile(nodePath.resolve(env.cwd, rawSecret))
 
+    const discovery = !(flags.noDiscovery || file.noDiscovery)
+    const interfaces = flags.interfaces !== undefined && flags.interfaces.length > 0 ? flags.interfaces : file.interfaces ?? []
+    if (discovery && interfaces.length > 0) {
+      const chosen = chooseInterfaces(interfaces, env.interfaces)
+      if (Either.isLeft(chosen)) return yield* Effect.fail(fail(chosen.left))
+    }
+    const group = flags.group ?? file.group
+
     return {
       root,
       port: flagPort ?? file.port ?? defaults.port,
       host: defaults.host,
       name: flags.name ?? file.name ?? defaults.name,
       peers: flagPeers.length > 0 ? flagPeers : file.peers ?? [],
-      discovery: !(flags.noDiscovery || file.noDiscovery),
+      discovery,
       verbose: Boolean(flags.verbose || file.verbose),
       excludes: [...(file.excludes ?? []), ...(flags.excludes ?? [])],
       maxConcurrentTransfers: file.maxConcurrentTransfers ?? defaults.maxConcurrentTransfers,
       maxSendRate: flags.maxSendRate ?? file.maxSendRate ?? defaults.maxSendRate,
       maxRecvRate: flags.maxRecvRate ?? file.maxRecvRate ?? defaults.maxRecvRate,
-      ...(secret === undefined ? {} : { secret })
+      ...(secret === undefined ? {} : { secret }),
+      ...(group === undefined ? {} : { group }),
+      ...(interfaces.length > 0 ? { interfaces } : {})
     }
   })

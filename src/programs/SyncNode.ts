@@ -1,12 +1,12 @@
-import { Deferred, Duration, Effect, FiberMap, Layer, Option, Schedule, Stream } from "effect"
+import { Deferred, Duration, Effect, Layer, Option, Schedule, Stream } from "effect"
 import { formatAddress, type PeerAddress } from "../domain/Config.js"
-import { FsError, type HandshakeError, type TransportError } from "../domain/Errors.js"
+import { FsError } from "../domain/Errors.js"
 import { TOMBSTONE_RETENTION_DAYS } from "../domain/FileRecord.js"
 import { Events, NodeEvent } from "../services/Events.js"
 import { SyncNode, type SyncNodeApi } from "../services/SyncNode.js"
 
 export { SyncNode, type SyncNodeApi } from "../services/SyncNode.js"
-import { Discovery, type DiscoveredPeer } from "../services/Discovery.js"
+import { Discovery } from "../services/Discovery.js"
 import { FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { RateLimiter } from "../services/RateLimiter.js"
@@ -18,6 +18,7 @@ import { defaultTiming, runSession, type SessionOptions, type SessionServices, t
 import { diskState, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { makeBacklog } from "./Backlog.js"
+import { makeDialers } from "./Dialers.js"
 import { purgeTrash } from "./Trash.js"
 import { IGNORE_FILE_NAME } from "../lib/Ignore.js"
 import { printable } from "../lib/Printable.js"
@@ -177,29 +178,17 @@ export const startNode = (options: NodeOptions) =>
 
     const address = yield* transport.listen(options.listen, inbound)
 
-    /** Dial one peer, run a session, and come back after any interruption. */
-    const dialLoop = (peer: DiscoveredPeer) => {
-      const attempt: Effect.Effect<SessionOutcome, TransportError | HandshakeError, SessionServices> =
-        Effect.scoped(
-          Effect.gen(function*() {
-            const connection = yield* transport.dial(peer.address)
-            const channel = yield* secure.initiate(connection, peer.peerId)
-            const outcome = yield* session(channel, identity.peerId)
-            if (outcome === "duplicate") yield* sessions.awaitEnd(channel.peerId)
-            return outcome
-          })
-        )
-      return attempt.pipe(
-        Effect.tapError((e) => Effect.logDebug(`cannot reach ${formatAddress(peer.address)}: ${e._tag === "TransportError" ? e.message : e.reason}`)),
-        Effect.either,
-        Effect.repeat(reconnect),
-        Effect.asVoid
-      )
-    }
-    const dialers = yield* FiberMap.make<string>()
-    yield* Effect.forkScoped(
-      Stream.runForEach(discovery.peers, (peer) => FiberMap.run(dialers, formatAddress(peer.address), dialLoop(peer), { onlyIfMissing: true }))
-    )
+    // Dial what discovery finds (see Dialers): one loop per peer, redialled while wanted.
+    const dialers = yield* makeDialers({
+      connect: (peer) => Effect.flatMap(transport.dial(peer.address), (connection) => secure.initiate(connection, peer.peerId)),
+      serve: (channel) =>
+        Effect.flatMap(session(channel, identity.peerId), (outcome) =>
+          outcome === "duplicate" ? sessions.awaitEnd(channel.peerId) : Effect.void),
+      connected: (peerId) => sessions.peers().includes(peerId),
+      peerLost: discovery.peerLost,
+      reconnect
+    })
+    yield* Effect.forkScoped(Stream.runForEach(discovery.changes, dialers.onChange))
 
     yield* events.publish(NodeEvent.Started({ name: options.name, peerId: identity.peerId, folder: folder.root, address: formatAddress(address) }))
     const node: SyncNodeApi = {
