@@ -51,7 +51,7 @@ describe("puller", () => {
       let released = 0
       const puller = yield* makePuller(source, {
         withSlot: (yield* makeTransferSlots(2)).withSlot("p"),
-        release: (cost) => Effect.sync(() => void (released += cost)),
+        release: (item) => Effect.sync(() => void (released += item.cost)),
         backlog: { adjust: () => Effect.void }
       })
       yield* Effect.forkScoped(Effect.provide(puller.run, services))

@@ -1,7 +1,7 @@
 import { Arbitrary, Effect, Either, Exit, FastCheck as fc, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { MAX_BLOCKS } from "../src/domain/FileRecord.js"
-import { BlockHeader, FileRequest, Hello, IndexBatch, Ping, StreamCancel, StreamEnd } from "../src/domain/Messages.js"
+import { BlockHeader, FileRequest, Hello, IndexBatch, Ping, PROTOCOL, StreamCancel, StreamEnd } from "../src/domain/Messages.js"
 import {
   BLOCK_HEADER,
   blockDataFrame,
@@ -23,12 +23,12 @@ const reason = (bytes: Uint8Array) => {
   return JSON.stringify(exit.cause)
 }
 const json = (value: unknown) => new Uint8Array([0, ...Buffer.from(JSON.stringify(value))])
-const hello = (name: string) => json({ _tag: "Hello", protocol: "dsync/1", replicaId: "0123456789abcdef", name })
+const hello = (name: string) => json({ _tag: "Hello", protocol: PROTOCOL, replicaId: "0123456789abcdef", name })
 
 describe("wire codec", () => {
   it("round-trips every message and raw block bytes", () => {
     const messages = [
-      new Hello({ protocol: "dsync/1", replicaId: "0123456789abcdef", name: "laptop" }),
+      new Hello({ protocol: PROTOCOL, replicaId: "0123456789abcdef", name: "laptop" }),
       new IndexBatch({ records: [], initialDone: true }),
       new FileRequest({ stream: 7, path: "a/b.txt", hash: "a".repeat(64), blocks: [0, 5, 2047] }),
       new StreamEnd({ stream: 7 }),

@@ -2,7 +2,7 @@ import { Schema } from "effect"
 import { MAX_BLOCKS } from "./FileRecord.js"
 
 /** Application protocol spoken inside the encrypted channel. */
-export const PROTOCOL = "dsync/1"
+export const PROTOCOL = "dsync/2"
 
 const ReplicaId = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{16}$/))
 
@@ -32,6 +32,15 @@ export class IndexBatch extends Schema.TaggedClass<IndexBatch>()("IndexBatch", {
  */
 export class IndexAck extends Schema.TaggedClass<IndexAck>()("IndexAck", {
   credit: Schema.Int.pipe(Schema.between(0, 2 ** 40))
+}) {}
+
+/**
+ * Sent once, after the peer's Hello: send me your index records numbered after `after`
+ * (what we already hold of that replica; 0 for everything). The peer starts its index
+ * there, so a reconnect costs the changes, not the whole index.
+ */
+export class IndexFrom extends Schema.TaggedClass<IndexFrom>()("IndexFrom", {
+  after: Schema.Int.pipe(Schema.between(0, Number.MAX_SAFE_INTEGER))
 }) {}
 
 /** Record cost (IncomingRecords.recordCost) a sender may have outstanding, unacknowledged. */
@@ -69,7 +78,7 @@ export class StreamCancel extends Schema.TaggedClass<StreamCancel>()("StreamCanc
 export class Ping extends Schema.TaggedClass<Ping>()("Ping", {}) {}
 
 /** Every JSON message of the protocol (blocks travel as binary BlockData frames instead). */
-export const Message = Schema.Union(Hello, IndexBatch, IndexAck, FileRequest, StreamEnd, StreamCancel, Ping)
+export const Message = Schema.Union(Hello, IndexFrom, IndexBatch, IndexAck, FileRequest, StreamEnd, StreamCancel, Ping)
 /** One decoded protocol message. */
 export type Message = typeof Message.Type
 

@@ -34,7 +34,11 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS blocks (hash TEXT NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL);
   CREATE INDEX IF NOT EXISTS blocks_by_hash ON blocks(hash);
   CREATE INDEX IF NOT EXISTS blocks_by_path ON blocks(path);
+  CREATE TABLE IF NOT EXISTS peers (replica TEXT PRIMARY KEY, sequence INTEGER NOT NULL, seen_ms INTEGER NOT NULL);
 `
+
+/** Peer replicas whose index progress is remembered; the least recently seen are forgotten past this. */
+const MAX_PEERS = 1024
 
 /** Records kept parsed: serving a file looks its record up again and again. */
 const RECENT_RECORDS = 256
@@ -96,7 +100,7 @@ const make = (file: string) =>
     const db = yield* open(file)
     const q = {
       meta: db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?"),
-      setMeta: db.prepare<[string, string]>("INSERT INTO meta (key, value) VALUES (?, ?)"),
+      setMeta: db.prepare<[string, string]>("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"),
       maxSequence: db.prepare<[], { max: number | null }>("SELECT MAX(sequence) AS max FROM files"),
       get: db.prepare<[string], FileRow>("SELECT * FROM files WHERE path = ?"),
       upsert: db.prepare<[FileRow]>(
@@ -111,12 +115,18 @@ const make = (file: string) =>
       findBlock: db.prepare<[string], BlockLocation>("SELECT path, offset, size FROM blocks WHERE hash = ? LIMIT 1"),
       moveBlocks: db.prepare<[string, string]>("UPDATE blocks SET path = ? WHERE path = ?"),
       dropTombstones: db.prepare<[number]>("DELETE FROM files WHERE deleted = 1 AND mtime_ms < ?"),
-      forgetBlocks: db.prepare<[number, string]>("DELETE FROM blocks WHERE substr(path, 1, ?) = ?")
+      forgetBlocks: db.prepare<[number, string]>("DELETE FROM blocks WHERE substr(path, 1, ?) = ?"),
+      peerProgress: db.prepare<[string], { sequence: number }>("SELECT sequence FROM peers WHERE replica = ?"),
+      setPeerProgress: db.prepare<[string, number, number]>("INSERT OR REPLACE INTO peers (replica, sequence, seen_ms) VALUES (?, ?, ?)"),
+      prunePeers: db.prepare<[number]>("DELETE FROM peers WHERE replica NOT IN (SELECT replica FROM peers ORDER BY seen_ms DESC LIMIT ?)")
     }
 
     const replicaId = q.meta.get("replica_id")?.value ?? randomBytes(8).toString("hex")
     if (!q.meta.get("replica_id")) q.setMeta.run("replica_id", replicaId)
-    const sequence = yield* SubscriptionRef.make(q.maxSequence.get()?.max ?? 0)
+    // Sequences never go back, even when the newest records were dropped tombstones: a peer
+    // that has everything up to N must never be sent a different record numbered N.
+    const floor = Number(q.meta.get("sequence_floor")?.value ?? 0)
+    const sequence = yield* SubscriptionRef.make(Math.max(floor, q.maxSequence.get()?.max ?? 0))
 
     const recent = new Map<string, Option.Option<LocalRecord>>()
     const remember = (p: string, record: Option.Option<LocalRecord>) => {
@@ -166,9 +176,17 @@ const make = (file: string) =>
       livePaths: Effect.sync(() => q.livePaths.all()),
       relocateBlocks: (from, to) => Effect.sync(() => void q.moveBlocks.run(to, from)),
       dropTombstones: (beforeMs) =>
+        Effect.flatMap(SubscriptionRef.get(sequence), (current) =>
+          Effect.sync(() => {
+            recent.clear()
+            q.setMeta.run("sequence_floor", String(current))
+            return q.dropTombstones.run(beforeMs).changes
+          })),
+      peerProgress: (replica) => Effect.sync(() => q.peerProgress.get(replica)?.sequence ?? 0),
+      setPeerProgress: (replica, after) =>
         Effect.sync(() => {
-          recent.clear()
-          return q.dropTombstones.run(beforeMs).changes
+          q.setPeerProgress.run(replica, after, Date.now())
+          q.prunePeers.run(MAX_PEERS)
         }),
       forgetBlocksUnder: (prefix) => Effect.sync(() => void q.forgetBlocks.run(prefix.length, prefix)),
       findBlocks: (hashes) =>

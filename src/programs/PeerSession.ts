@@ -7,6 +7,7 @@ import {
   Hello,
   IndexAck,
   IndexBatch,
+  IndexFrom,
   type Message,
   Ping,
   PROTOCOL,
@@ -25,6 +26,7 @@ import { shortId } from "../services/Identity.js"
 import type { Channel } from "../services/SecureChannel.js"
 import { type BlockSink, BlockUnavailable, type BlockSource, Transfer } from "../services/Transfer.js"
 import { admitRecord, recordCost } from "./IncomingRecords.js"
+import { makeIndexProgress, type ProgressTicket } from "./IndexProgress.js"
 import type { Backlog } from "./Backlog.js"
 import { makePuller } from "./Puller.js"
 
@@ -75,14 +77,18 @@ const SERVING = 16
 const MAX_OPEN_STREAMS = 256
 
 /**
- * Send our index: everything since the last record sent, again whenever the index
+ * Send our index: what the peer asked for (IndexFrom), then everything since the last record sent, again whenever the index
  * grows, never more than the index window of unacknowledged record cost at a time.
  */
-const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>, window: IndexWindow) =>
+const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>, window: IndexWindow, from: Effect.Effect<number>) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
-    const sent = yield* Ref.make(0)
+    // what the peer asked for; past our newest record, its count of ours is from an older
+    // index (restored from a copy?): everything
+    const after = yield* from
+    const sent = yield* Ref.make(after > (yield* index.sequence) ? 0 : after)
     const initialDone = yield* Ref.make(false)
+    let count = 0
     const drain = Effect.gen(function*() {
       while (true) {
         const records = yield* index.since(yield* Ref.get(sent), INDEX_BATCH)
@@ -91,9 +97,12 @@ const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>, 
           yield* window.reserve(batch.cost)
           yield* send(new IndexBatch({ records: batch.records.map(toWire), initialDone: false }))
           yield* Ref.set(sent, batch.records[batch.records.length - 1]!.sequence)
+          count += batch.records.length
         }
       }
-      if (!(yield* Ref.getAndSet(initialDone, true))) yield* send(new IndexBatch({ records: [], initialDone: true }))
+      if (yield* Ref.getAndSet(initialDone, true)) return
+      yield* send(new IndexBatch({ records: [], initialDone: true }))
+      yield* Effect.logDebug(`sent our index: ${count} records after sequence ${after}`)
     })
     yield* Stream.runForEach(index.sequenceChanges, () => drain)
   })
@@ -246,6 +255,18 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       return yield* new ProtocolError({ reason: "the peer is this same folder (copied .dsync/ folder?)" })
     }
     yield* Effect.logInfo(`connected to ${printable(hello.name)} (${shortId(channel.peerId)}) at ${printable(channel.remoteLabel)}`)
+    // Ask for the peer's records after those we hold; remember how far we get.
+    const progress = makeIndexProgress(yield* index.peerProgress(hello.replicaId))
+    yield* send(new IndexFrom({ after: progress.current() }))
+    let saved = progress.current()
+    const saveProgress = Effect.suspend(() => {
+      const now = progress.current()
+      if (now === saved) return Effect.void
+      saved = now
+      return index.setPeerProgress(hello.replicaId, now)
+    })
+    yield* Effect.addFinalizer(() => saveProgress)
+    const peerFrom = yield* Deferred.make<number>()
     const events = yield* Events
     const peer = { peerId: channel.peerId, name: hello.name }
     yield* events.publish(NodeEvent.PeerConnected({ ...peer, address: channel.remoteLabel }))
@@ -300,17 +321,19 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       credit = 0
       return Effect.ignore(send(ack))
     })
-    const release = (cost: number) =>
+    const release = (cost: number, ticket?: ProgressTicket) =>
       Effect.suspend(() => {
+        if (ticket) progress.finish(ticket)
         holding -= cost
         credit += cost
         return credit >= options.indexWindow / 16 ? flushCredit : Effect.void
       })
     const creditFlusher = Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(50)), flushCredit))
+    const progressSaver = Effect.forever(Effect.zipRight(Effect.sleep(Duration.seconds(1)), saveProgress))
     const limiter = yield* RateLimiter
     const puller = yield* makePuller(source, {
       withSlot: limiter.withTransferSlot(channel.peerId),
-      release,
+      release: (item, settled) => release(item.cost, settled ? item.ticket : undefined),
       backlog: options.backlog
     })
     const hasher = yield* Hasher
@@ -324,8 +347,11 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         }
         holding += cost
         const accepted = []
+        let last = 0
+        for (const a of admitted) if (a._tag === "Accepted") last = Math.max(last, a.record.sequence)
+        const ticket = progress.open(last, admitted.filter((a) => a._tag === "Accepted").length)
         for (const a of admitted) {
-          if (a._tag === "Accepted") accepted.push({ record: a.record, cost: a.cost })
+          if (a._tag === "Accepted") accepted.push({ record: a.record, cost: a.cost, ticket })
           else if (a._tag === "Expired") yield* release(a.cost)
           else {
             yield* Effect.logWarning(`refused record from ${shortId(channel.peerId)}: ${showPath(a.path)}: ${a.reason}`)
@@ -374,6 +400,8 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           return receiveIndex(frame)
         case "IndexAck":
           return window.acknowledge(frame.credit)
+        case "IndexFrom":
+          return Effect.asVoid(Deferred.succeed(peerFrom, frame.after))
         case "Ping":
           return Effect.void
         case "Hello":
@@ -388,7 +416,10 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     // All run forever; the first to fail (peer gone, idle, stalled) ends them all.
     // (Not raceAll: it waits for a success, so a failing watchdog would go unnoticed.)
     const background = yield* Effect.forkScoped(
-      Effect.all([sendIndex(send, window), keepalive, watchdog, creditFlusher, puller.run], { concurrency: "unbounded", discard: true })
+      Effect.all([sendIndex(send, window, Deferred.await(peerFrom)), keepalive, watchdog, creditFlusher, progressSaver, puller.run], {
+        concurrency: "unbounded",
+        discard: true
+      })
     )
     // The peer's frames, each handled before the next is read: a slow handler (the
     // receive cap) leaves the socket unread, so TCP slows the peer.

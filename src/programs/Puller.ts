@@ -2,6 +2,7 @@ import { Duration, Effect, Queue, Stream } from "effect"
 import type { FileRecord } from "../domain/FileRecord.js"
 import { showPath } from "../lib/Printable.js"
 import type { BlockSource } from "../services/Transfer.js"
+import type { ProgressTicket } from "./IndexProgress.js"
 import { applyRemote } from "./ApplyRemote.js"
 import type { Backlog } from "./Backlog.js"
 
@@ -29,14 +30,19 @@ export const applyOrder = (records: ReadonlyArray<FileRecord>) => ({
 export interface Pending {
   readonly record: FileRecord
   readonly cost: number
+  /** Its batch in the session's index progress. */
+  readonly ticket?: ProgressTicket
 }
 
 /** What a puller takes from its session and the node. */
 export interface PullerOptions {
   /** Hold a node-wide transfer slot (shared fairly between peers) for one file. */
   readonly withSlot: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-  /** Called once per record we are done with (applied, given up, or replaced by a newer one). */
-  readonly release: (cost: number) => Effect.Effect<void>
+  /**
+   * Called once per record we are done with: `settled` when applied or replaced by a
+   * newer one, not when given up on (so the session's progress does not pass it).
+   */
+  readonly release: (item: Pending, settled: boolean) => Effect.Effect<void>
   /** The node's count of what is left to pull. */
   readonly backlog: Backlog
 }
@@ -65,7 +71,7 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
       })
     yield* Effect.addFinalizer(() => Effect.suspend(() => adjust(-heldFiles, -heldBytes)))
     /** Done with `item`: its cost back to the peer, and out of the backlog. */
-    const done = (item: Pending) => Effect.zipRight(options.release(item.cost), adjust(-1, -bytesOf(item)))
+    const done = (item: Pending, settled = true) => Effect.zipRight(options.release(item, settled), adjust(-1, -bytesOf(item)))
 
     const put = (item: Pending) =>
       Effect.suspend(() => {
@@ -89,7 +95,7 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
         const tries = (attempts.get(path) ?? 0) + 1
         if (tries >= MAX_ATTEMPTS) {
           attempts.delete(path)
-          yield* done(item)
+          yield* done(item, false)
           return yield* Effect.logWarning(`giving up on ${showPath(path)} after ${tries} attempts; it is tried again on the next change or reconnect`)
         }
         yield* Effect.sleep(Duration.times(RETRY_DELAY, tries))

@@ -40,6 +40,13 @@ export interface FileIndexApi {
   readonly forgetBlocksUnder: (prefix: string) => Effect.Effect<void>
   /** For each hash, a local file that held such a block when it was last scanned. */
   readonly findBlocks: (hashes: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, BlockLocation>>
+  /**
+   * How far we have taken a peer replica's index: every record it numbered up to this is
+   * applied here (0 when unknown). On reconnect the peer sends only what came after.
+   */
+  readonly peerProgress: (replicaId: string) => Effect.Effect<number>
+  /** Remember a peer replica's progress (a bounded table: the least recently seen go first). */
+  readonly setPeerProgress: (replicaId: string, after: number) => Effect.Effect<void>
   /** The highest sequence stored so far. */
   readonly sequence: Effect.Effect<number>
   /** The current sequence, then each new one. */

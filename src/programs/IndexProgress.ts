@@ -1,0 +1,49 @@
+/** One received index batch: the highest sequence in it and how many of its records are not yet done. */
+export interface ProgressTicket {
+  readonly last: number
+  open: number
+}
+
+/**
+ * How far a peer's index has been taken in this session: the highest sequence such that
+ * every record the peer numbered up to it is done here (applied, superseded or refused).
+ * Records finish out of order (files apply concurrently); the mark moves only over a run
+ * of finished batches, so a record still pending, or given up on, keeps it back and is
+ * sent again on the next connection.
+ */
+export interface IndexProgress {
+  /** A batch arrived whose records go up to `last`; `count` of them will be finished later. */
+  readonly open: (last: number, count: number) => ProgressTicket
+  /** One record of the ticket's batch is done. */
+  readonly finish: (ticket: ProgressTicket) => void
+  /** Every record numbered up to this is done (starts at what the peer was asked to send after). */
+  readonly current: () => number
+}
+
+/** Progress from `start`: the sequence after which the peer was asked to send. */
+export const makeIndexProgress = (start: number): IndexProgress => {
+  // batches in arrival order (the peer sends in sequence order); bounded by what a session receives
+  const batches: Array<ProgressTicket> = []
+  let head = 0
+  let mark = start
+  const advance = () => {
+    while (head < batches.length && batches[head]!.open <= 0) mark = Math.max(mark, batches[head++]!.last)
+    if (head > 1024 && head * 2 > batches.length) {
+      batches.splice(0, head)
+      head = 0
+    }
+  }
+  return {
+    open: (last, count) => {
+      const ticket: ProgressTicket = { last, open: count }
+      batches.push(ticket)
+      advance()
+      return ticket
+    },
+    finish: (ticket) => {
+      ticket.open--
+      advance()
+    },
+    current: () => mark
+  }
+}
