@@ -12,8 +12,11 @@ import type { BlockSource } from "../src/services/Transfer.js"
 import { fileHash } from "../src/programs/Content.js"
 import { makePuller } from "../src/programs/Puller.js"
 import { makeTransferSlots } from "../src/programs/TransferSlots.js"
+import { makePathLocks } from "../src/programs/PathLocks.js"
 import { Hasher } from "../src/services/Hasher.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
+
+const noRecheck = { add: () => Effect.void }
 
 describe("puller", () => {
   it.live("keeps at most max_concurrent_transfers files in flight", () =>
@@ -52,7 +55,9 @@ describe("puller", () => {
       const puller = yield* makePuller(source, {
         withSlot: (yield* makeTransferSlots(2)).withSlot("p"),
         release: (item) => Effect.sync(() => void (released += item.cost)),
-        backlog: { adjust: () => Effect.void }
+        backlog: { adjust: () => Effect.void },
+        paths: makePathLocks(),
+        recheck: noRecheck
       })
       yield* Effect.forkScoped(Effect.provide(puller.run, services))
       yield* puller.offer(records.map((record) => ({ record, cost: 10 })))
@@ -60,5 +65,42 @@ describe("puller", () => {
       expect(most).toBe(2)
       yield* eventually("every record's cost returned", () => released === 60)
       expect(fs.readdirSync(root).filter((n) => n.endsWith(".part"))).toEqual([])
+    }).pipe(Effect.scoped))
+
+  it.live("a version announced by two peers at once is fetched once, from one of them", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      const services = yield* Layer.build(
+        TransferBlocks.layer.pipe(
+          Layer.provideMerge(Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, []), HasherBlake3.layer, EventsPubSub.layer))
+        )
+      )
+      const hasher = yield* Effect.provide(Hasher, services)
+      const content = Buffer.from("one new file, two peers have it")
+      const blocks = [hasher.hash(content)]
+      const record: FileRecord = {
+        path: "new.txt", kind: "file", size: content.length, mtimeMs: 1_000_000, mode: 0o644,
+        hash: fileHash(hasher, blocks, content.length), blockSize: blockSizeFor(content.length), blocks,
+        version: { aaaaaaaaaaaaaaaa: 1 }, deleted: false, sequence: 1
+      }
+      let fetches = 0
+      const peer = (peerId: string): BlockSource => ({
+        peerId,
+        fetchBlocks: (_request, sink) =>
+          Effect.gen(function*() {
+            fetches++
+            yield* Effect.sleep("100 millis")
+            expect(sink(0, content, false)).toBeUndefined()
+          })
+      })
+      const slots = yield* makeTransferSlots(4)
+      const paths = makePathLocks()
+      const pullers = yield* Effect.forEach(["p", "q"], (id) =>
+        makePuller(peer(id), { withSlot: slots.withSlot(id), release: () => Effect.void, backlog: { adjust: () => Effect.void }, paths, recheck: noRecheck }))
+      for (const puller of pullers) yield* Effect.forkScoped(Effect.provide(puller.run, services))
+      yield* Effect.forEach(pullers, (puller) => puller.offer([{ record, cost: 1 }]), { concurrency: "unbounded" })
+      yield* eventually("written", () => readOr(path.join(root, "new.txt")) === content.toString())
+      yield* Effect.sleep("300 millis")
+      expect(fetches).toBe(1)
     }).pipe(Effect.scoped))
 })

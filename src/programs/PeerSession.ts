@@ -28,6 +28,8 @@ import { type BlockSink, BlockUnavailable, type BlockSource, Transfer } from "..
 import { admitRecord, recordCost } from "./IncomingRecords.js"
 import { makeIndexProgress, type ProgressTicket } from "./IndexProgress.js"
 import type { Backlog } from "./Backlog.js"
+import type { PathLocks } from "./PathLocks.js"
+import type { Recheck } from "./Recheck.js"
 import { makePuller } from "./Puller.js"
 
 /** How a session notices a dead or stuck peer. */
@@ -62,6 +64,10 @@ export interface SessionOptions {
   readonly name: string
   /** Shared by all sessions: what is left to pull. */
   readonly backlog: Backlog
+  /** Shared by all sessions: one apply per path at a time. */
+  readonly paths: PathLocks
+  /** Shared by all sessions: written paths looked at again. */
+  readonly recheck: Recheck
   readonly timing: SessionTiming
   /** Unacknowledged index record cost allowed each way (INDEX_WINDOW; tests use a small one). */
   readonly indexWindow: number
@@ -334,7 +340,9 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     const puller = yield* makePuller(source, {
       withSlot: limiter.withTransferSlot(channel.peerId),
       release: (item, settled) => release(item.cost, settled ? item.ticket : undefined),
-      backlog: options.backlog
+      backlog: options.backlog,
+      paths: options.paths,
+      recheck: options.recheck
     })
     const hasher = yield* Hasher
     const receiveIndex = (batch: IndexBatch) =>

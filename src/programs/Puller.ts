@@ -3,6 +3,8 @@ import type { FileRecord } from "../domain/FileRecord.js"
 import { showPath } from "../lib/Printable.js"
 import type { BlockSource } from "../services/Transfer.js"
 import type { ProgressTicket } from "./IndexProgress.js"
+import type { PathLocks } from "./PathLocks.js"
+import type { Recheck } from "./Recheck.js"
 import { applyRemote } from "./ApplyRemote.js"
 import type { Backlog } from "./Backlog.js"
 
@@ -45,6 +47,10 @@ export interface PullerOptions {
   readonly release: (item: Pending, settled: boolean) => Effect.Effect<void>
   /** The node's count of what is left to pull. */
   readonly backlog: Backlog
+  /** Node-wide: one apply per path at a time (a file is fetched once, not from each peer). */
+  readonly paths: PathLocks
+  /** Node-wide: paths written are looked at again a moment later. */
+  readonly recheck: Recheck
 }
 
 /**
@@ -109,8 +115,11 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
     // `npm run bench:files` (the stream's per-round setup and buffers cost more than the files)
     const applyAll = (items: ReadonlyArray<Pending>, concurrency: number) =>
       Effect.forEach(items, (item) =>
-          options.withSlot(applyRemote(item.record, source)).pipe(
-            Effect.flatMap((applied) => (applied ? done(item) : Effect.asVoid(Effect.forkScoped(retryLater(item)))))
+          options.paths.withPath(item.record.path)(options.withSlot(applyRemote(item.record, source))).pipe(
+            Effect.flatMap((applied) =>
+              applied
+                ? Effect.zipRight(options.recheck.add(item.record.path), done(item))
+                : Effect.asVoid(Effect.forkScoped(retryLater(item))))
           ), { concurrency, discard: true })
 
     /** One round: everything pending now, in the order that keeps the folder consistent. */

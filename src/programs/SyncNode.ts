@@ -18,6 +18,8 @@ import { defaultTiming, runSession, type SessionOptions, type SessionServices, t
 import { diskState, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { makeBacklog } from "./Backlog.js"
+import { makePathLocks } from "./PathLocks.js"
+import { makeRecheck } from "./Recheck.js"
 import { makeDialers } from "./Dialers.js"
 import { purgeTrash } from "./Trash.js"
 import { IGNORE_FILE_NAME } from "../lib/Ignore.js"
@@ -108,6 +110,8 @@ export const startNode = (options: NodeOptions) =>
     const sessionOptions: SessionOptions = {
       name: options.name,
       backlog: yield* makeBacklog,
+      paths: makePathLocks(),
+      recheck: yield* makeRecheck(onLocalChanges),
       timing: { ...defaultTiming, ...options.timing },
       indexWindow: options.indexWindow ?? INDEX_WINDOW
     }

@@ -1,0 +1,28 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Stream } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { makeNetwork } from "../src/Testing.js"
+import { Watcher } from "../src/services/Watcher.js"
+import { eventually, readOr, tempDir } from "./support/fs.js"
+import { memoryNode, write } from "./support/nodes.js"
+
+/** A watcher that is in place and never reports anything: as if every event were folded away. */
+const silentWatcher = Layer.succeed(Watcher, { watch: () => Stream.concat(Stream.make([]), Stream.never) })
+
+describe("a local change right after a peer's write", () => {
+  it.live("is not lost when the watcher never reports it: the written path is looked at again", () =>
+    Effect.gen(function*() {
+      const a = yield* tempDir()
+      const b = yield* tempDir()
+      const network = makeNetwork()
+      yield* memoryNode(network, "a", a, ["b"])
+      yield* memoryNode(network, "b", b, [], undefined, silentWatcher)
+      write(a, "arrives.txt", "from a")
+      // b's user deletes the file the moment it arrives
+      yield* eventually("the file reaches b", () => fs.existsSync(path.join(b, "arrives.txt")), 20_000)
+      fs.unlinkSync(path.join(b, "arrives.txt"))
+      yield* eventually("the deletion reaches a", () => !fs.existsSync(path.join(a, "arrives.txt")), 10_000)
+      expect(readOr(path.join(b, "arrives.txt"))).toBe("<missing>")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})
