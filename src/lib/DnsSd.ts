@@ -147,9 +147,8 @@ export const parseTxt = (data: unknown): Either.Either<TxtInfo, TxtProblem> => {
   if (size > MAX_TXT_BYTES) return malformed(`TXT of ${size} bytes (at most ${MAX_TXT_BYTES})`)
   const pairs = txtPairs(strings)
   const version = pairs.get("v")
-  if (version !== MDNS_VERSION) {
-    return Either.left({ kind: "version", reason: version === undefined ? "no protocol version" : `protocol version "${version.slice(0, 16)}" (we speak ${MDNS_VERSION})` })
-  }
+  if (version === undefined) return malformed("no protocol version (v=) in TXT")
+  if (version !== MDNS_VERSION) return Either.left({ kind: "version", reason: `protocol version "${version.slice(0, 16)}" (we speak ${MDNS_VERSION})` })
   const id = pairs.get("id")
   if (id === undefined) return malformed("no id in TXT")
   if (!/^[0-9a-fA-F]{64}$/.test(id)) return malformed("id in TXT is not 64 hex digits")
