@@ -111,7 +111,7 @@ export const runNode = (
 ) =>
   Effect.gen(function*() {
     if (config.group !== undefined) {
-      yield* Effect.logInfo(`group "${config.group}": only peers of this group can connect`)
+      yield* Effect.logInfo(`group ${config.group}: only peers of this group can connect`)
     }
     if (config.secret !== undefined) {
       yield* Effect.logInfo("shared secret set: only peers with the same secret can connect")

@@ -159,7 +159,7 @@ describe("parseTxt", () => {
     expect(reason(Array.from({ length: 17 }, () => Buffer.from("a=b")))).toBe("malformed: TXT has 17 strings (at most 16)")
     expect(reason(txt(`id=${PEER}`, "v=1", `pad=${"x".repeat(250)}`, `pad2=${"x".repeat(250)}`))).toMatch(/^malformed: TXT of \d+ bytes \(at most 400\)$/)
     expect(reason(txt(`id=${PEER}`))).toBe("malformed: no protocol version (v=) in TXT")
-    expect(reason(txt(`id=${PEER}`, "v=2"))).toBe(`version: protocol version "2" (we speak 1)`)
+    expect(reason(txt(`id=${PEER}`, "v=2"))).toBe("version: protocol version 2 (we speak 1)")
     expect(reason(txt("v=1"))).toBe("malformed: no id in TXT")
     expect(reason(txt(`id=${"zz".repeat(32)}`, "v=1"))).toBe("malformed: id in TXT is not 64 hex digits")
     expect(reason(txt(`id=${PEER}0`, "v=1"))).toBe("malformed: id in TXT is not 64 hex digits")
@@ -214,9 +214,9 @@ describe("the instance cache", () => {
   it("another group (or none) is skipped, saying which", () => {
     const mine = cacheFor("photos")
     expect(apply(mine, response("p", { group: "music" })).rejections).toMatchObject([
-      { kind: "group", reason: `it is in group "music", we are in group "photos"`, peerId: PEER }
+      { kind: "group", reason: `it is in group music, we are in group photos`, peerId: PEER }
     ])
-    expect(apply(mine, response("q", { id: hex(0xcc) })).rejections[0]!.reason).toBe(`it is in no group, we are in group "photos"`)
+    expect(apply(mine, response("q", { id: hex(0xcc) })).rejections[0]!.reason).toBe(`it is in no group, we are in group photos`)
     expect(foundIn(apply(mine, response("r", { id: hex(0xdd), group: "photos" })).changes)).toHaveLength(1)
     // ignored until its TTL ends: heard again, nothing new to report
     expect(apply(mine, response("p", { group: "music" }))).toEqual({ changes: [], rejections: [] })

@@ -194,7 +194,7 @@ export const make = (options: DiscoveryMdnsOptions) =>
     const once = makeOnce()
     const logRejection = (r: Rejection, now: number) => {
       if (r.kind === "group" || r.kind === "version") {
-        return once(`${r.kind} ${r.peerId ?? r.label}`) ? Effect.logInfo(`mDNS: skipping dsync ${who(r)}: ${r.reason}`) : Effect.void
+        return once(`${r.kind} ${r.peerId ?? r.label}`) ? Effect.logInfo(`mDNS: skipping dsync ${who(r)}: ${printable(r.reason)}`) : Effect.void
       }
       return throttle(r.kind, now, (skipped) =>
         `mDNS: ignoring ${who(r)}: ${printable(r.reason)}${skipped > 0 ? ` (and ${skipped} more like it in the last minute)` : ""}`)

@@ -33,7 +33,7 @@ export const SECRET_REJECT = "shared secret mismatch"
 /** What the peer is told (in a reject) when its group is not ours. */
 export const GROUP_REJECT = "group mismatch"
 
-const describeGroup = (group: string | undefined) => (group === undefined ? "no group" : `group "${group}"`)
+const describeGroup = (group: string | undefined) => (group === undefined ? "no group" : `group ${group}`)
 
 /**
  * Why a handshake fails when the two sides are in different groups (`theirs` null: the

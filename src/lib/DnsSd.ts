@@ -148,7 +148,7 @@ export const parseTxt = (data: unknown): Either.Either<TxtInfo, TxtProblem> => {
   const pairs = txtPairs(strings)
   const version = pairs.get("v")
   if (version === undefined) return malformed("no protocol version (v=) in TXT")
-  if (version !== MDNS_VERSION) return Either.left({ kind: "version", reason: `protocol version "${version.slice(0, 16)}" (we speak ${MDNS_VERSION})` })
+  if (version !== MDNS_VERSION) return Either.left({ kind: "version", reason: `protocol version ${version.slice(0, 16)} (we speak ${MDNS_VERSION})` })
   const id = pairs.get("id")
   if (id === undefined) return malformed("no id in TXT")
   if (!/^[0-9a-fA-F]{64}$/.test(id)) return malformed("id in TXT is not 64 hex digits")

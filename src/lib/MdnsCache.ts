@@ -59,7 +59,7 @@ export interface CacheSelf {
   readonly group?: string
 }
 
-const describeGroup = (group: string | undefined) => (group === undefined ? "no group" : `group "${group}"`)
+const describeGroup = (group: string | undefined) => (group === undefined ? "no group" : `group ${group}`)
 
 /** The cache of instances heard; see the module comment. */
 export const makeMdnsCache = (self: CacheSelf, limits: CacheLimits = defaultLimits) => {
