@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Either, Fiber, Layer, Redacted, TestClock } from "effect"
+import { Duration, Effect, Either, Fiber, Layer, Redacted, Stream, TestClock } from "effect"
 import {
   createHash,
   createHmac,
@@ -26,6 +26,7 @@ import { Identity, type IdentityApi } from "../src/services/Identity.js"
 import { type Channel, MAX_HANDSHAKE_FRAME, SecureChannel } from "../src/services/SecureChannel.js"
 import type { Connection } from "../src/services/Transport.js"
 import { startNode } from "../src/programs/SyncNode.js"
+import { Discovery, make as makeDiscovery } from "../src/services/Discovery.js"
 import { makeNetwork, type MemoryNetwork, memoryNodeLayer } from "../src/Testing.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
 import { captureLogs } from "./support/nodes.js"
@@ -581,5 +582,157 @@ describe("SecureChannel handshake with a shared secret", () => {
       })
       yield* run.pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
       expect(logs.lines.join("\n")).not.toContain(secret)
+    }), { timeout: 30_000 })
+})
+
+// ---- groups ----
+
+describe("SecureChannel handshake with groups", () => {
+  it.effect("the same group: handshake ok, and both auth messages carry it, last", () =>
+    Effect.gen(function*() {
+      const alice = yield* node({ group: "photos" })
+      const bob = yield* node({ group: "photos", cipher: CipherNoble.layer })
+      const frames: Record<Direction, Array<any>> = { i2r: [], r2i: [] }
+      const mitm = yield* relay((direction, index, frame) => {
+        // the handshake's frames: i2r auth, r2i hello and auth (the rest are sealed)
+        if (index < (direction === "i2r" ? 1 : 2)) frames[direction].push(toJson(frame))
+        return frame
+      })
+      const [ri, rr] = yield* both(alice, bob, mitm.initiatorEnd, mitm.responderEnd, bob.identity.peerId)
+      yield* roundTrip(Either.getOrThrow(ri), Either.getOrThrow(rr), [10, 70000], 5)
+      expect(Object.keys(frames.i2r[0]!)).toEqual(["t", "proto", "id", "challenge", "eph", "sig", "group"])
+      expect(Object.keys(frames.r2i[1]!)).toEqual(["t", "proto", "id", "sig", "group"])
+      expect(frames.i2r[0]!.group).toBe("photos")
+      // with a shared secret too: the proof, then the group
+      const carol = yield* node({ group: "photos", secret: passphrase("s") })
+      const dave = yield* node({ group: "photos", secret: passphrase("s") })
+      const auths: Array<any> = []
+      const m2 = yield* relay((direction, index, frame) => {
+        if (direction === "i2r" && index === 0) auths.push(toJson(frame))
+        return frame
+      })
+      const [ci, cr] = yield* both(carol, dave, m2.initiatorEnd, m2.responderEnd)
+      expect(Either.isRight(ci) && Either.isRight(cr)).toBe(true)
+      expect(Object.keys(auths[0]).slice(-2)).toEqual(["proof", "group"])
+    }))
+
+  it.effect("different groups, or a group on one side only: both sides fail, saying so, as a mismatch", () =>
+    Effect.gen(function*() {
+      const cases = [
+        [{ group: "photos" }, { group: "music" }, "the peer is in group photos, we are in group music (see --group)", "group photos"],
+        [{ group: "photos" }, {}, "the peer is in group photos, we are in no group (see --group)", "group photos"],
+        [{}, { group: "music" }, "the peer is in no group, we are in group music (see --group)", "no group"]
+      ] as const
+      for (const [initiatorOptions, responderOptions, responderReason, initiatorGroup] of cases) {
+        const alice = yield* node(initiatorOptions)
+        const bob = yield* node(responderOptions)
+        const { a, b } = yield* connectionPair()
+        const [ri, rr] = yield* both(alice, bob, a, b, bob.identity.peerId)
+        expect(Either.isLeft(rr) && rr.left).toMatchObject({ reason: responderReason, mismatch: "group" })
+        expect(Either.isLeft(ri) && ri.left).toMatchObject({
+          reason: `the peer is in another group (we are in ${initiatorGroup}; see --group)`,
+          mismatch: "group"
+        })
+      }
+    }))
+
+  it.effect("the signature covers the group: a relay that rewrites or strips it cannot get a peer of another group through", () =>
+    Effect.gen(function*() {
+      const alice = yield* node({ group: "photos" })
+      const bob = yield* node({ group: "music" })
+      // Rewritten to bob's group, or stripped: alice's signature no longer verifies.
+      for (const change of [(m: any) => ({ ...m, group: "music" }), (m: any) => ({ ...m, group: undefined })]) {
+        const mitm = yield* relay((direction, index, frame) =>
+          direction === "i2r" && index === 0 ? fromJson(change(toJson(frame))) : frame
+        )
+        const [ri, rr] = yield* both(alice, bob, mitm.initiatorEnd, mitm.responderEnd)
+        expect(reasonOf(rr)).toBe("bad signature")
+        expect(reasonOf(ri)).toBe("rejected by peer: bad signature")
+      }
+      // A responder's group rewritten on its way back fails the initiator's check of it.
+      const carol = yield* node({ group: "photos" })
+      const dave = yield* node({ group: "photos" })
+      const back = yield* relay((direction, index, frame) =>
+        direction === "r2i" && index === 1 ? fromJson({ ...toJson(frame), group: "music" }) : frame
+      )
+      const [ci] = yield* both(carol, dave, back.initiatorEnd, back.responderEnd)
+      expect(reasonOf(ci)).toBe("bad signature")
+      // Control: the same relays, untouched, let both through.
+      const clean = yield* relay((_d, _i, frame) => frame)
+      const [ok] = yield* both(carol, dave, clean.initiatorEnd, clean.responderEnd)
+      expect(Either.isRight(ok)).toBe(true)
+    }))
+
+  it.effect("without a group the signed transcript is exactly the old one (peers without the option interoperate)", () =>
+    Effect.gen(function*() {
+      const bob = yield* node()
+      const alice = yield* newIdentity()
+      const { a, b } = yield* connectionPair()
+      const fiber = yield* Effect.fork(bob.accept(b))
+      // rawInitiator signs "dsync-hs/1" + "I" + the exchange, nothing after it.
+      yield* rawInitiator(a, alice, () => undefined)
+      const channel = yield* Fiber.join(fiber)
+      expect(channel.peerId).toBe(alice.peerId)
+    }))
+
+  it.effect("a malformed group in a peer's auth is a malformed message", () =>
+    Effect.gen(function*() {
+      const alice = yield* node({ group: "photos" })
+      const bob = yield* node({ group: "photos" })
+      const mitm = yield* relay((direction, index, frame) =>
+        direction === "i2r" && index === 0 ? fromJson({ ...toJson(frame), group: "Photos Two" }) : frame
+      )
+      const [, rr] = yield* both(alice, bob, mitm.initiatorEnd, mitm.responderEnd)
+      expect(reasonOf(rr)).toBe("malformed auth message")
+    }))
+
+  it.effect("an invalid group is refused when the layer is built", () =>
+    Effect.gen(function*() {
+      for (const group of ["Photos", "two words", "", "x".repeat(64)]) {
+        expect((yield* Effect.exit(node({ group })))._tag).toBe("Failure")
+      }
+    }))
+
+  it.live("memory nodes: the same group syncs; a peer whose announcement claims our group but is in another is refused, once, and not redialled", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      const start = (network: MemoryNetwork, host: string, root: string, group: string, discovery?: (peerId: string) => Layer.Layer<Discovery>, target?: string) =>
+        Effect.gen(function*() {
+          const layer = memoryNodeLayer({
+            network,
+            host,
+            root,
+            peers: [],
+            group,
+            ...(discovery && target ? { discovery: discovery(target) } : {})
+          })
+          const services = yield* Layer.build(layer)
+          return yield* Effect.provide(startNode({ name: host, listen: { host, port: 9000 } }), services)
+        })
+      const run = Effect.gen(function*() {
+        const [a, b, c] = [yield* tempDir(), yield* tempDir(), yield* tempDir()]
+        fs.writeFileSync(path.join(a, "hello.txt"), "hi")
+        const network = makeNetwork()
+        const nodeB = yield* start(network, "b", b, "photos")
+        const nodeC = yield* start(network, "c", c, "music")
+        // a's discovery says c is a peer (as a TXT claiming group photos would); c is in music.
+        yield* start(network, "a", a, "photos", (id) =>
+          Layer.succeed(Discovery, makeDiscovery({
+            peers: Stream.make(
+              { address: { host: "b", port: 9000 }, peerId: id, name: "b" },
+              { address: { host: "c", port: 9000 }, peerId: nodeC.peerId, name: "c-liar" }
+            )
+          })), nodeB.peerId)
+        yield* eventually("sync within the group", () => readOr(path.join(b, "hello.txt")) === "hi")
+        yield* eventually("a gives up on c", () => logs.lines.some((l) => l.includes(`not dialling "c-liar"`)))
+        yield* Effect.sleep("3 seconds") // several reconnect delays
+        expect(fs.existsSync(path.join(c, "hello.txt"))).toBe(false)
+        const refusedByC = logs.lines.filter((l) => l.includes("the peer is in group photos, we are in group music"))
+        expect(refusedByC).toHaveLength(1)
+        expect(logs.lines.filter((l) => l.includes(`not dialling "c-liar"`))).toEqual([
+          `WARN not dialling "c-liar" (${nodeC.peerId.slice(0, 8)}) at c:9000 again: the peer is in another group (we are in group photos; see --group)`
+        ])
+      })
+      yield* run.pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
     }), { timeout: 30_000 })
 })
