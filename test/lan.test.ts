@@ -13,7 +13,7 @@ import { repoRoot, sleep } from "./support/proc.js"
  * `-a`. `DSYNC_LAN_STATIC=1` runs the same scenarios with `--no-discovery` and every other
  * host given with `-a` (the tests that need discovery are then skipped).
  */
-const DISCOVERY_LANDED = false
+const DISCOVERY_LANDED = true
 const DISCOVERY = DISCOVERY_LANDED && process.env.DSYNC_LAN_STATIC !== "1"
 
 const unavailable = netnsUnavailable()
@@ -219,6 +219,8 @@ describe.skipIf(unavailable !== undefined)(`dsync across a LAN of namespaces (${
       // the announcer and the hosts hear each other, so the bogus records did reach them
       await announcer.waitFor(`dsync announcement from ${h1.ip}`, 10_000)
       await announcer.waitFor(`dsync announcement from ${h2.ip}`, 10_000)
+      // and a host did read the wrong-key record (its short id shows in what the host logs of it)
+      await lan.waitFor("a host to log the bogus wrong-key peer", () => [1, 2].some((i) => lan.current(i)!.output().includes("abababab")), 10_000)
       for (let round = 1; round <= 3; round++) {
         const from = round % 2 === 1 ? 1 : 2
         lan.write(from, `live-${round}.txt`, `round ${round} from h${from}\n`)
@@ -269,10 +271,11 @@ const receivedTwice = (log: string): Array<string> => {
 /**
  * A stand-in for a hostile host: announces the BOGUS_RECORDS services by mDNS every
  * 500 ms and on every query for _dsync._tcp, and reports the dsync announcements it
- * hears. Exits by itself after BOGUS_SECONDS.
+ * hears (asking for them every 2 s). Exits by itself after BOGUS_SECONDS.
  */
 const ANNOUNCER = `
-const mdns = require(process.env.MDNS_MODULE)({ interface: process.env.BOGUS_IP })
+// bound to 0.0.0.0: a socket bound to the interface's address gets no multicast on Linux
+const mdns = require(process.env.MDNS_MODULE)({ interface: process.env.BOGUS_IP, bind: "0.0.0.0" })
 const svc = "_dsync._tcp.local"
 const answers = JSON.parse(process.env.BOGUS_RECORDS).flatMap((r) => [
   { name: svc, type: "PTR", ttl: 120, data: r.instance + "." + svc },
@@ -282,19 +285,19 @@ const answers = JSON.parse(process.env.BOGUS_RECORDS).flatMap((r) => [
 ])
 let sent = 0
 const announce = () => mdns.respond({ answers }, (err) => { if (!err && ++sent === 1) console.log("announced") })
-const own = new Set(answers.map((a) => a.name))
 mdns.on("query", (q, rinfo) => {
   if (q.questions.some((x) => x.name === svc)) { console.log("query from " + rinfo.address); announce() }
 })
 const heard = new Set()
 mdns.on("response", (res, rinfo) => {
   const all = [...res.answers, ...(res.additionals || [])]
-  if (rinfo.address !== process.env.BOGUS_IP && all.some((a) => a.name.endsWith(svc) && !own.has(a.name)) && !heard.has(rinfo.address)) {
+  if (rinfo.address !== process.env.BOGUS_IP && all.some((a) => a.name.endsWith(svc)) && !heard.has(rinfo.address)) {
     heard.add(rinfo.address)
     console.log("dsync announcement from " + rinfo.address)
   }
 })
-mdns.query({ questions: [{ name: svc, type: "PTR" }] })
-const timer = setInterval(announce, 500)
-setTimeout(() => { clearInterval(timer); mdns.destroy() }, Number(process.env.BOGUS_SECONDS) * 1000)
+const browse = () => mdns.query({ questions: [{ name: svc, type: "PTR" }] })
+browse()
+const timers = [setInterval(announce, 500), setInterval(browse, 2000)]
+setTimeout(() => { timers.forEach(clearInterval); mdns.destroy() }, Number(process.env.BOGUS_SECONDS) * 1000)
 `
