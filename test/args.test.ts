@@ -78,9 +78,36 @@ describe("parseArgs", () => {
     for (const flag of ["--max-send-rate RATE", "--max-recv-rate RATE", "--completions SHELL", "--log-level LEVEL"]) {
       expect(help).toContain(flag)
     }
-    for (const line of help.split("\n").filter((l) => /^\s+(-\w, )?--(port|name|log-level|max-send-rate|max-recv-rate) /.test(l))) {
+    for (const line of help.split("\n").filter((l) => /^\s+(-\w, )?--(port|name|interface|group|log-level|max-send-rate|max-recv-rate) /.test(l))) {
       expect(line).toMatch(/\(default [^)]+\)$/)
     }
+  })
+})
+
+describe("parseArgs, interfaces and groups", () => {
+  it("reads --interface (repeatable, in order) and -g/--group (kept in lower case)", () => {
+    expect(run(["--interface", "eth0", "--interface=wlan0", "-g", "Photos"]).flags).toMatchObject({ interfaces: ["eth0", "wlan0"], group: "photos" })
+    expect(run(["--group=music.2"]).flags.group).toBe("music.2")
+    const unset = run(["-d", "/x"]).flags
+    expect(unset.interfaces).toBeUndefined()
+    expect(unset.group).toBeUndefined()
+  })
+
+  it("refuses a bad group, a group twice, an interface without its name, in one line naming the flag", () => {
+    const expected = `1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`
+    expect(error(["-g", "two words"])).toBe(`--group must be ${expected}, got "two words"`)
+    expect(error(["--group", "x".repeat(64)])).toMatch(/^--group must be /)
+    expect(error(["--group", "-x"])).toMatch(/option --group needs a value|--group must be/)
+    expect(error(["--group", ".x"])).toBe(`--group must be ${expected}, got ".x"`)
+    expect(error(["-g", "a", "--group", "b"])).toMatch(/--group given more than once/)
+    expect(error(["--interface"])).toMatch(/option --interface needs a value/)
+    expect(error(["--interface", ""])).toMatch(/option --interface needs a value/)
+  })
+
+  it("--help lists both, with their defaults", () => {
+    const help = helpText("1.2.3")
+    expect(help).toMatch(/^ {2}-g, --group NAME +Sync only with peers of this group.*\(default none: any dsync\)$/m)
+    expect(help).toMatch(/^ {6}--interface NAME +Network interface for mDNS discovery, repeatable.*\(default all that are up, but loopback\)$/m)
   })
 })
 
@@ -187,14 +214,14 @@ describe("--completions", () => {
     expect(error(["--completions"])).toMatch(/option --completions needs a value/)
   })
 
-  const longFlags = ["--path", "--port", "--name", "--peer", "--no-discovery", "--verbose", "--exclude", "--config", "--secret-file", "--log-level", "--max-send-rate", "--max-recv-rate", "--completions", "--help", "--version"]
+  const longFlags = ["--path", "--port", "--name", "--peer", "--no-discovery", "--interface", "--group", "--verbose", "--exclude", "--config", "--secret-file", "--log-level", "--max-send-rate", "--max-recv-rate", "--completions", "--help", "--version"]
 
   it("bash: @effect/cli's script, naming dsync and every flag once, no built-in dsync lacks", () => {
     const script = completionScript("bash")
     expect(script).toContain("complete -F _dsync_bash_completions")
     expect(script).toMatch(/ dsync\n$/)
     const opts = /opts="(-[^"]*)"/.exec(script)![1]!.split(" ")
-    for (const flag of [...longFlags, "-d", "-p", "-n", "-a", "-v", "-e", "-h"]) expect(opts.filter((w) => w === flag)).toHaveLength(1)
+    for (const flag of [...longFlags, "-d", "-p", "-n", "-a", "-g", "-v", "-e", "-h"]) expect(opts.filter((w) => w === flag)).toHaveLength(1)
     expect(script).not.toContain("wizard")
     expect(spawnSync("bash", ["-n"], { input: script }).status).toBe(0)
   })

@@ -122,6 +122,15 @@ describe.concurrent("dsync CLI, bad input", () => {
       xdgWith("xdg-secret-empty", `secret_file = "${fileWith("empty-secret-2", "\n")}"\n`)
     ))
 
+  it("--interface naming no interface that is up (checked before anything goes on the network)", () =>
+    expectOneLineError(["-d", folder, "--interface", "nosuch0"], /^dsync: unknown network interface "nosuch0", or it is down \(interfaces up: .*\)$/))
+  it("interface in dsync.toml naming no interface that is up", () =>
+    expectOneLineError(["-d", folder], /^dsync: unknown network interface "nosuch1", or it is down/, xdgWith("xdg-iface", `interface = ["nosuch1"]\n`)))
+  it("bad --group", () =>
+    expectOneLineError(["-d", folder, "-g", "my group"], /^dsync: --group must be 1 to 63 letters, digits, "\.", "_" or "-", starting with a letter or digit, got "my group"$/))
+  it("group of the wrong type in dsync.toml, with its line", () =>
+    expectOneLineError(["-d", folder, "--no-discovery"], /dsync\.toml:2: group must be 1 to 63 letters/, xdgWith("xdg-group", `port = 9000\ngroup = 7\n`)))
+
   it("reads dsync.toml from XDG_CONFIG_HOME", () =>
     expectOneLineError(["-d", folder], /dsync\.toml:2: port must be an integer from 1 to 65535/, xdgWith("xdg-port", `name = "x"\nport = 0\n`)))
 
@@ -151,6 +160,12 @@ describe.concurrent("dsync CLI, built-ins", () => {
   it("--help lists the rate flags and --completions", async () => {
     const r = await run(["--help"])
     for (const flag of ["--max-send-rate RATE", "--max-recv-rate RATE", "--completions SHELL"]) expect(r.stdout).toContain(flag)
+  })
+
+  it("--help lists --interface and -g/--group with their defaults", async () => {
+    const r = await run(["--help"])
+    expect(r.stdout).toMatch(/--interface NAME .*\(default all that are up, but loopback\)/)
+    expect(r.stdout).toMatch(/-g, --group NAME .*\(default none: any dsync\)/)
   })
 
   it("--completions bash prints @effect/cli's script for dsync and its flags, exit 0", async () => {

@@ -6,7 +6,7 @@ import { inspect } from "node:util"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll } from "vitest"
-import { defaults } from "../src/domain/Config.js"
+import { defaults, GROUP_EXPECTED } from "../src/domain/Config.js"
 import {
   ConfigFile,
   configFilePath,
@@ -109,7 +109,14 @@ describe("parseConfigFile", () => {
     ["exclude", `exclude = [1]`, "an array of strings"],
     ["secret_file", `secret_file = 5`, "a non-empty string (the path of a file)"],
     ["secret_file", `secret_file = ""`, "a non-empty string"],
-    ["secret_file", `secret_file = ["/a"]`, "a non-empty string"]
+    ["secret_file", `secret_file = ["/a"]`, "a non-empty string"],
+    ["interface", `interface = 5`, `an interface name like "eth0" or an array of them, got the integer 5`],
+    ["interface", `interface = ""`, `an interface name like "eth0" or an array of them`],
+    ["interface", `interface = ["eth0", 1]`, `an interface name like "eth0" or an array of them`],
+    ["group", `group = "two words"`, `${GROUP_EXPECTED}, got the string "two words"`],
+    ["group", `group = "-x"`, GROUP_EXPECTED],
+    ["group", `group = "${"x".repeat(64)}"`, GROUP_EXPECTED],
+    ["group", `group = 5`, `${GROUP_EXPECTED}, got the integer 5`]
   ]
   for (const [key, line, expected] of typeCases) {
     it.effect(`rejects ${line} naming key, line and type`, () =>
@@ -331,6 +338,41 @@ describe("resolveConfig", () => {
       expect((yield* resolve({}, { path: "~" })).root).toBe(home)
       expect((yield* resolve({ path: "home/sync" })).root).toBe(syncDir)
       expect((yield* resolve({ path: join(base, "link") })).root).toBe(syncDir)
+    }))
+})
+
+describe("network interfaces and groups", () => {
+  const up = {
+    lo: [{ address: "127.0.0.1", netmask: "255.0.0.0", family: "IPv4", mac: "", internal: true, cidr: "127.0.0.1/8" }],
+    eth0: [{ address: "10.0.0.5", netmask: "255.255.255.0", family: "IPv4", mac: "", internal: false, cidr: "10.0.0.5/24" }],
+    wlan0: [{ address: "192.168.1.7", netmask: "255.255.255.0", family: "IPv4", mac: "", internal: false, cidr: "192.168.1.7/24" }]
+  } as const
+  const withInterfaces = (flags: Flags, file: FileSettings = {}) =>
+    resolveConfig({ path: syncDir, ...flags }, file, { ...env, interfaces: up }).pipe(Effect.provide(NodeFileSystem.layer))
+
+  it.effect("reads interface (one name or a list) and group (any case, kept in lower case) from dsync.toml", () =>
+    Effect.gen(function*() {
+      expect(yield* parseConfigFile(`interface = "eth0"\ngroup = "Photos"\n`, "dsync.toml")).toEqual({ interfaces: ["eth0"], group: "photos" })
+      expect(yield* parseConfigFile(`interface = ["eth0", "wlan0"]\n`, "dsync.toml")).toEqual({ interfaces: ["eth0", "wlan0"] })
+    }))
+
+  it.effect("--interface replaces the file's; unset means every interface (not in the config); --group over the file's", () =>
+    Effect.gen(function*() {
+      expect((yield* withInterfaces({})).interfaces).toBeUndefined()
+      expect((yield* withInterfaces({}, { interfaces: ["wlan0"] })).interfaces).toEqual(["wlan0"])
+      expect((yield* withInterfaces({ interfaces: ["eth0"] }, { interfaces: ["wlan0"] })).interfaces).toEqual(["eth0"])
+      expect((yield* withInterfaces({})).group).toBeUndefined()
+      expect((yield* withInterfaces({}, { group: "a" })).group).toBe("a")
+      expect((yield* withInterfaces({ group: "b" }, { group: "a" })).group).toBe("b")
+    }))
+
+  it.effect("an interface that is not up is a clear error, from the flag or the file; not checked with discovery off", () =>
+    Effect.gen(function*() {
+      const unknown = `unknown network interface "eth9", or it is down (interfaces up: lo, eth0, wlan0)`
+      expect(yield* errorOf(withInterfaces({ interfaces: ["eth0", "eth9"] }))).toBe(unknown)
+      expect(yield* errorOf(withInterfaces({}, { interfaces: ["eth9"] }))).toBe(unknown)
+      expect((yield* withInterfaces({ interfaces: ["eth9"], noDiscovery: true })).interfaces).toEqual(["eth9"])
+      expect((yield* withInterfaces({ interfaces: ["eth9"] }, { noDiscovery: true })).discovery).toBe(false)
     }))
 })
 

@@ -74,13 +74,13 @@ const spec = {
     long: "interface",
     value: "NAME",
     repeatable: true,
-    help: "Network interface to announce and browse on, repeatable; replaces dsync.toml's interface (default: every one that is up, but loopback)"
+    help: "Network interface for mDNS discovery, repeatable; replaces dsync.toml's interface (default all that are up, but loopback)"
   },
   group: {
     long: "group",
     short: "g",
     value: "NAME",
-    help: "Sync only with peers started with the same group: keeps unrelated folders on one LAN apart (default none)"
+    help: "Sync only with peers of this group: keeps unrelated folders on one LAN apart (default none: any dsync)"
   },
   verbose: { long: "verbose", short: "v", help: "Show detailed logs (default off)" },
   exclude: {
