@@ -61,6 +61,14 @@ const reported = program.pipe(
   Effect.provide(Logger.replace(Logger.defaultLogger, stderrLogger))
 )
 
+// The first Ctrl-C stops the node gracefully (goodbyes, index closed); a second one
+// while that runs exits at once.
+process.once("SIGINT", () =>
+  process.once("SIGINT", () => {
+    process.stderr.write("dsync: interrupted again, exiting now\n")
+    process.exit(130)
+  }))
+
 NodeRuntime.runMain(reported, {
   disableErrorReporting: true,
   disablePrettyLogger: true,

@@ -108,7 +108,7 @@ describe("renderProgress, plain mode", () => {
     NodeEvent.ConflictKept({ path: "plan.md", keptAs: "plan.sync-conflict-20240101-120000-abcd.md" }),
     NodeEvent.Refused({ peerId: A, path: "../etc/passwd", reason: "path escapes the folder" }),
     NodeEvent.TransferFailed({ path: "big.iso", peerId: A, reason: "stream too slow" }),
-    NodeEvent.PeerDisconnected({ peerId: A, name: "laptop", reason: "peer left" }),
+    NodeEvent.PeerDisconnected({ peerId: A, name: "laptop", address: "10.0.0.2:9000", reason: "peer left" }),
     NodeEvent.Backlog({ files: 0, bytes: 0 })
   ]
 
@@ -131,7 +131,7 @@ describe("renderProgress, plain mode", () => {
         "conflict on plan.md: ours kept as plan.sync-conflict-20240101-120000-abcd.md",
         "refused ../etc/passwd from laptop (aaaaaaaa): path escapes the folder",
         "failed big.iso from laptop (aaaaaaaa): stream too slow (tried again later)",
-        "disconnected from laptop (aaaaaaaa): peer left"
+        "disconnected from laptop (aaaaaaaa) at 10.0.0.2:9000: peer left"
       ])
     }))
 

@@ -49,4 +49,21 @@ describe("reconnect", () => {
       yield* eventually("still in sync", () => sameTree(a, b), 30_000)
     }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
   }, { timeout: 120_000 })
+
+  it.live("a node that stops says goodbye: its peer ends the session at once and logs who left", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const a = yield* tempDir()
+      const b = yield* tempDir()
+      const network = makeNetwork()
+      yield* memoryNode(network, "a", a, ["b"])
+      const scopeB = yield* Scope.make()
+      yield* memoryNode(network, "b", b, []).pipe(Scope.extend(scopeB))
+      yield* eventually("connected", () => logs.lines.some((l) => /connected to b \(\w+\) at b:/.test(l)))
+      const started = Date.now()
+      yield* Scope.close(scopeB, Exit.void)
+      yield* eventually("a saw b leave", () => logs.lines.some((l) => /disconnected from b \(\w+\) at b:\d+: the peer left/.test(l)), 5_000)
+      expect(Date.now() - started).toBeLessThan(5_000)
+    }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
+  }, { timeout: 60_000 })
 })

@@ -259,7 +259,7 @@ export const applyEvent = (state: ProgressState, event: NodeEvent, now: number):
       state.peers.delete(event.peerId)
       state.names.set(event.peerId, event.name)
       for (const [k, t] of state.transfers) if (t.peerId === event.peerId) state.transfers.delete(k)
-      return { tone: "warn", verb: "disconnected", rest: `from ${peerLabel(state, event.peerId)}: ${printable(event.reason)}` }
+      return { tone: "warn", verb: "disconnected", rest: `from ${peerLabel(state, event.peerId)} at ${printable(event.address)}: ${printable(event.reason)}` }
     }
     case "TransferStarted": {
       const t = transferOf(state, event.path, event.peerId, now, event.fetchBytes, event.bytes)

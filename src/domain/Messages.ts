@@ -74,11 +74,14 @@ export class StreamCancel extends Schema.TaggedClass<StreamCancel>()("StreamCanc
   stream: StreamId
 }) {}
 
+/** The sender is shutting down: end the session now (no timeout, no error). */
+export class Bye extends Schema.TaggedClass<Bye>()("Bye", {}) {}
+
 /** Keepalive, sent every `keepalive` period so that an idle but healthy session is not timed out. */
 export class Ping extends Schema.TaggedClass<Ping>()("Ping", {}) {}
 
 /** Every JSON message of the protocol (blocks travel as binary BlockData frames instead). */
-export const Message = Schema.Union(Hello, IndexFrom, IndexBatch, IndexAck, FileRequest, StreamEnd, StreamCancel, Ping)
+export const Message = Schema.Union(Hello, IndexFrom, IndexBatch, IndexAck, FileRequest, StreamEnd, StreamCancel, Ping, Bye)
 /** One decoded protocol message. */
 export type Message = typeof Message.Type
 

@@ -1,4 +1,4 @@
-import { Deferred, Effect, Layer, Queue } from "effect"
+import { Deferred, Effect, FiberSet, Layer, Queue } from "effect"
 import { formatAddress } from "../domain/Config.js"
 import { ConnectionClosed, TransportError } from "../domain/Errors.js"
 import { Transport, type Connection } from "../services/Transport.js"
@@ -72,7 +72,8 @@ export const connectionPair = (labels: { a: string; b: string } = { a: "mem-a", 
     }
   })
 
-type Listener = (connection: Connection) => Effect.Effect<void>
+/** Starts handling one inbound connection, in the listener's scope. */
+type Listener = (connection: Connection) => void
 
 /** A simulated network: addresses are `host:port` strings; several nodes share one. */
 export interface MemoryNetwork {
@@ -96,19 +97,21 @@ export const layer = (network: MemoryNetwork, localHost: string) =>
         const bound = { host: localHost, port: address.port }
         const key = formatAddress(bound)
         if (network.listeners.has(key)) return yield* Effect.fail(new TransportError({ message: `address in use: ${key}` }))
-        network.listeners.set(key, onConnection)
+        // handlers run in the listener's scope, as with TCP: a node that stops ends its inbound sessions
+        const run = yield* FiberSet.makeRuntime<never>()
+        network.listeners.set(key, (connection) => run(Effect.ensuring(onConnection(connection), connection.close)))
         yield* Effect.addFinalizer(() => Effect.sync(() => network.listeners.delete(key)))
         return bound
       }),
     dial: (address) =>
       Effect.gen(function*() {
         const key = formatAddress(address)
-        const onConnection = network.listeners.get(key)
-        if (!onConnection) return yield* Effect.fail(new TransportError({ message: `connection refused: ${key}` }))
+        const listener = network.listeners.get(key)
+        if (!listener) return yield* Effect.fail(new TransportError({ message: `connection refused: ${key}` }))
         const { a, b } = yield* connectionPair({ a: localHost, b: key })
         const closeBoth = Effect.zipRight(a.close, b.close)
         network.open.add(closeBoth)
-        yield* Effect.forkDaemon(Effect.ensuring(onConnection(b), b.close))
+        listener(b)
         yield* Effect.addFinalizer(() => Effect.zipRight(a.close, Effect.sync(() => network.open.delete(closeBoth))))
         return a
       })

@@ -3,6 +3,7 @@ import { ConnectionClosed, ProtocolError } from "../domain/Errors.js"
 import type { FileRecord } from "../domain/FileRecord.js"
 import {
   type BlockData,
+  Bye,
   FileRequest,
   Hello,
   IndexAck,
@@ -260,7 +261,6 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     if (hello.replicaId === index.replicaId) {
       return yield* new ProtocolError({ reason: "the peer is this same folder (copied .dsync/ folder?)" })
     }
-    yield* Effect.logInfo(`connected to ${printable(hello.name)} (${shortId(channel.peerId)}) at ${printable(channel.remoteLabel)}`)
     // Ask for the peer's records after those we hold; remember how far we get.
     const progress = makeIndexProgress(yield* index.peerProgress(hello.replicaId))
     yield* send(new IndexFrom({ after: progress.current() }))
@@ -274,16 +274,20 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     yield* Effect.addFinalizer(() => saveProgress)
     const peerFrom = yield* Deferred.make<number>()
     const events = yield* Events
-    const peer = { peerId: channel.peerId, name: hello.name }
-    yield* events.publish(NodeEvent.PeerConnected({ ...peer, address: channel.remoteLabel }))
-    yield* Effect.addFinalizer((exit) =>
-      events.publish(NodeEvent.PeerDisconnected({
-        ...peer,
-        reason: Exit.isFailure(exit) ? Option.match(Cause.failureOption(exit.cause), {
-          onNone: () => "stopped",
-          onSome: (e) => (typeof e === "object" && e !== null && "reason" in e ? String(e.reason) : String(e))
-        }) : "ended"
-      })))
+    const peer = { peerId: channel.peerId, name: hello.name, address: channel.remoteLabel }
+    const label = `${printable(hello.name)} (${shortId(channel.peerId)}) at ${printable(channel.remoteLabel)}`
+    yield* Effect.logInfo(`connected to ${label}`)
+    yield* events.publish(NodeEvent.PeerConnected(peer))
+    yield* Effect.addFinalizer((exit) => {
+      const reason = Exit.isFailure(exit) ? Option.match(Cause.failureOption(exit.cause), {
+        onNone: () => "stopped",
+        onSome: (e) => (typeof e === "object" && e !== null && "reason" in e ? String(e.reason) : String(e))
+      }) : "ended"
+      return Effect.zipRight(
+        Effect.logInfo(`disconnected from ${label}: ${printable(reason)}`),
+        events.publish(NodeEvent.PeerDisconnected({ ...peer, reason }))
+      )
+    })
 
     let nextStream = 0
     /** Ends a stream we receive: removed, its waiter told; a failure also tells the peer to stop. */
@@ -373,7 +377,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     const outgoing = yield* FiberMap.make<number>()
     const unhandledLevel = yield* FiberRef.get(FiberRef.unhandledErrorLogLevel)
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
-    const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError, SessionServices> => {
+    const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError | ConnectionClosed, SessionServices> => {
       switch (frame._tag) {
         case "BlockData": {
           // hot path: plain code, no fiber per block
@@ -412,6 +416,8 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           return Effect.asVoid(Deferred.succeed(peerFrom, frame.after))
         case "Ping":
           return Effect.void
+        case "Bye":
+          return Effect.fail(new ConnectionClosed({ reason: "the peer left" }))
         case "Hello":
           return Effect.fail(new ProtocolError({ reason: "unexpected second Hello" }))
       }
@@ -437,5 +443,8 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     // handled (it ends the session), so that log is off for the run, back on for each
     // file served, so a defect there is still logged.
     const receiving = Stream.runForEach(frames, dispatch).pipe(Effect.withUnhandledErrorLogLevel(Option.none()))
-    yield* Effect.raceFirst(receiving, Fiber.join(background))
+    // Stopped (we shut down, or a newer connection replaces this one): say goodbye, so the
+    // peer ends the session at once instead of waiting for the connection to time out.
+    const bye = send(new Bye()).pipe(Effect.timeout(Duration.millis(500)), Effect.ignore)
+    yield* Effect.raceFirst(receiving, Fiber.join(background)).pipe(Effect.onInterrupt(() => bye))
   }).pipe(Effect.scoped)

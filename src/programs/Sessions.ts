@@ -1,4 +1,4 @@
-import { Deferred, Effect } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber } from "effect"
 import { shortId } from "../services/Identity.js"
 import type { Channel } from "../services/SecureChannel.js"
 
@@ -30,8 +30,18 @@ export const makeSessions = Effect.sync(() => {
       if (existing) yield* Deferred.succeed(existing.stop, undefined)
       const entry: Entry = { initiator, stop: yield* Deferred.make<void>(), ended: yield* Deferred.make<void>() }
       live.set(channel.peerId, entry)
-      return yield* Effect.raceFirst(session, Deferred.await(entry.stop)).pipe(
-        Effect.as("ended" as SessionOutcome),
+      // The session runs in a fiber that is interrupted and awaited (stop, or our own
+      // interruption) before the channel closes: its goodbye still gets out.
+      return yield* Effect.gen(function*() {
+        // (its failure comes back as a value: a failed fiber would also be logged as unhandled)
+        const running = yield* Effect.forkScoped(Effect.exit(session))
+        yield* Effect.forkScoped(Effect.zipRight(Deferred.await(entry.stop), Fiber.interrupt(running)))
+        const exit = Exit.flatten(yield* Fiber.await(running))
+        // stopped for a newer connection: an end like any other
+        if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) return "ended" as SessionOutcome
+        return yield* Effect.as(exit, "ended" as SessionOutcome)
+      }).pipe(
+        Effect.scoped,
         Effect.ensuring(Effect.suspend(() => {
           if (live.get(channel.peerId) === entry) live.delete(channel.peerId)
           return Effect.zipRight(channel.close, Deferred.succeed(entry.ended, undefined))

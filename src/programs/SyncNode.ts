@@ -159,9 +159,10 @@ export const startNode = (options: NodeOptions) =>
 
     const session = (channel: Parameters<typeof runSession>[0], initiator: string) =>
       sessions.run(channel, initiator, runSession(channel, sessionOptions)).pipe(
+        // a session that got going logs its own end, with the peer's name and address
         Effect.tapError((e) =>
           e._tag === "ConnectionClosed"
-            ? Effect.logInfo(`disconnected from ${shortId(channel.peerId)}: ${printable(e.reason)}`)
+            ? Effect.logDebug(`connection to ${shortId(channel.peerId)} ended: ${printable(e.reason)}`)
             : Effect.logWarning(`closed connection to ${shortId(channel.peerId)}: ${printable(e.reason)}`)
         ),
         Effect.orElseSucceed(() => "ended" as SessionOutcome)

@@ -14,7 +14,7 @@ export type NodeEvent = Data.TaggedEnum<{
   /** A session with a peer began (after the handshake and hellos). */
   PeerConnected: { readonly peerId: string; readonly name: string; readonly address: string }
   /** A session ended; `reason` says why (peer left, timeout, protocol error). */
-  PeerDisconnected: { readonly peerId: string; readonly name: string; readonly reason: string }
+  PeerDisconnected: { readonly peerId: string; readonly name: string; readonly address: string; readonly reason: string }
   /** A download began: `bytes` to write, of which `fetchBytes` come from the peer (the rest is local). */
   TransferStarted: { readonly path: string; readonly peerId: string; readonly bytes: number; readonly fetchBytes: number }
   /** Bytes received so far for a download in progress (at most a few times a second per file). */

@@ -2,7 +2,7 @@ import { expect } from "@effect/vitest"
 import { Effect, Layer, Option, Schedule } from "effect"
 import type { PeerAddress } from "../../src/domain/Config.js"
 import { blockSizeFor, type FileRecord } from "../../src/domain/FileRecord.js"
-import { Hello, PROTOCOL, StreamEnd } from "../../src/domain/Messages.js"
+import { Hello, IndexFrom, PROTOCOL, StreamEnd } from "../../src/domain/Messages.js"
 import * as CipherNode from "../../src/layers/CipherNode.js"
 import * as CurvesNode from "../../src/layers/CurvesNode.js"
 import * as HasherBlake3 from "../../src/layers/HasherBlake3.js"
@@ -52,6 +52,8 @@ export const hostileClient = (
     yield* channel.send(encodeMessage(new Hello({ protocol: PROTOCOL, replicaId: EVIL_REPLICA, name })))
     const hello = yield* Effect.flatMap(channel.receive, decodeFrame)
     expect(hello._tag).toBe("Hello")
+    // as an honest peer does: ask for the node's whole index
+    yield* channel.send(encodeMessage(new IndexFrom({ after: 0 })))
     return { channel, connection, hasher }
   })
 
