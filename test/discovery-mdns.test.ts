@@ -333,6 +333,25 @@ describe.skipIf(skipReason !== undefined)(`DiscoveryMdns in network namespaces${
     }
   }, 60_000)
 
+  it("an interface that comes up later (cable plugged in) is used, and we are announced on it at once", async () => {
+    const cable = (up: boolean) => ip("-n", `${PREFIX}-br`, "link", "set", `${PREFIX}-v2`, up ? "up" : "down")
+    try {
+      cable(false)
+      const b = track(await mdnsNode(2, { name: "unplugged", port: 9650 }))
+      expect(logs(b)).toContain("mDNS: no network interface is up (other than loopback): discovering none until one is")
+      const a = track(await mdnsNode(1, { name: "waiting", port: 9651 }))
+      await sleep(2000)
+      expect(found(a)).toEqual([])
+      cable(true)
+      await a.waitFor("a finds b once its cable is in", foundId(b.peerId), 10_000)
+      await b.waitFor("b finds a", foundId(a.peerId), 5_000)
+      expect(logs(b)).toContain(`mDNS: now also on eth0 (${ipOf(2)}/24)`)
+    } finally {
+      cable(true)
+      await stopAll()
+    }
+  }, 30_000)
+
   it("an instance of another group is skipped (logged once); one of our group is found", async () => {
     try {
       const a = track(await mdnsNode(1, { name: "a", port: 9600, group: "photos" }))

@@ -11,16 +11,20 @@
  * (a sliding queue: a flood drops packets, never grows memory); one fiber applies them to
  * the instance cache (MdnsCache) and publishes the peers found and lost.
  *
+ * The interfaces are looked at again every few seconds: one that comes up (a laptop
+ * joining Wi-Fi, a cable plugged back) gets a socket and is announced at once, one that
+ * goes down is dropped (with a goodbye, if it still can).
+ *
  * Not done, on purpose: probing before announcing (RFC 6762, 8.1) — our names carry 32
- * random bits of the node's fresh key, so they do not collide; and an IPv6 socket — the
- * node listens on IPv4 only, so we announce and dial IPv4.
+ * random bits of the node's fresh key, so they do not collide; and IPv6 (a socket, AAAA
+ * records) — the node listens on IPv4 only, so we announce and dial IPv4.
  */
 import type { Answer, Question } from "dns-packet"
-import { Clock, Duration, Effect, Layer, Option, PubSub, Queue, Stream } from "effect"
+import { Clock, Duration, Effect, Either, FiberMap, Layer, Option, PubSub, Queue, Schedule, Stream } from "effect"
 import makeMdns from "multicast-dns"
 import { ConfigError } from "../domain/Errors.js"
 import { asksForUs, browseQuestions, readResponse, recordsOf, type ResponseView, type Self, selfOf } from "../lib/DnsSd.js"
-import { type CacheLimits, defaultLimits, makeMdnsCache, type Rejection } from "../lib/MdnsCache.js"
+import { type CacheLimits, defaultLimits, makeMdnsCache, type MdnsCache, type Rejection } from "../lib/MdnsCache.js"
 import { chooseInterfaces, describeInterface, type NetInterface, onLink } from "../lib/NetInterfaces.js"
 import { printable } from "../lib/Printable.js"
 import { Discovery, type DiscoveryApi, make as makeDiscovery, PeerChange } from "../services/Discovery.js"
@@ -48,6 +52,8 @@ const FIRST_QUERY_GAP = Duration.seconds(1)
 const MAX_QUERY_GAP = Duration.minutes(1)
 /** Least time between two multicasts of our records on one interface (RFC 6762, 6.2). */
 const RESPONSE_GAP = Duration.seconds(1)
+/** How often the interfaces are looked at again. */
+const INTERFACE_RESCAN = Duration.seconds(5)
 /** Packets waiting to be applied; past it the oldest go. */
 const INBOX = 64
 /** Names asked about in one query, beyond the browse question. */
@@ -81,7 +87,22 @@ const respondWith = (link: Link, answers: Array<Answer>) =>
 const queryWith = (link: Link, questions: Array<Question>) =>
   Effect.async<void, Error>((resume) => link.mdns.query({ questions }, (e) => resume(e ? Effect.fail(e) : Effect.void)))
 
-/** Opens the socket of one interface and feeds what it hears to `inbox`; None when it cannot bind. */
+const close = (link: Link) => Effect.async<void>((resume) => link.mdns.destroy(() => resume(Effect.void)))
+
+const addressesOf = (link: Link) => link.iface.ipv4.map((a) => a.address)
+
+/** Our records with TTL 0 (so peers drop us at once), then the socket closes. */
+const goodbye = (link: Link, self: Self) =>
+  respondWith(link, recordsOf(self, addressesOf(link), 0)).pipe(
+    Effect.timeout(SOCKET_TIMEOUT),
+    Effect.ignore,
+    Effect.zipRight(close(link).pipe(Effect.timeout(SOCKET_TIMEOUT), Effect.ignore))
+  )
+
+/**
+ * Opens the socket of one interface and feeds what it hears to `inbox` (responses) and
+ * to the link's `asked` signal (queries for us); None when it cannot bind.
+ */
 const openSocket = (iface: NetInterface, self: Self, inbox: Queue.Queue<Incoming>, options: DiscoveryMdnsOptions) =>
   Effect.gen(function*() {
     const asked = yield* Queue.sliding<void>(1)
@@ -112,40 +133,38 @@ const openSocket = (iface: NetInterface, self: Self, inbox: Queue.Queue<Incoming
       })
     }).pipe(Effect.timeoutOption(SOCKET_TIMEOUT), Effect.map(Option.getOrElse(() => false)))
     const link: Link = { iface, mdns, asked }
-    if (!ready) {
-      yield* close(link)
-      yield* Effect.logWarning(`mDNS: cannot use ${iface.name} (UDP port ${options.mdnsPort ?? 5353}): skipping it`)
-      return Option.none<Link>()
-    }
-    return Option.some(link)
+    if (ready) return Option.some(link)
+    yield* close(link)
+    return Option.none<Link>()
   })
 
-const close = (link: Link) => Effect.async<void>((resume) => link.mdns.destroy(() => resume(Effect.void)))
+/**
+ * The interfaces to be on now: every one up (`names` empty), or those named that are up.
+ * (At start an unknown name is an error; later, a named interface that went down is skipped.)
+ */
+const interfacesNow = (names: ReadonlyArray<string>): ReadonlyArray<NetInterface> =>
+  names.length === 0
+    ? Either.getOrElse(chooseInterfaces([]), () => [])
+    : names.flatMap((name) => Either.getOrElse(chooseInterfaces([name]), () => []))
 
-/** Our records with TTL 0 (so peers drop us at once), then the socket closes. */
-const goodbye = (link: Link, self: Self) =>
-  respondWith(link, recordsOf(self, addressesOf(link), 0)).pipe(
-    Effect.timeout(SOCKET_TIMEOUT),
-    Effect.ignore,
-    Effect.zipRight(close(link).pipe(Effect.timeout(SOCKET_TIMEOUT), Effect.ignore))
-  )
-
-const addressesOf = (link: Link) => link.iface.ipv4.map((a) => a.address)
+/** A link's key: the interface and its address (a new address is a new link). */
+const keyOf = (i: NetInterface) => describeInterface(i)
 
 // ---- logging, bounded ----
 
-/** Logs each kind of rejection at most once per LOG_EVERY, saying how many were not logged. */
+/** Logs each kind of line at most once per LOG_EVERY, saying how many were not logged. */
 const makeThrottle = () => {
   const last = new Map<string, { at: number; skipped: number }>()
-  return (kind: string, now: number, line: (skipped: number) => string) => {
-    const seen = last.get(kind)
-    if (seen !== undefined && now - seen.at < Duration.toMillis(LOG_EVERY)) {
-      seen.skipped++
-      return Effect.void
-    }
-    last.set(kind, { at: now, skipped: 0 })
-    return Effect.logWarning(line(seen?.skipped ?? 0))
-  }
+  return (kind: string, line: (skipped: number) => string) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const seen = last.get(kind)
+      if (seen !== undefined && now - seen.at < Duration.toMillis(LOG_EVERY)) {
+        seen.skipped++
+        return Effect.void
+      }
+      last.set(kind, { at: now, skipped: 0 })
+      return Effect.logWarning(line(seen?.skipped ?? 0))
+    })
 }
 
 /** A set that forgets everything when full: "told once" for a bounded number of peers. */
@@ -161,125 +180,170 @@ const makeOnce = () => {
 
 const who = (r: Rejection) => `"${printable(r.label)}"${r.peerId ? ` (${shortId(r.peerId)})` : ""} from ${r.source}`
 
+const more = (skipped: number) => (skipped > 0 ? ` (and ${skipped} more like it in the last minute)` : "")
+
+/** The log line of a rejection: another group or version once per peer (info), the rest throttled (warning). */
+const makeRejectionLog = () => {
+  const throttle = makeThrottle()
+  const once = makeOnce()
+  const log = (r: Rejection) =>
+    r.kind === "group" || r.kind === "version"
+      ? (once(`${r.kind} ${r.peerId ?? r.label}`) ? Effect.logInfo(`mDNS: skipping dsync ${who(r)}: ${printable(r.reason)}`) : Effect.void)
+      : throttle(r.kind, (skipped) => `mDNS: ignoring ${who(r)}: ${printable(r.reason)}${more(skipped)}`)
+  return { log, throttle }
+}
+
+const logChange = (change: PeerChange) =>
+  PeerChange.$match(change, {
+    Found: ({ peer }) =>
+      Effect.logInfo(`mDNS: found "${printable(peer.name ?? "")}" (${shortId(peer.peerId ?? "")}) at ${peer.address.host}:${peer.address.port}`),
+    Lost: ({ peerId }) => Effect.logInfo(`mDNS: lost ${shortId(peerId)}`)
+  })
+
 // ---- the service ----
+
+/** What the parts of the service share. */
+interface State {
+  readonly self: Self
+  readonly cache: MdnsCache
+  readonly hub: PubSub.PubSub<PeerChange>
+  readonly inbox: Queue.Queue<Incoming>
+  /** Signals the browse loop to query again soon. */
+  readonly requery: Queue.Queue<void>
+  /** Instances the node lost (peerLost): asked about in the next query. */
+  readonly toAsk: Set<string>
+  /** The open sockets, by keyOf. */
+  readonly links: Map<string, Link>
+  readonly logs: ReturnType<typeof makeRejectionLog>
+}
+
+const publish = (state: State, changes: ReadonlyArray<PeerChange>) =>
+  Effect.zipRight(PubSub.publishAll(state.hub, changes), Effect.forEach(changes, logChange, { discard: true }))
+
+/** Applies what a socket heard; asks again when an instance is still incomplete. */
+const handle = (state: State) => (item: Incoming) =>
+  Effect.gen(function*() {
+    if (item._tag === "Note") return yield* state.logs.throttle(item.kind, (skipped) => `mDNS: ${printable(item.text)}${more(skipped)}`)
+    const outcome = state.cache.apply(item.view, item.iface, item.source, yield* Clock.currentTimeMillis)
+    yield* publish(state, outcome.changes)
+    yield* Effect.forEach(outcome.rejections, state.logs.log, { discard: true })
+    const missing = state.cache.incomplete(1)
+    if (missing.instances.length + missing.hosts.length > 0) yield* Queue.offer(state.requery, undefined)
+  })
+
+/** One query on every link: the browse question, and the names we lack or lost. */
+const queryAll = (state: State) =>
+  Effect.suspend(() => {
+    const missing = state.cache.incomplete(QUESTIONS)
+    const asking = [...new Set([...state.toAsk, ...missing.instances])].slice(0, QUESTIONS)
+    state.toAsk.clear()
+    const questions = browseQuestions(asking, missing.hosts)
+    return Effect.forEach(state.links.values(), (link) =>
+      queryWith(link, questions).pipe(
+        Effect.catchAll((e) => state.logs.throttle("send", () => `mDNS: cannot query on ${link.iface.name}: ${e.message}`))
+      ), { discard: true })
+  })
+
+/** Query now, then after a gap that doubles up to a minute, or 1 s after a peer was lost. */
+const browse = (state: State) =>
+  Effect.gen(function*() {
+    let gap = FIRST_QUERY_GAP
+    for (;;) {
+      yield* queryAll(state)
+      yield* Effect.sleep(FIRST_QUERY_GAP)
+      const urgent = yield* Queue.take(state.requery).pipe(Effect.timeoutOption(Duration.subtract(gap, FIRST_QUERY_GAP)))
+      gap = Option.isSome(urgent) ? FIRST_QUERY_GAP : Duration.min(Duration.times(gap, 2), MAX_QUERY_GAP)
+    }
+  })
+
+/** Announce twice, a second apart (RFC 6762, 8.3), then answer queries, at most once a second. */
+const respond = (state: State, link: Link) =>
+  Effect.gen(function*() {
+    const announce = respondWith(link, recordsOf(state.self, addressesOf(link))).pipe(
+      Effect.catchAll((e) => state.logs.throttle("send", () => `mDNS: cannot announce on ${link.iface.name}: ${e.message}`))
+    )
+    yield* announce
+    yield* Effect.sleep(RESPONSE_GAP)
+    yield* Queue.takeAll(link.asked)
+    for (;;) {
+      yield* announce
+      yield* Effect.sleep(RESPONSE_GAP)
+      yield* Queue.take(link.asked)
+    }
+  })
+
+/**
+ * Opens a socket for each interface that is up and has none, closes those of interfaces
+ * gone down. A link lives in its fiber: interrupting it (here, or at the end of the
+ * scope) sends the goodbye and closes the socket.
+ */
+const reconcile = (state: State, fibers: FiberMap.FiberMap<string>, options: DiscoveryMdnsOptions, quiet: boolean) =>
+  Effect.gen(function*() {
+    const wanted = new Map(interfacesNow(options.interfaces ?? []).map((i) => [keyOf(i), i] as const))
+    for (const [key, link] of [...state.links]) {
+      if (wanted.has(key)) continue
+      yield* FiberMap.remove(fibers, key)
+      if (!quiet) yield* Effect.logInfo(`mDNS: no longer on ${describeInterface(link.iface)} (down or changed)`)
+    }
+    for (const [key, iface] of wanted) {
+      if (state.links.has(key)) continue
+      const opened = yield* Effect.uninterruptible(Effect.gen(function*() {
+        const link = yield* openSocket(iface, state.self, state.inbox, options)
+        if (Option.isNone(link)) return false
+        state.links.set(key, link.value)
+        yield* FiberMap.run(fibers, key, respond(state, link.value).pipe(
+          Effect.ensuring(Effect.suspend(() => {
+            state.links.delete(key)
+            return goodbye(link.value, state.self)
+          }))
+        ))
+        return true
+      }))
+      if (!opened) yield* state.logs.throttle(`bind ${iface.name}`, () => `mDNS: cannot use ${iface.name} (UDP port ${options.mdnsPort ?? 5353} refused): skipping it`)
+      else if (!quiet) yield* Effect.logInfo(`mDNS: now also on ${describeInterface(iface)}`)
+    }
+  })
 
 /**
  * mDNS discovery for this node (whose id comes from Identity): sockets open, announcing
  * and browsing, until the scope closes (then goodbye). Fails with a ConfigError when a
- * named interface does not exist.
+ * named interface is not up at start.
  */
 export const make = (options: DiscoveryMdnsOptions) =>
   Effect.gen(function*() {
     const identity = yield* Identity
     const chosen = yield* Effect.mapError(chooseInterfaces(options.interfaces ?? []), (message) => new ConfigError({ message }))
-    const self = selfOf({ name: options.name, port: options.port, peerId: identity.peerId, ...(options.group === undefined ? {} : { group: options.group }) })
-    const cache = makeMdnsCache({ peerId: identity.peerId, ...(options.group === undefined ? {} : { group: options.group }) }, options.limits ?? defaultLimits)
-    const hub = yield* Effect.acquireRelease(PubSub.sliding<PeerChange>(1024), PubSub.shutdown)
-    const inbox = yield* Effect.acquireRelease(Queue.sliding<Incoming>(INBOX), Queue.shutdown)
-    const requery = yield* Queue.sliding<void>(1)
-    /** Instances the node lost (peerLost): asked about in the next query. */
-    const toAsk = new Set<string>()
-
-    if (chosen.length === 0) {
-      yield* Effect.logWarning("mDNS: no network interface is up (other than loopback): discovering no peers")
-    } else {
-      yield* Effect.logInfo(`mDNS discovery on ${chosen.map(describeInterface).join(", ")} as "${printable(self.instance)}"`)
+    const group = options.group === undefined ? {} : { group: options.group }
+    const state: State = {
+      self: selfOf({ name: options.name, port: options.port, peerId: identity.peerId, ...group }),
+      cache: makeMdnsCache({ peerId: identity.peerId, ...group }, options.limits ?? defaultLimits),
+      hub: yield* Effect.acquireRelease(PubSub.sliding<PeerChange>(1024), PubSub.shutdown),
+      inbox: yield* Effect.acquireRelease(Queue.sliding<Incoming>(INBOX), Queue.shutdown),
+      requery: yield* Queue.sliding<void>(1),
+      toAsk: new Set(),
+      links: new Map(),
+      logs: makeRejectionLog()
     }
-    const opened = yield* Effect.forEach(chosen, (iface) =>
-      Effect.acquireRelease(openSocket(iface, self, inbox, options), (link) =>
-        Option.match(link, { onNone: () => Effect.void, onSome: (l) => goodbye(l, self) })))
-    const links = opened.flatMap(Option.toArray)
+    yield* chosen.length === 0
+      ? Effect.logWarning("mDNS: no network interface is up (other than loopback): discovering none until one is")
+      : Effect.logInfo(`mDNS discovery on ${chosen.map(describeInterface).join(", ")} as "${printable(state.self.instance)}"`)
 
-    const throttle = makeThrottle()
-    const once = makeOnce()
-    const logRejection = (r: Rejection, now: number) => {
-      if (r.kind === "group" || r.kind === "version") {
-        return once(`${r.kind} ${r.peerId ?? r.label}`) ? Effect.logInfo(`mDNS: skipping dsync ${who(r)}: ${printable(r.reason)}`) : Effect.void
-      }
-      return throttle(r.kind, now, (skipped) =>
-        `mDNS: ignoring ${who(r)}: ${printable(r.reason)}${skipped > 0 ? ` (and ${skipped} more like it in the last minute)` : ""}`)
-    }
-    const logChange = (change: PeerChange) =>
-      PeerChange.$match(change, {
-        Found: ({ peer }) => Effect.logInfo(`mDNS: found "${printable(peer.name ?? "")}" (${shortId(peer.peerId ?? "")}) at ${peer.address.host}:${peer.address.port}`),
-        Lost: ({ peerId }) => Effect.logInfo(`mDNS: lost ${shortId(peerId)}`)
-      })
-    const publish = (changes: ReadonlyArray<PeerChange>) =>
-      Effect.zipRight(PubSub.publishAll(hub, changes), Effect.forEach(changes, logChange, { discard: true }))
-
-    const handle = (item: Incoming) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        if (item._tag === "Note") return yield* throttle(item.kind, now, (skipped) => `mDNS: ${printable(item.text)}${skipped > 0 ? ` (and ${skipped} more)` : ""}`)
-        const outcome = cache.apply(item.view, item.iface, item.source, now)
-        yield* publish(outcome.changes)
-        yield* Effect.forEach(outcome.rejections, (r) => logRejection(r, now), { discard: true })
-        const missing = cache.incomplete(1)
-        if (missing.instances.length + missing.hosts.length > 0) yield* Queue.offer(requery, undefined)
-      })
-
-    const queryAll = Effect.suspend(() => {
-      const missing = cache.incomplete(QUESTIONS)
-      const asking = [...new Set([...toAsk, ...missing.instances])].slice(0, QUESTIONS)
-      toAsk.clear()
-      const questions = browseQuestions(asking, missing.hosts)
-      return Effect.forEach(links, (link) =>
-        queryWith(link, questions).pipe(
-          Effect.catchAll((e) =>
-            Effect.flatMap(Clock.currentTimeMillis, (now) => throttle("send", now, () => `mDNS: cannot query on ${link.iface.name}: ${e.message}`)))
-        ), { discard: true })
-    })
-
-    /** Query now, then after a gap that doubles up to a minute, or 1 s after a peer was lost. */
-    const browse = Effect.gen(function*() {
-      let gap = FIRST_QUERY_GAP
-      for (;;) {
-        yield* queryAll
-        yield* Effect.sleep(FIRST_QUERY_GAP)
-        const urgent = yield* Queue.take(requery).pipe(Effect.timeoutOption(Duration.subtract(gap, FIRST_QUERY_GAP)))
-        gap = Option.isSome(urgent) ? FIRST_QUERY_GAP : Duration.min(Duration.times(gap, 2), MAX_QUERY_GAP)
-      }
-    })
-
-    const announce = (link: Link) =>
-      respondWith(link, recordsOf(self, addressesOf(link))).pipe(
-        Effect.catchAll((e) => Effect.flatMap(Clock.currentTimeMillis, (now) => throttle("send", now, () => `mDNS: cannot announce on ${link.iface.name}: ${e.message}`)))
+    const fibers = yield* FiberMap.make<string>()
+    yield* reconcile(state, fibers, options, true)
+    yield* Effect.forkScoped(Stream.runForEach(Stream.fromQueue(state.inbox), handle(state)))
+    yield* Effect.forkScoped(browse(state))
+    // Every second, what outlived its TTL goes (peers that stopped answering are lost).
+    yield* Effect.forkScoped(
+      Effect.flatMap(Clock.currentTimeMillis, (now) => publish(state, state.cache.expire(now))).pipe(
+        Effect.repeat(Schedule.spaced(Duration.seconds(1)))
       )
-
-    /** Announce twice, a second apart (RFC 6762, 8.3), then answer queries, at most once a second. */
-    const respond = (link: Link) =>
-      Effect.gen(function*() {
-        yield* announce(link)
-        yield* Effect.sleep(RESPONSE_GAP)
-        yield* Queue.takeAll(link.asked)
-        yield* announce(link)
-        yield* Effect.sleep(RESPONSE_GAP)
-        for (;;) {
-          yield* Queue.take(link.asked)
-          yield* announce(link)
-          yield* Effect.sleep(RESPONSE_GAP)
-        }
-      })
-
-    /** Every second: what outlived its TTL goes (peers that stopped answering are lost). */
-    const sweep = Effect.flatMap(Clock.currentTimeMillis, (now) => publish(cache.expire(now))).pipe(
-      Effect.delay(Duration.seconds(1)),
-      Effect.forever
     )
-
-    if (links.length > 0) {
-      yield* Effect.forkScoped(Stream.runForEach(Stream.fromQueue(inbox), handle))
-      yield* Effect.forkScoped(browse)
-      yield* Effect.forEach(links, (link) => Effect.forkScoped(respond(link)), { discard: true })
-      yield* Effect.forkScoped(sweep)
-    } else if (chosen.length > 0) {
-      yield* Effect.logWarning("mDNS: no interface could be used: discovering no peers (give peers with -a)")
-    }
+    yield* Effect.forkScoped(reconcile(state, fibers, options, false).pipe(Effect.repeat(Schedule.spaced(INTERFACE_RESCAN))))
 
     const changes = Stream.unwrapScoped(Effect.gen(function*() {
       // Subscribe first, then read the cache: a change in between comes twice, never not at all.
-      const subscription = yield* PubSub.subscribe(hub)
-      const known = cache.peers().map((peer) => PeerChange.Found({ peer }))
+      const subscription = yield* PubSub.subscribe(state.hub)
+      const known = state.cache.peers().map((peer) => PeerChange.Found({ peer }))
       return Stream.concat(Stream.fromIterable(known), Stream.fromQueue(subscription))
     }))
 
@@ -288,10 +352,10 @@ export const make = (options: DiscoveryMdnsOptions) =>
       changes,
       peerLost: (peerId) =>
         Effect.suspend(() => {
-          const name = cache.nameOf(peerId)
+          const name = state.cache.nameOf(peerId)
           if (name === undefined) return Effect.void
-          if (toAsk.size < QUESTIONS) toAsk.add(name)
-          return Effect.asVoid(Queue.offer(requery, undefined))
+          if (state.toAsk.size < QUESTIONS) state.toAsk.add(name)
+          return Effect.asVoid(Queue.offer(state.requery, undefined))
         })
     })
     return api
