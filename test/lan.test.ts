@@ -9,27 +9,19 @@ import { Lan, netnsUnavailable } from "./support/netns.js"
 import { repoRoot, sleep } from "./support/proc.js"
 
 /**
- * Discovery exists (src/layers/DiscoveryMdns.ts, `--group`): hosts are started with no
- * `-a`. `DSYNC_LAN_STATIC=1` runs the same scenarios with `--no-discovery` and every other
- * host given with `-a` (the tests that need discovery are then skipped).
+ * Hosts find each other by mDNS, started with no `-a`. `DSYNC_LAN_STATIC=1` runs the same
+ * scenarios with `--no-discovery` and every other host given with `-a`, to tell a discovery
+ * fault from a sync one (the scenarios that are about discovery are then skipped).
  */
-const DISCOVERY_LANDED = true
-const DISCOVERY = DISCOVERY_LANDED && process.env.DSYNC_LAN_STATIC !== "1"
+const DISCOVERY = process.env.DSYNC_LAN_STATIC !== "1"
 
 const unavailable = netnsUnavailable()
 if (unavailable) console.warn(`lan.test.ts skipped: ${unavailable}`)
 
-const mdnsModule = (() => {
-  try {
-    return createRequire(`${repoRoot}/package.json`).resolve("multicast-dns")
-  } catch {
-    return undefined
-  }
-})()
+/** The bogus announcer uses dsync's own mDNS package. */
+const mdnsModule = createRequire(`${repoRoot}/package.json`).resolve("multicast-dns")
 
-const needsDiscovery = !DISCOVERY
-  ? DISCOVERY_LANDED ? "DSYNC_LAN_STATIC=1: discovery is off" : "mDNS discovery is not built yet"
-  : undefined
+const needsDiscovery = DISCOVERY ? undefined : "DSYNC_LAN_STATIC=1: discovery is off"
 if (!unavailable && needsDiscovery) console.warn(`lan.test.ts: the group and bogus-announcement scenarios are skipped: ${needsDiscovery}`)
 
 const CONVERGE_MS = 30_000
@@ -190,8 +182,8 @@ describe.skipIf(unavailable !== undefined)(`dsync across a LAN of namespaces (${
     )
   }, 120_000)
 
-  it.skipIf(needsDiscovery !== undefined || mdnsModule === undefined)(
-    "bogus _dsync._tcp announcements (wrong key, unreachable addresses, bad TXT) disturb nothing",
+  it.skipIf(needsDiscovery !== undefined)(
+    "bogus _dsync._tcp announcements (wrong key, unreachable addresses, bad TXT, other version) disturb nothing",
     async () => {
       const lan = makeLan(3)
       const [h1, h2, h3] = [lan.host(1), lan.host(2), lan.host(3)]
@@ -203,10 +195,11 @@ describe.skipIf(unavailable !== undefined)(`dsync across a LAN of namespaces (${
         { instance: "bogus-unreachable", host: "bogus-b", ip: `${subnet}.250`, txt: [`id=${"cd".repeat(32)}`, "v=1"] },
         // TEST-NET-1: no route from the namespaces, out of the subnet
         { instance: "bogus-off-subnet", host: "bogus-c", ip: "192.0.2.1", txt: [`id=${"ef".repeat(32)}`, "v=1"] },
-        { instance: "bogus-bad-txt", host: "bogus-d", ip: h2.ip, txt: ["id=not-hex", "x".repeat(250), "v=999"] }
+        { instance: "bogus-bad-txt", host: "bogus-d", ip: h2.ip, txt: ["id=not-hex", "x".repeat(250), "v=1"] },
+        { instance: "bogus-other-version", host: "bogus-e", ip: h2.ip, txt: [`id=${"12".repeat(32)}`, "v=999"] }
       ]
       const announcer = lan.spawn(3, "bogus announcer", [process.execPath, "-e", ANNOUNCER], {
-        MDNS_MODULE: mdnsModule!,
+        MDNS_MODULE: mdnsModule,
         BOGUS_IP: h3.ip,
         BOGUS_RECORDS: JSON.stringify(bogus.map((b) => ({ ...b, port: 9000 }))),
         BOGUS_SECONDS: "60"
