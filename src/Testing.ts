@@ -31,4 +31,4 @@ export interface MemoryNodeConfig {
 export const memoryNodeLayer = (config: MemoryNodeConfig) =>
   nodeLayer(TransportMemory.layer(config.network, config.host), { ...config, excludes: config.excludes ?? [] })
 
-export { cutAll, makeNetwork, type MemoryNetwork } from "./layers/TransportMemory.js"
+export { cutAll, makeNetwork, type MemoryNetwork, partition } from "./layers/TransportMemory.js"

@@ -29,7 +29,7 @@ export type { NodeOptions } from "./programs/SyncNode.js"
 export type { SyncNodeApi } from "./services/SyncNode.js"
 export { Events, type EventsApi, NodeEvent } from "./services/Events.js"
 export { discoveryLayer, type FolderSettings, liveLayer, nodeLayer, nodeOptions, runNode } from "./Live.js"
-export { cutAll, makeNetwork, type MemoryNetwork, type MemoryNodeConfig, memoryNodeLayer } from "./Testing.js"
+export { cutAll, makeNetwork, type MemoryNetwork, type MemoryNodeConfig, memoryNodeLayer, partition } from "./Testing.js"
 
 // Data and errors
 export { defaults, formatAddress, type NodeConfig, parseGroup, parseRate, type PeerAddress } from "./domain/Config.js"

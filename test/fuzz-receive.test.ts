@@ -16,22 +16,8 @@ import { makeNetwork } from "../src/Testing.js"
 import { describeTree, eventually, folderWithOutside, readOr, tempDir } from "./support/fs.js"
 import { EVIL_REPLICA, fileRecord, hostileClient, symlinkRecord } from "./support/hostile.js"
 import { captureLogs, memoryNode, write } from "./support/nodes.js"
+import { type Rng, rng } from "./support/rng.js"
 
-/** mulberry32: small, fast, seeded. */
-const rng = (seed: number) => {
-  let a = seed >>> 0
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const int = (n: number) => Math.floor(next() * n)
-  const pick = <A>(xs: ReadonlyArray<A>): A => xs[int(xs.length)]!
-  return { next, int, pick }
-}
-type Rng = ReturnType<typeof rng>
 
 const SEGMENTS = ["a", "b", "d", "..", ".", "", ".dsync", "x.txt", "link", "über", "a\u202eb", "c\u0000", "\\", "C:", "deep"]
 

@@ -75,19 +75,45 @@ export const connectionPair = (labels: { a: string; b: string } = { a: "mem-a", 
 /** Starts handling one inbound connection, in the listener's scope. */
 type Listener = (connection: Connection) => void
 
+/** An open connection: which hosts it joins, and how to drop it. */
+interface Link {
+  readonly from: string
+  readonly to: string
+  readonly close: Effect.Effect<void>
+}
+
 /** A simulated network: addresses are `host:port` strings; several nodes share one. */
 export interface MemoryNetwork {
   readonly listeners: Map<string, Listener>
-  /** Close of each open connection: `cutAll` drops them all, like a pulled cable. */
-  readonly open: Set<Effect.Effect<void>>
+  /** Each open connection: `cutAll` drops them all, like a pulled cable. */
+  readonly open: Set<Link>
+  /** Host pairs (`a|b`, both orders) that cannot reach each other: see `partition`. */
+  readonly blocked: Set<string>
 }
 
 /** A new, empty memory network: no listeners, no open connections. */
-export const makeNetwork = (): MemoryNetwork => ({ listeners: new Map(), open: new Set() })
+export const makeNetwork = (): MemoryNetwork => ({ listeners: new Map(), open: new Set(), blocked: new Set() })
 
 /** Drop every open connection on the network (peers see the connection end). */
 export const cutAll = (network: MemoryNetwork) =>
-  Effect.forEach([...network.open], (close) => close, { discard: true })
+  Effect.forEach([...network.open], (link) => link.close, { discard: true })
+
+/**
+ * Split the network: hosts in different groups can no longer dial each other, and their
+ * open connections drop. Hosts in no group keep reaching everyone. Replaces any earlier
+ * partition; `partition(network, [])` heals it.
+ */
+export const partition = (network: MemoryNetwork, groups: ReadonlyArray<ReadonlyArray<string>>) =>
+  Effect.suspend(() => {
+    network.blocked.clear()
+    for (const [i, group] of groups.entries()) {
+      for (const other of groups.slice(i + 1)) {
+        for (const a of group) for (const b of other) network.blocked.add(`${a}|${b}`).add(`${b}|${a}`)
+      }
+    }
+    const cut = [...network.open].filter((link) => network.blocked.has(`${link.from}|${link.to}`))
+    return Effect.forEach(cut, (link) => link.close, { discard: true })
+  })
 
 /** Transport for one host (`localHost`) of a memory network. */
 export const layer = (network: MemoryNetwork, localHost: string) =>
@@ -106,13 +132,13 @@ export const layer = (network: MemoryNetwork, localHost: string) =>
     dial: (address) =>
       Effect.gen(function*() {
         const key = formatAddress(address)
-        const listener = network.listeners.get(key)
+        const listener = network.blocked.has(`${localHost}|${address.host}`) ? undefined : network.listeners.get(key)
         if (!listener) return yield* Effect.fail(new TransportError({ message: `connection refused: ${key}` }))
         const { a, b } = yield* connectionPair({ a: localHost, b: key })
-        const closeBoth = Effect.zipRight(a.close, b.close)
-        network.open.add(closeBoth)
+        const link: Link = { from: localHost, to: address.host, close: Effect.zipRight(a.close, b.close) }
+        network.open.add(link)
         listener(b)
-        yield* Effect.addFinalizer(() => Effect.zipRight(a.close, Effect.sync(() => network.open.delete(closeBoth))))
+        yield* Effect.addFinalizer(() => Effect.zipRight(a.close, Effect.sync(() => network.open.delete(link))))
         return a
       })
   })

@@ -42,6 +42,8 @@ export interface NodeOptions {
   readonly timing?: Partial<SessionTiming>
   /** Override of the index flow-control window (tests use a small one); both peers must agree. */
   readonly indexWindow?: number
+  /** Override of the reconnect delays (tests that partition the network use short ones). */
+  readonly reconnect?: ReconnectDelays
 }
 
 /** @deprecated since 0.2.0: the node's interface is SyncNodeApi. */
@@ -52,13 +54,23 @@ const WATCHER_START_TIMEOUT = Duration.seconds(2)
 /** Restart a failed watcher after 1 s, backing off to a minute. */
 const WATCHER_RESTART = Schedule.exponential(Duration.seconds(1)).pipe(Schedule.union(Schedule.spaced(Duration.minutes(1))))
 
-/** Reconnect delays: 0.5 s doubling to 30 s, jittered so peers don't dial in lockstep. */
-const reconnect = Schedule.exponential(Duration.millis(500)).pipe(
-  Schedule.jittered,
-  Schedule.union(Schedule.spaced(Duration.seconds(30))),
-  // a session that lasted a while starts the backoff over
-  Schedule.resetAfter(Duration.seconds(60))
-)
+/** How long a peer that cannot be reached waits before the next dial: doubling from `first` to `max`. */
+export interface ReconnectDelays {
+  readonly first: Duration.DurationInput
+  readonly max: Duration.DurationInput
+}
+
+/** Reconnect delays in production: 0.5 s doubling to 30 s. */
+export const defaultReconnect: ReconnectDelays = { first: Duration.millis(500), max: Duration.seconds(30) }
+
+/** Reconnect delays, jittered so peers don't dial in lockstep. */
+const reconnectSchedule = (delays: ReconnectDelays) =>
+  Schedule.exponential(delays.first).pipe(
+    Schedule.jittered,
+    Schedule.union(Schedule.spaced(delays.max)),
+    // a session that lasted a while starts the backoff over
+    Schedule.resetAfter(Duration.seconds(60))
+  )
 
 /** Rescan what the watcher reports; a changed `.dsyncignore` reloads the rules and rescans all. */
 const onLocalChanges = (paths: ReadonlyArray<string>) =>
@@ -191,7 +203,7 @@ export const startNode = (options: NodeOptions) =>
           outcome === "duplicate" ? sessions.awaitEnd(channel.peerId) : Effect.void),
       connected: (peerId) => sessions.peers().includes(peerId),
       peerLost: discovery.peerLost,
-      reconnect
+      reconnect: reconnectSchedule(options.reconnect ?? defaultReconnect)
     })
     yield* Effect.forkScoped(Stream.runForEach(discovery.changes, dialers.onChange))
 

@@ -2,7 +2,7 @@ import { Cause, Effect, Layer, Logger, LogLevel } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { SessionTiming } from "../../src/programs/PeerSession.js"
-import { startNode } from "../../src/programs/SyncNode.js"
+import { type ReconnectDelays, startNode } from "../../src/programs/SyncNode.js"
 import type { RateLimits } from "../../src/services/RateLimiter.js"
 import type { Watcher } from "../../src/services/Watcher.js"
 import { memoryNodeLayer, type MemoryNetwork } from "../../src/Testing.js"
@@ -16,7 +16,11 @@ export const memoryNode = (
   host: string,
   root: string,
   peers: ReadonlyArray<string>,
-  timing?: Partial<SessionTiming> & { readonly indexWindow?: number; readonly limits?: Partial<RateLimits> },
+  timing?: Partial<SessionTiming> & {
+    readonly indexWindow?: number
+    readonly limits?: Partial<RateLimits>
+    readonly reconnect?: ReconnectDelays
+  },
   /** Replaces some of the node's services (e.g. a failing watcher). */
   overrides: Layer.Layer<never> | Layer.Layer<Watcher> = Layer.empty
 ) =>
@@ -35,7 +39,8 @@ export const memoryNode = (
         name: host,
         listen: { host, port: PORT },
         ...(timing ? { timing } : {}),
-        ...(timing?.indexWindow ? { indexWindow: timing.indexWindow } : {})
+        ...(timing?.indexWindow ? { indexWindow: timing.indexWindow } : {}),
+        ...(timing?.reconnect ? { reconnect: timing.reconnect } : {})
       }),
       services
     )
