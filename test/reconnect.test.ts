@@ -6,7 +6,7 @@ import { cutAll, makeNetwork } from "../src/Testing.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
 import { captureLogs, memoryNode, sameTree, write } from "./support/nodes.js"
 
-const FILES = 300
+const FILES = Number(process.env.DSYNC_RECONNECT_FILES ?? 300)
 
 /** Record counts of every "sent our index" line logged since `from`. */
 const indexSends = (lines: ReadonlyArray<string>, from = 0) =>
