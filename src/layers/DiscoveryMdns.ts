@@ -40,8 +40,9 @@ export interface DiscoveryMdnsOptions {
   readonly group?: string
   /** Interfaces to use, by name; empty or absent: every non-loopback interface that is up. */
   readonly interfaces?: ReadonlyArray<string>
-  /** mDNS UDP port and group address (defaults 5353, 224.0.0.251); tests may change them. */
+  /** mDNS UDP port (default 5353). */
   readonly mdnsPort?: number
+  /** mDNS multicast group (default 224.0.0.251). */
   readonly mdnsAddress?: string
   /** Cache bounds (defaultLimits unless told). */
   readonly limits?: CacheLimits

@@ -19,13 +19,17 @@ export const RECORD_TTL = 120
 /** Longest TTL we believe, so a record flooded in once is gone within minutes. */
 export const MAX_TTL = 300
 
-/** Largest TXT record we read (ours is under 150 bytes) and most strings in it. */
+/** Largest TXT record we read, in bytes (ours is under 150). */
 export const MAX_TXT_BYTES = 400
+/** Most strings in a TXT record we read (ours has 3). */
 export const MAX_TXT_STRINGS = 16
-/** Records read from one packet, instances and hosts taken from it, addresses per host. */
+/** Records read from one packet (answers and additionals); the rest are not looked at. */
 export const MAX_RECORDS = 64
+/** Instances taken from one packet. */
 export const MAX_INSTANCES_PER_PACKET = 16
+/** Host names whose addresses are taken from one packet. */
 export const MAX_HOSTS_PER_PACKET = 16
+/** Addresses taken for one host name. */
 export const MAX_ADDRESSES_PER_HOST = 8
 
 const SUFFIX = `.${SERVICE}`

@@ -43,8 +43,8 @@ interface Loop {
 }
 
 /** A peer for log lines: `"name" (1a2b3c4d) at 10.0.0.2:9000`, as much as is known. */
-export const describePeer = (peer: DiscoveredPeer, provenId?: string): string => {
-  const id = provenId ?? peer.peerId
+export const describePeer = (peer: DiscoveredPeer): string => {
+  const id = peer.peerId
   const who = [...(peer.name ? [`"${printable(peer.name)}"`] : []), ...(id ? [`(${shortId(id)})`] : [])].join(" ")
   return who === "" ? formatAddress(peer.address) : `${who} at ${formatAddress(peer.address)}`
 }
