@@ -330,7 +330,9 @@ describe("SecureChannel handshake", () => {
       const { a, b } = yield* connectionPair()
       const [ri, rr] = yield* both(clone, alice, a, b)
       expect(reasonOf(rr)).toBe("peer presented our own id")
-      expect(reasonOf(ri)).toBe("rejected by peer: peer presented our own id")
+      // the dialling side learns it dialled itself: a mismatch, which the dialler does not retry
+      expect(reasonOf(ri)).toBe("we dialled ourselves (the peer has our own id)")
+      expect(Either.isLeft(ri) && ri.left.mismatch).toBe("peerId")
     }))
 
   it.effect("an all-zero X25519 shared secret is rejected", () =>

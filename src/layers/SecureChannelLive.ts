@@ -32,6 +32,8 @@ export const SECRET_ABSENT_HERE = "the peer uses a shared secret and we have non
 export const SECRET_REJECT = "shared secret mismatch"
 /** What the peer is told (in a reject) when its group is not ours. */
 export const GROUP_REJECT = "group mismatch"
+/** Why a handshake fails when the peer proves the key we hold. */
+export const OWN_ID = "peer presented our own id"
 
 const describeGroup = (group: string | undefined) => (group === undefined ? "no group" : `group ${group}`)
 
@@ -400,10 +402,14 @@ export const make = (
               ? new HandshakeError({ reason: secretKey ? SECRET_MISMATCH : SECRET_ABSENT_HERE })
               : e.reason === `rejected by peer: ${GROUP_REJECT}`
               ? new HandshakeError({ reason: groupMismatch(group, null), mismatch: "group" })
+              : e.reason === `rejected by peer: ${OWN_ID}`
+              // the other end has our key: we dialled ourselves (an address of ours announced
+              // with another key, or given with -a). A mismatch: the dialler stops.
+              ? new HandshakeError({ reason: "we dialled ourselves (the peer has our own id)", mismatch: "peerId" })
               : e
           )
         )
-        if (auth.id === identity.peerId) return yield* new Abort({ reason: "peer presented our own id" })
+        if (auth.id === identity.peerId) return yield* new Abort({ reason: OWN_ID, mismatch: "peerId" })
         const peerKey = fromHex(auth.id)
         if (!curves.verify(peerKey, transcript(RESPONDER, x, identity.publicKey, auth.group), fromHex(auth.sig))) {
           return yield* new Abort({ reason: "bad signature" })
@@ -440,7 +446,7 @@ export const make = (
         })
 
         const auth = yield* readMessage(reader, InitiatorAuth, "auth")
-        if (auth.id === identity.peerId) return yield* new Abort({ reason: "peer presented our own id" })
+        if (auth.id === identity.peerId) return yield* new Abort({ reason: OWN_ID })
         const x: Exchange = {
           responderChallenge,
           initiatorChallenge: fromHex(auth.challenge),
