@@ -26,7 +26,7 @@ describe("reconnect", () => {
       yield* memoryNode(network, "a", a, ["b"])
       const scopeB = yield* Scope.make()
       yield* memoryNode(network, "b", b, []).pipe(Scope.extend(scopeB))
-      yield* eventually("first sync", () => sameTree(a, b), 30_000)
+      yield* eventually("first sync", () => sameTree(a, b), 30_000 + FILES * 50)
       // the first exchange is whole: each side had nothing of the other
       expect(indexSends(logs.lines).some((s) => s.records >= FILES && s.after === 0)).toBe(true)
 
@@ -45,10 +45,10 @@ describe("reconnect", () => {
       mark = logs.lines.length
       yield* memoryNode(network, "b", b, [])
       yield* eventually("a sends its whole index to the new replica", () =>
-        indexSends(logs.lines, mark).some((s) => s.records >= FILES && s.after === 0), 30_000)
-      yield* eventually("still in sync", () => sameTree(a, b), 30_000)
+        indexSends(logs.lines, mark).some((s) => s.records >= FILES && s.after === 0), 30_000 + FILES * 10)
+      yield* eventually("still in sync", () => sameTree(a, b), 30_000 + FILES * 10)
     }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
-  }, { timeout: 120_000 })
+  }, { timeout: 60_000 + FILES * 100 })
 
   it.live("a node that stops says goodbye: its peer ends the session at once and logs who left", () => {
     const logs = captureLogs()
