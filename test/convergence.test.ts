@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { SyncNodeApi } from "../src/services/SyncNode.js"
 import { makeNetwork, partition } from "../src/Testing.js"
-import { describeTree, tempDir } from "./support/fs.js"
+import { describeTree, tempDir, walkTree } from "./support/fs.js"
 import { memoryNode } from "./support/nodes.js"
 import { type Rng, rng } from "./support/rng.js"
 
@@ -26,50 +26,30 @@ const CONVERGE_MS = 90_000
 
 const timing = { reconnect: { first: "50 millis", max: "500 millis" } } as const
 
-/** Every regular file under `dir` (including `.dsync/trash`, not the index or part files), by path. */
-const filesUnder = (dir: string, into = new Map<string, string>()) => {
-  let entries: Array<fs.Dirent> = []
-  try {
-    entries = fs.readdirSync(dir, { withFileTypes: true })
-  } catch {
-    return into
-  }
-  for (const entry of entries) {
-    const abs = path.join(dir, entry.name)
-    if (entry.isDirectory()) {
-      if (entry.name !== ".dsync" || fs.existsSync(path.join(abs, "trash"))) filesUnder(entry.name === ".dsync" ? path.join(abs, "trash") : abs, into)
-    } else if (entry.isFile() && !entry.name.endsWith(".part") && !entry.name.startsWith(".dsyncignore")) {
-      try {
-        into.set(abs, fs.readFileSync(abs, "utf8"))
-      } catch {
-        // gone meanwhile: a sync moved it
-      }
+/** Every regular file under `dir` (its `.dsync/trash` too, not the index or part files), by path. */
+const filesUnder = (dir: string) => {
+  const found = new Map<string, string>()
+  walkTree(dir, (entry, abs, rel) => {
+    if (rel.startsWith(".dsync/") && !rel.startsWith(".dsync/trash")) return false
+    if (!entry.isFile() || entry.name.endsWith(".part") || entry.name === ".dsyncignore") return
+    try {
+      found.set(abs, fs.readFileSync(abs, "utf8"))
+    } catch {
+      // gone meanwhile: a sync moved it
     }
-  }
-  return into
+  })
+  return found
 }
 
 /** The user's view of one folder: its files and folders (not .dsync), relative. */
 const userEntries = (root: string) => {
   const files: Array<string> = []
   const dirs: Array<string> = []
-  const walk = (rel: string) => {
-    let entries: Array<fs.Dirent> = []
-    try {
-      entries = fs.readdirSync(path.join(root, rel), { withFileTypes: true })
-    } catch {
-      return
-    }
-    for (const entry of entries) {
-      const child = rel === "" ? entry.name : `${rel}/${entry.name}`
-      if (child === ".dsync" || child === ".dsyncignore" || entry.name.endsWith(".part")) continue
-      if (entry.isDirectory()) {
-        dirs.push(child)
-        walk(child)
-      } else if (entry.isFile()) files.push(child)
-    }
-  }
-  walk("")
+  walkTree(root, (entry, _abs, rel) => {
+    if (rel === ".dsync" || rel === ".dsyncignore" || entry.name.endsWith(".part")) return false
+    if (entry.isDirectory()) dirs.push(rel)
+    else if (entry.isFile()) files.push(rel)
+  })
   return { files, dirs }
 }
 

@@ -13,30 +13,38 @@ import { fileHash } from "../src/programs/Content.js"
 import { makePuller } from "../src/programs/Puller.js"
 import { makeTransferSlots } from "../src/programs/TransferSlots.js"
 import { makePathLocks } from "../src/programs/PathLocks.js"
-import { Hasher } from "../src/services/Hasher.js"
+import { Hasher, type HasherApi } from "../src/services/Hasher.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
 
 const noRecheck = { add: () => Effect.void }
 
+/** A folder and the services a puller applies into it with. */
+const folderServices = Effect.gen(function*() {
+  const root = yield* tempDir()
+  const services = yield* Layer.build(
+    TransferBlocks.layer.pipe(
+      Layer.provideMerge(Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, []), HasherBlake3.layer, EventsPubSub.layer))
+    )
+  )
+  return { root, services, hasher: yield* Effect.provide(Hasher, services) }
+})
+
+/** A peer's record of a one-block file. */
+const oneBlockRecord = (hasher: HasherApi, p: string, content: Buffer, sequence: number): FileRecord => {
+  const blocks = [hasher.hash(content)]
+  return {
+    path: p, kind: "file", size: content.length, mtimeMs: 1_000_000, mode: 0o644,
+    hash: fileHash(hasher, blocks, content.length), blockSize: blockSizeFor(content.length), blocks,
+    version: { aaaaaaaaaaaaaaaa: 1 }, deleted: false, sequence
+  }
+}
+
 describe("puller", () => {
   it.live("keeps at most max_concurrent_transfers files in flight", () =>
     Effect.gen(function*() {
-      const root = yield* tempDir()
-      const services = yield* Layer.build(
-        TransferBlocks.layer.pipe(
-          Layer.provideMerge(Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, []), HasherBlake3.layer, EventsPubSub.layer))
-        )
-      )
-      const hasher = yield* Effect.provide(Hasher, services)
+      const { root, services, hasher } = yield* folderServices
       const contents = Array.from({ length: 6 }, (_, i) => Buffer.from(`file number ${i}`))
-      const records: Array<FileRecord> = contents.map((content, i) => {
-        const blocks = [hasher.hash(content)]
-        return {
-          path: `f${i}.txt`, kind: "file", size: content.length, mtimeMs: 1_000_000, mode: 0o644,
-          hash: fileHash(hasher, blocks, content.length), blockSize: blockSizeFor(content.length), blocks,
-          version: { aaaaaaaaaaaaaaaa: 1 }, deleted: false, sequence: i + 1
-        }
-      })
+      const records = contents.map((content, i) => oneBlockRecord(hasher, `f${i}.txt`, content, i + 1))
       let inFlight = 0
       let most = 0
       const source: BlockSource = {
@@ -69,20 +77,9 @@ describe("puller", () => {
 
   it.live("a version announced by two peers at once is fetched once, from one of them", () =>
     Effect.gen(function*() {
-      const root = yield* tempDir()
-      const services = yield* Layer.build(
-        TransferBlocks.layer.pipe(
-          Layer.provideMerge(Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, []), HasherBlake3.layer, EventsPubSub.layer))
-        )
-      )
-      const hasher = yield* Effect.provide(Hasher, services)
+      const { root, services, hasher } = yield* folderServices
       const content = Buffer.from("one new file, two peers have it")
-      const blocks = [hasher.hash(content)]
-      const record: FileRecord = {
-        path: "new.txt", kind: "file", size: content.length, mtimeMs: 1_000_000, mode: 0o644,
-        hash: fileHash(hasher, blocks, content.length), blockSize: blockSizeFor(content.length), blocks,
-        version: { aaaaaaaaaaaaaaaa: 1 }, deleted: false, sequence: 1
-      }
+      const record = oneBlockRecord(hasher, "new.txt", content, 1)
       let fetches = 0
       const peer = (peerId: string): BlockSource => ({
         peerId,

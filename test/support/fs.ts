@@ -45,6 +45,28 @@ export const sha256File = (file: string): string => {
   return hash.digest("hex")
 }
 
+/**
+ * Visit everything under `root` (depth first, links not followed), with its path
+ * relative to `root` (`/`-separated). `visit` returning false skips a folder's contents.
+ * A folder that vanishes meanwhile (a sync moved it) is skipped, not an error.
+ */
+export const walkTree = (root: string, visit: (entry: fs.Dirent, abs: string, rel: string) => boolean | void) => {
+  const walk = (dir: string, relDir: string) => {
+    let entries: Array<fs.Dirent>
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true })
+    } catch {
+      return
+    }
+    for (const entry of entries) {
+      const abs = path.join(dir, entry.name)
+      const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
+      if (visit(entry, abs, rel) !== false && entry.isDirectory()) walk(abs, rel)
+    }
+  }
+  walk(root, "")
+}
+
 export interface TreeEntry {
   readonly kind: "dir" | "file" | "symlink" | "other"
   readonly size?: number

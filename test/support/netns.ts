@@ -19,7 +19,7 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { describeTree, type TreeEntry } from "./fs.js"
+import { describeTree, type TreeEntry, walkTree } from "./fs.js"
 import { mainJs, repoRoot, sleep } from "./proc.js"
 
 /** Every name made here starts with this, then the pid of the process that made it. */
@@ -300,29 +300,16 @@ export const sha256Text = (text: string) => createHash("sha256").update(text).di
 /** Every regular file under `root` by content hash, `.dsync/` included (its trash), the index excluded. */
 const contentsUnder = (root: string): Map<string, Array<string>> => {
   const found = new Map<string, Array<string>>()
-  const walk = (dir: string) => {
-    let entries: Array<fs.Dirent>
+  walkTree(root, (entry, abs, rel) => {
+    if (rel.startsWith(".dsync/") && !rel.startsWith(".dsync/trash")) return false
+    if (!entry.isFile()) return
     try {
-      entries = fs.readdirSync(dir, { withFileTypes: true })
+      const h = createHash("sha256").update(fs.readFileSync(abs)).digest("hex")
+      found.set(h, [...(found.get(h) ?? []), rel])
     } catch {
-      return
+      // vanished meanwhile
     }
-    for (const entry of entries) {
-      const abs = path.join(dir, entry.name)
-      const rel = path.relative(root, abs).split(path.sep).join("/")
-      if (rel.startsWith(".dsync/") && !rel.startsWith(".dsync/trash")) continue
-      if (entry.isDirectory()) walk(abs)
-      else if (entry.isFile()) {
-        try {
-          const h = createHash("sha256").update(fs.readFileSync(abs)).digest("hex")
-          found.set(h, [...(found.get(h) ?? []), rel])
-        } catch {
-          // vanished meanwhile
-        }
-      }
-    }
-  }
-  walk(root)
+  })
   return found
 }
 

@@ -1,9 +1,9 @@
 // Real `dsync` processes for end-to-end tests: spawn, capture output, wait, stop.
 // SAFETY: callers run dsync only with `--no-discovery -a 127.0.0.1:PORT` (see startDsync).
 import { type ChildProcess, spawn } from "node:child_process"
-import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
+import { walkTree } from "./fs.js"
 
 export const repoRoot = path.join(import.meta.dirname, "..", "..")
 export const mainJs = path.join(repoRoot, "dist", "Main.js")
@@ -242,20 +242,9 @@ export const logsOf = (...procs: ReadonlyArray<DsyncProcess | undefined>) =>
 /** Every path under `root` (all of it, `.dsync/` included) whose name ends in `suffix`. */
 export const findFiles = (root: string, suffix: string): Array<string> => {
   const found: Array<string> = []
-  const walk = (dir: string) => {
-    let entries: Array<fs.Dirent>
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true })
-    } catch {
-      return
-    }
-    for (const entry of entries) {
-      const abs = path.join(dir, entry.name)
-      if (entry.name.endsWith(suffix)) found.push(abs)
-      if (entry.isDirectory() && !entry.isSymbolicLink()) walk(abs)
-    }
-  }
-  walk(root)
+  walkTree(root, (entry, abs) => {
+    if (entry.name.endsWith(suffix)) found.push(abs)
+  })
   return found
 }
 
