@@ -1,3 +1,6 @@
+import { Duration, Effect } from "effect"
+import { FileIndex } from "../services/FileIndex.js"
+
 /** One received index batch: the highest sequence in it and how many of its records are not yet done. */
 export interface ProgressTicket {
   readonly last: number
@@ -47,3 +50,26 @@ export const makeIndexProgress = (start: number): IndexProgress => {
     current: () => mark
   }
 }
+
+/**
+ * The progress of one peer replica's index in this session, starting where the index
+ * says we left it, saved back every second and when the session's scope closes.
+ * `run` is the saver: it runs for the session's lifetime.
+ */
+export const trackPeerProgress = (replicaId: string) =>
+  Effect.gen(function*() {
+    const index = yield* FileIndex
+    const progress = makeIndexProgress(yield* index.peerProgress(replicaId))
+    let saved = progress.current()
+    const save = Effect.suspend(() => {
+      const now = progress.current()
+      if (now === saved) return Effect.void
+      saved = now
+      return index.setPeerProgress(replicaId, now)
+    })
+    yield* Effect.addFinalizer(() => save)
+    return { progress, run: Effect.forever(Effect.zipRight(Effect.sleep(SAVE_INTERVAL), save)) }
+  })
+
+/** How often a session's progress is written to the index (and at its end). */
+const SAVE_INTERVAL = Duration.seconds(1)

@@ -27,7 +27,7 @@ import { shortId } from "../services/Identity.js"
 import type { Channel } from "../services/SecureChannel.js"
 import { type BlockSink, BlockUnavailable, type BlockSource, Transfer } from "../services/Transfer.js"
 import { admitRecord, recordCost } from "./IncomingRecords.js"
-import { makeIndexProgress, type ProgressTicket } from "./IndexProgress.js"
+import { type ProgressTicket, trackPeerProgress } from "./IndexProgress.js"
 import type { Backlog } from "./Backlog.js"
 import type { PathLocks } from "./PathLocks.js"
 import type { Recheck } from "./Recheck.js"
@@ -84,8 +84,8 @@ const SERVING = 16
 const MAX_OPEN_STREAMS = 256
 
 /**
- * Send our index: what the peer asked for (IndexFrom), then everything since the last record sent, again whenever the index
- * grows, never more than the index window of unacknowledged record cost at a time.
+ * Send our index: from where the peer asked (IndexFrom), then whatever is added, never
+ * more than the index window of unacknowledged record cost at a time.
  */
 const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>, window: IndexWindow, from: Effect.Effect<number>) =>
   Effect.gen(function*() {
@@ -262,16 +262,8 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       return yield* new ProtocolError({ reason: "the peer is this same folder (copied .dsync/ folder?)" })
     }
     // Ask for the peer's records after those we hold; remember how far we get.
-    const progress = makeIndexProgress(yield* index.peerProgress(hello.replicaId))
+    const { progress, run: progressSaver } = yield* trackPeerProgress(hello.replicaId)
     yield* send(new IndexFrom({ after: progress.current() }))
-    let saved = progress.current()
-    const saveProgress = Effect.suspend(() => {
-      const now = progress.current()
-      if (now === saved) return Effect.void
-      saved = now
-      return index.setPeerProgress(hello.replicaId, now)
-    })
-    yield* Effect.addFinalizer(() => saveProgress)
     const peerFrom = yield* Deferred.make<number>()
     const events = yield* Events
     const peer = { peerId: channel.peerId, name: hello.name, address: channel.remoteLabel }
@@ -339,7 +331,6 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         return credit >= options.indexWindow / 16 ? flushCredit : Effect.void
       })
     const creditFlusher = Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(50)), flushCredit))
-    const progressSaver = Effect.forever(Effect.zipRight(Effect.sleep(Duration.seconds(1)), saveProgress))
     const limiter = yield* RateLimiter
     const puller = yield* makePuller(source, {
       withSlot: limiter.withTransferSlot(channel.peerId),
