@@ -15,6 +15,7 @@ import { makeNetwork } from "../src/Testing.js"
 import { describeTree, eventually, folderWithOutside, readOr, tempDir } from "./support/fs.js"
 import { EVIL_REPLICA, fileRecord, hostileClient, serveFiles, symlinkRecord } from "./support/hostile.js"
 import { captureLogs, memoryNode, write } from "./support/nodes.js"
+import { SMALL_BATCH } from "../src/programs/Puller.js"
 
 const DAY = 86_400_000
 
@@ -239,14 +240,15 @@ describe("bounded memory and fair sharing", () => {
       const network = makeNetwork()
       yield* memoryNode(network, "a", a, [], { slowStreamWindow: "400 millis" })
       const { channel, hasher } = yield* hostileClient(network)
-      const records = Array.from({ length: 8 }, (_, i) => fileRecord(`slow${i}.bin`, `never sent ${i}`, hasher))
+      // small files travel SMALL_BATCH to a slot: enough for all four slots, and more
+      const records = Array.from({ length: 5 * SMALL_BATCH }, (_, i) => fileRecord(`slow${i}.bin`, `never sent ${i}`, hasher))
       yield* channel.send(encodeMessage(new IndexBatch({ records, initialDone: true })))
       // the slow peer now holds every slot; it reads our requests and never answers
       let requests = 0
       yield* Effect.forkScoped(Effect.forever(Effect.flatMap(channel.receive, decodeFrame).pipe(
         Effect.tap((f) => Effect.sync(() => void (f._tag === "FileRequest" && requests++)))
       )))
-      yield* eventually("slots taken by the slow peer", () => requests >= 4)
+      yield* eventually("slots taken by the slow peer", () => requests >= 4 * SMALL_BATCH)
       write(b, "honest.txt", "from an honest peer")
       yield* memoryNode(network, "b", b, ["a"], { slowStreamWindow: "400 millis" })
       yield* eventually("the honest file arrived", () => readOr(path.join(a, "honest.txt")) === "from an honest peer", 8_000)

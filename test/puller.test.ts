@@ -10,7 +10,7 @@ import * as IndexSqlite from "../src/layers/IndexSqlite.js"
 import * as TransferBlocks from "../src/layers/TransferBlocks.js"
 import type { BlockSource } from "../src/services/Transfer.js"
 import { fileHash } from "../src/programs/Content.js"
-import { makePuller } from "../src/programs/Puller.js"
+import { makePuller, SMALL_BATCH } from "../src/programs/Puller.js"
 import { makeTransferSlots } from "../src/programs/TransferSlots.js"
 import { makePathLocks } from "../src/programs/PathLocks.js"
 import { Hasher, type HasherApi } from "../src/services/Hasher.js"
@@ -29,9 +29,11 @@ const folderServices = Effect.gen(function*() {
   return { root, services, hasher: yield* Effect.provide(Hasher, services) }
 })
 
-/** A peer's record of a one-block file. */
-const oneBlockRecord = (hasher: HasherApi, p: string, content: Buffer, sequence: number): FileRecord => {
-  const blocks = [hasher.hash(content)]
+/** A peer's record of a file with `content`. */
+const fileRecordOf = (hasher: HasherApi, p: string, content: Buffer, sequence: number): FileRecord => {
+  const size = blockSizeFor(content.length)
+  const blocks: Array<string> = []
+  for (let at = 0; at < content.length; at += size) blocks.push(hasher.hash(content.subarray(at, at + size)))
   return {
     path: p, kind: "file", size: content.length, mtimeMs: 1_000_000, mode: 0o644,
     hash: fileHash(hasher, blocks, content.length), blockSize: blockSizeFor(content.length), blocks,
@@ -40,11 +42,14 @@ const oneBlockRecord = (hasher: HasherApi, p: string, content: Buffer, sequence:
 }
 
 describe("puller", () => {
-  it.live("keeps at most max_concurrent_transfers files in flight", () =>
+  /**
+   * Pull `contents` (as f0.txt, f1.txt, ...) through a puller with `slots` transfer slots
+   * from a peer that takes 50 ms per file; returns the most files it had in flight at once.
+   */
+  const pullAll = (contents: ReadonlyArray<Buffer>, slots: number) =>
     Effect.gen(function*() {
       const { root, services, hasher } = yield* folderServices
-      const contents = Array.from({ length: 6 }, (_, i) => Buffer.from(`file number ${i}`))
-      const records = contents.map((content, i) => oneBlockRecord(hasher, `f${i}.txt`, content, i + 1))
+      const records = contents.map((content, i) => fileRecordOf(hasher, `f${i}.txt`, content, i + 1))
       let inFlight = 0
       let most = 0
       const source: BlockSource = {
@@ -54,14 +59,15 @@ describe("puller", () => {
             inFlight++
             most = Math.max(most, inFlight)
             yield* Effect.sleep("50 millis")
-            const i = Number(request.path.slice(1, -4))
-            expect(sink(0, contents[i]!, false)).toBeUndefined()
+            const content = contents[Number(request.path.slice(1, -4))]!
+            const size = blockSizeFor(content.length)
+            for (const b of request.blocks) expect(sink(b, content.subarray(b * size, (b + 1) * size), false)).toBeUndefined()
             inFlight--
           })
       }
       let released = 0
       const puller = yield* makePuller(source, {
-        withSlot: (yield* makeTransferSlots(2)).withSlot("p"),
+        withSlot: (yield* makeTransferSlots(slots)).withSlot("p"),
         release: (item) => Effect.sync(() => void (released += item.cost)),
         backlog: { adjust: () => Effect.void },
         paths: makePathLocks(),
@@ -69,17 +75,31 @@ describe("puller", () => {
       })
       yield* Effect.forkScoped(Effect.provide(puller.run, services))
       yield* puller.offer(records.map((record) => ({ record, cost: 10 })))
-      yield* eventually("all six written", () => contents.every((c, i) => readOr(path.join(root, `f${i}.txt`)) === c.toString()))
-      expect(most).toBe(2)
-      yield* eventually("every record's cost returned", () => released === 60)
+      yield* eventually("all written", () => contents.every((c, i) => fs.existsSync(path.join(root, `f${i}.txt`)) && fs.readFileSync(path.join(root, `f${i}.txt`)).equals(c)), 20_000)
+      yield* eventually("every record's cost returned", () => released === 10 * contents.length)
       expect(fs.readdirSync(root).filter((n) => n.endsWith(".part"))).toEqual([])
+      return most
+    })
+
+  it.live("keeps at most max_concurrent_transfers large files in flight", () =>
+    Effect.gen(function*() {
+      // two blocks each: a stream per file, a slot per file
+      const contents = Array.from({ length: 6 }, (_, i) => Buffer.alloc(200 * 1024, i))
+      expect(yield* pullAll(contents, 2)).toBe(2)
+    }).pipe(Effect.scoped))
+
+  it.live("small files travel in batches, one slot per batch of SMALL_BATCH", () =>
+    Effect.gen(function*() {
+      const contents = Array.from({ length: 3 * SMALL_BATCH }, (_, i) => Buffer.from(`small file number ${i}`))
+      // one slot: one batch at a time, its requests in flight together
+      expect(yield* pullAll(contents, 1)).toBe(SMALL_BATCH)
     }).pipe(Effect.scoped))
 
   it.live("a version announced by two peers at once is fetched once, from one of them", () =>
     Effect.gen(function*() {
       const { root, services, hasher } = yield* folderServices
       const content = Buffer.from("one new file, two peers have it")
-      const record = oneBlockRecord(hasher, "new.txt", content, 1)
+      const record = fileRecordOf(hasher, "new.txt", content, 1)
       let fetches = 0
       const peer = (peerId: string): BlockSource => ({
         peerId,
