@@ -44,6 +44,8 @@ export interface NodeOptions {
   readonly indexWindow?: number
   /** Override of the reconnect delays (tests that partition the network use short ones). */
   readonly reconnect?: ReconnectDelays
+  /** How often the whole folder is rescanned, for changes no watcher event reported (default 5 minutes). */
+  readonly rescanInterval?: Duration.DurationInput
 }
 
 /** @deprecated since 0.2.0: the node's interface is SyncNodeApi. */
@@ -166,7 +168,7 @@ export const startNode = (options: NodeOptions) =>
     // Safety net for events no watcher reports (network filesystems, lost events): a
     // periodic rescan. Cheap: unchanged files are recognised by size, mtime and inode.
     yield* Effect.forkScoped(
-      scanAll(false).pipe(Effect.delay(FULL_RESCAN_INTERVAL), Effect.forever)
+      scanAll(false).pipe(Effect.delay(options.rescanInterval ?? FULL_RESCAN_INTERVAL), Effect.forever)
     )
 
     const session = (channel: Parameters<typeof runSession>[0], initiator: string) =>

@@ -1,4 +1,5 @@
-import { Cause, Effect, Layer, Logger, LogLevel } from "effect"
+import { Cause, type Duration, Effect, Layer, Logger, LogLevel } from "effect"
+type DurationInput = Duration.DurationInput
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { SessionTiming } from "../../src/programs/PeerSession.js"
@@ -20,6 +21,7 @@ export const memoryNode = (
     readonly indexWindow?: number
     readonly limits?: Partial<RateLimits>
     readonly reconnect?: ReconnectDelays
+    readonly rescanInterval?: DurationInput
   },
   /** Replaces some of the node's services (e.g. a failing watcher). */
   overrides: Layer.Layer<never> | Layer.Layer<Watcher> = Layer.empty
@@ -40,10 +42,12 @@ export const memoryNode = (
         listen: { host, port: PORT },
         ...(timing ? { timing } : {}),
         ...(timing?.indexWindow ? { indexWindow: timing.indexWindow } : {}),
-        ...(timing?.reconnect ? { reconnect: timing.reconnect } : {})
+        ...(timing?.reconnect ? { reconnect: timing.reconnect } : {}),
+        ...(timing?.rescanInterval ? { rescanInterval: timing.rescanInterval } : {})
       }),
       services
-    )
+      // each line says which node wrote it (forked fibers inherit the annotation)
+    ).pipe(Effect.annotateLogs("node", host))
   })
 
 export const write = (root: string, rel: string, content: string, mtime?: Date) => {
