@@ -66,7 +66,8 @@ const record = (p: string, content: string, hasher: HasherApi) => fileRecord(p, 
  */
 const countFileRequests = (channel: Channel, hasher: HasherApi) =>
   Effect.gen(function*() {
-    const records = Array.from({ length: 20 }, (_, i) => record(`f${i}.txt`, `content of file ${i} ${randomBytes(8).toString("hex")}`, hasher))
+    // two blocks each (small files travel in batches: a slot per batch, see the puller tests)
+    const records = Array.from({ length: 20 }, (_, i) => record(`f${i}.txt`, `file ${i} ${randomBytes(8).toString("hex")} `.repeat(8000), hasher))
     yield* channel.send(encodeMessage(new IndexBatch({ records, initialDone: true })))
     const paths = new Set<string>()
     let count = 0
@@ -214,7 +215,7 @@ describe("README promises, through running nodes", () => {
       expect(fs.existsSync(path.join(a, "sub", stale))).toBe(false)
     }).pipe(Effect.scoped), { timeout: 30_000 })
 
-  it.live("at most max_concurrent_transfers (4 here) files are requested at once from a peer that never answers", () =>
+  it.live("at most max_concurrent_transfers (4 here) large files are requested at once from a peer that never answers", () =>
     Effect.gen(function*() {
       const a = yield* tempDir()
       const network = makeNetwork()
@@ -227,7 +228,7 @@ describe("README promises, through running nodes", () => {
       expect(fs.readdirSync(a).filter((n) => n.startsWith("f"))).toEqual([])
     }).pipe(Effect.scoped), { timeout: 30_000 })
 
-  it.live("max_concurrent_transfers from dsync.toml bounds the files requested at once (runNode over TCP)", () =>
+  it.live("max_concurrent_transfers from dsync.toml bounds the large files requested at once (runNode over TCP)", () =>
     Effect.gen(function*() {
       const a = yield* tempDir()
       const home = yield* tempDir()
