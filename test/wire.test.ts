@@ -58,6 +58,16 @@ describe("wire codec", () => {
     expect(reason(hello("x".repeat(257)))).toContain("invalid message")
   })
 
+  it("IndexFrom: a sequence 0..2^53-1 is read; negative, fractional, past 2^53 or missing is refused", () => {
+    expect(Exit.isSuccess(decode(json({ _tag: "IndexFrom", after: 0 })))).toBe(true)
+    expect(Exit.isSuccess(decode(json({ _tag: "IndexFrom", after: Number.MAX_SAFE_INTEGER })))).toBe(true)
+    for (const after of [-1, 1.5, 2 ** 60, "12", null]) {
+      expect(reason(json({ _tag: "IndexFrom", after })), String(after)).toContain("invalid message")
+    }
+    expect(reason(json({ _tag: "IndexFrom" }))).toContain("invalid message")
+    expect(Exit.isSuccess(decode(json({ _tag: "Bye" })))).toBe(true)
+  })
+
   it("a peer's name with control characters is refused (it would forge log lines)", () => {
     expect(Exit.isSuccess(decode(hello("laptop")))).toBe(true)
     expect(Exit.isFailure(decode(hello("evil\n12:00:00.000 INFO  fake line")))).toBe(true)
