@@ -10,7 +10,8 @@ import { fileURLToPath } from "node:url"
 
 export const here = path.dirname(fileURLToPath(import.meta.url))
 export const repo = path.join(here, "..")
-export const mainJs = path.join(repo, "dist", "Main.js")
+/** The bundled CLI, as users run it. */
+export const mainJs = path.join(repo, "dist", "dsync.mjs")
 export const MiB = 1024 * 1024
 export const CHUNK = 4 * MiB
 export const BIG_TIMEOUT_MS = 120_000

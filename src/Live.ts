@@ -1,4 +1,6 @@
-import { Effect, Layer, type Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Stream from "effect/Stream"
 import { defaults, type NodeConfig, type PeerAddress } from "./domain/Config.js"
 import type { RateLimits } from "./services/RateLimiter.js"
 import { ConfigError } from "./domain/Errors.js"

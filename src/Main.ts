@@ -2,6 +2,8 @@
 /**
  * The `dsync` command: parse flags, read dsync.toml, merge, run the node.
  * Exit codes: 0 done or interrupted (Ctrl-C / SIGTERM), 1 runtime failure, 2 bad input.
+ * The build bundles this module and what it imports into dist/dsync.mjs, which is what
+ * users run (scripts/bundle-cli.mjs says why).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"

@@ -1,4 +1,4 @@
-import type { Layer } from "effect"
+import type * as Layer from "effect/Layer"
 import type { PeerAddress } from "./domain/Config.js"
 import type { Discovery } from "./services/Discovery.js"
 import type { Identity } from "./services/Identity.js"

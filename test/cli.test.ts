@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type DsyncProcess, freePorts, logsOf, startDsync, stopAll } from "./support/proc.js"
 
 const repo = join(import.meta.dirname, "..")
-const main = join(repo, "dist", "Main.js")
+const main = join(repo, "dist", "dsync.mjs")
 const version: string = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")).version
 
 // XDG_CONFIG_HOME points at a temp dir, so the user's real dsync.toml is never read.
@@ -24,7 +24,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }))
 
 beforeAll(() => {
   // `npm test` builds dist/ before running the tests; build here only when it is missing.
-  if (!existsSync(main)) spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: repo, stdio: "ignore" })
+  if (!existsSync(main)) spawnSync("npm", ["run", "build"], { cwd: repo, stdio: "ignore" })
   expect(existsSync(main)).toBe(true)
 }, 180_000)
 
@@ -146,6 +146,26 @@ describe.concurrent("dsync CLI, built-ins", () => {
     const r = await run(["--version"])
     expect(r.status).toBe(0)
     expect(r.stdout.trim()).toBe(version)
+  })
+
+  it("dist/dsync.mjs runs as a command and loads no module of ours or of effect from dist/ or node_modules", async () => {
+    // The loader hook records every module the command loads; only the native addons
+    // (which cannot be bundled) may come from node_modules.
+    const hooks = join(tmp, "hooks.mjs")
+    const register = join(tmp, "register.mjs")
+    const loaded = join(tmp, "loaded.txt")
+    writeFileSync(hooks, `import { appendFileSync } from "node:fs"\nexport async function load(url, context, next) { appendFileSync(${JSON.stringify(loaded)}, url + "\\n"); return next(url, context) }\n`)
+    writeFileSync(register, `import { register } from "node:module"\nregister(${JSON.stringify("file://" + hooks)})\n`)
+    const r = await new Promise<{ status: number | null; stdout: string }>((resolve) => {
+      const child = execFile(main, ["--version"], { cwd: tmp, encoding: "utf8", timeout: 20_000, env: { ...process.env, NODE_OPTIONS: `--import ${register}` } }, (_e, stdout) =>
+        resolve({ status: child.exitCode, stdout })
+      )
+    })
+    expect(r.status).toBe(0)
+    expect(r.stdout.trim()).toBe(version)
+    const urls = readFileSync(loaded, "utf8").split("\n").filter((u) => u.startsWith("file:") && !u.startsWith(`file://${tmp}`))
+    expect(urls.some((u) => u.endsWith("/dist/dsync.mjs"))).toBe(true)
+    expect(urls.filter((u) => /\/dist\/(?!dsync\.mjs$)|\/node_modules\/(effect|@effect)\//.test(u))).toEqual([])
   })
 
   it("--help lists every flag, without colour under NO_COLOR", async () => {

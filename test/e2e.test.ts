@@ -1,6 +1,6 @@
 // End to end: two real `dsync` processes on loopback, discovery off, syncing temp folders.
 // SAFETY: dsync runs only with `--no-discovery -a 127.0.0.1:PORT`; no multicast, no other address.
-// Skipped when dist/Main.js is missing (`npm test` builds first).
+// Skipped when dist/dsync.mjs is missing (`npm test` builds first).
 import { createCipheriv } from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"

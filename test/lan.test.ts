@@ -2,7 +2,7 @@
 // a private bridge (test/support/netns.ts), finding each other by mDNS with no `-a`.
 // SAFETY: every dsync here runs inside a namespace we made; nothing reaches the machine's
 // own interfaces (design.md, section 5). Skipped, with the reason printed, where
-// namespaces cannot be made (not root, no `ip`) or dist/Main.js is missing.
+// namespaces cannot be made (not root, no `ip`) or dist/dsync.mjs is missing.
 import { createRequire } from "node:module"
 import { afterEach, describe, expect, it } from "vitest"
 import { Lan, netnsUnavailable } from "./support/netns.js"

@@ -1,4 +1,4 @@
-import type { Redacted } from "effect"
+import type * as Redacted from "effect/Redacted"
 
 /** A peer address given by the user or found by discovery. */
 export interface PeerAddress {

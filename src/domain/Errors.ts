@@ -1,4 +1,4 @@
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 /** The peer broke the protocol: malformed, oversized or unexpected input. Closes that connection. */
 export class ProtocolError extends Data.TaggedError("ProtocolError")<{ readonly reason: string }> {}

@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { VersionVector } from "./VersionVector.js"
 
 /** What a path holds: a regular file, a folder or a symlink (anything else is not synced). */

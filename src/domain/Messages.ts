@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { MAX_BLOCKS } from "./FileRecord.js"
 
 /** Application protocol spoken inside the encrypted channel. */

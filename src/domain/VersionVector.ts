@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /**
  * Highest counter accepted from a peer: far below 2^53, so a bump can never lose

@@ -1,5 +1,5 @@
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js"
-import { Layer } from "effect"
+import * as Layer from "effect/Layer"
 import { Cipher, TAG_BYTES } from "../services/Cipher.js"
 
 /** Pure-JS ChaCha20-Poly1305: a fallback, and a cross-check of the node implementation. */

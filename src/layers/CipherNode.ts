@@ -1,5 +1,5 @@
 import { type Cipher as NodeCipher, createCipheriv, createDecipheriv, type Decipher } from "node:crypto"
-import { Layer } from "effect"
+import * as Layer from "effect/Layer"
 import { Cipher, TAG_BYTES } from "../services/Cipher.js"
 
 const ALGORITHM = "chacha20-poly1305"

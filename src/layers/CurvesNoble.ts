@@ -1,5 +1,5 @@
 import { ed25519, x25519 } from "@noble/curves/ed25519.js"
-import { Layer } from "effect"
+import * as Layer from "effect/Layer"
 import {
   Curves,
   type CurvesApi,

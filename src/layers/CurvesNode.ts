@@ -6,7 +6,7 @@ import {
   sign as nodeSign,
   verify as nodeVerify
 } from "node:crypto"
-import { Layer } from "effect"
+import * as Layer from "effect/Layer"
 import {
   Curves,
   type CurvesApi,

@@ -20,7 +20,17 @@
  * records) — the node listens on IPv4 only, so we announce and dial IPv4.
  */
 import type { Answer, Question } from "dns-packet"
-import { Clock, Duration, Effect, Either, FiberMap, Layer, Option, PubSub, Queue, Schedule, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FiberMap from "effect/FiberMap"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import makeMdns from "multicast-dns"
 import { ConfigError } from "../domain/Errors.js"
 import { asksForUs, browseQuestions, readResponse, recordsOf, type ResponseView, type Self, selfOf } from "../lib/DnsSd.js"

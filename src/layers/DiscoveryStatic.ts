@@ -1,4 +1,5 @@
-import { Layer, Stream } from "effect"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
 import type { PeerAddress } from "../domain/Config.js"
 import { Discovery, type DiscoveryApi, make as makeDiscovery } from "../services/Discovery.js"
 

@@ -1,4 +1,7 @@
-import { Effect, Layer, PubSub, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import * as Stream from "effect/Stream"
 import { Events, type NodeEvent } from "../services/Events.js"
 
 /** Events kept per subscriber before the oldest are dropped (a slow reader never stalls sync). */

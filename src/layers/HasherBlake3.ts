@@ -1,5 +1,6 @@
 import { createBLAKE3 } from "hash-wasm"
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { Hasher } from "../services/Hasher.js"
 
 /**

@@ -1,4 +1,5 @@
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { Curves } from "../services/Curves.js"
 import { Identity, type IdentityApi } from "../services/Identity.js"
 

@@ -1,4 +1,6 @@
-import { Duration, Effect, Layer } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { makeTransferSlots } from "../programs/TransferSlots.js"
 import type { HandshakeGuardConfig } from "../services/HandshakeGuard.js"
 import { RateLimiter, type RateLimiterApi, type RateLimits } from "../services/RateLimiter.js"

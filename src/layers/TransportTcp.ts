@@ -1,4 +1,6 @@
-import { Effect, FiberSet, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
 import * as net from "node:net"
 import { formatAddress, type PeerAddress } from "../domain/Config.js"
 import { ConnectionClosed, TransportError } from "../domain/Errors.js"
@@ -8,6 +10,8 @@ import { Transport, type Connection } from "../services/Transport.js"
 const HIGH_WATER = 1024 * 1024
 /** Bytes we let queue in the socket's user-space buffer before a writer waits. */
 const WRITE_QUEUE_LIMIT = 1024 * 1024
+/** Bytes written in one tick after which the cork comes off at once. */
+const CORK_FLUSH = 64 * 1024
 const DIAL_TIMEOUT_MS = 5_000
 
 /** Wrap a connected socket as a Connection with pull-based reads and awaited writes. */
@@ -23,6 +27,7 @@ export const fromSocket = (socket: net.Socket): Connection => {
     w?.()
   }
   let corked = false
+  let corkedBytes = 0
   const uncork = () => {
     corked = false
     socket.uncork()
@@ -67,14 +72,22 @@ export const fromSocket = (socket: net.Socket): Connection => {
   const write = (...parts: ReadonlyArray<Uint8Array>): Effect.Effect<void, ConnectionClosed> =>
     Effect.suspend(() => {
       if (ended !== undefined || socket.destroyed) return Effect.fail(new ConnectionClosed({ reason: ended ?? "closed" }))
-      // Corked until the end of this tick: every frame written in it (a file's block and
-      // its StreamEnd, a round of requests) leaves in one gathering write, not a syscall each.
+      // Corked until the end of this tick: the small frames written in it (a round of
+      // requests, small files and their StreamEnds) leave in one gathering write, not a
+      // syscall each. Once a tick has written CORK_FLUSH bytes they go at once: holding
+      // large blocks until the tick ends left the socket idle while the next were read
+      // and sealed (bench: 512 MiB at 90-99 MB/s corked to the tick, 127-132 uncorked).
       if (!corked) {
         corked = true
+        corkedBytes = 0
         socket.cork()
         process.nextTick(uncork)
       }
-      for (const part of parts) socket.write(part)
+      for (const part of parts) {
+        socket.write(part)
+        corkedBytes += part.length
+      }
+      if (corkedBytes >= CORK_FLUSH) uncork()
       // Wait for 'drain' only when much is queued: waiting after every large frame would
       // cost an event-loop turn per frame and leave the pipe idle in between.
       if (socket.writableLength < WRITE_QUEUE_LIMIT) return Effect.void

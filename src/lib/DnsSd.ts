@@ -5,7 +5,7 @@
  * checked, sizes and counts are capped, and anything odd is dropped.
  */
 import type { Answer, Question } from "dns-packet"
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { parseGroup } from "../domain/Config.js"
 
 /** The service type dsync announces and browses. */

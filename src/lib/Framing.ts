@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { type ConnectionClosed, ProtocolError } from "../domain/Errors.js"
 import type { Connection } from "../services/Transport.js"
 

@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { FsError } from "../domain/Errors.js"
 
 /** Run a filesystem promise; a rejection becomes an FsError naming the operation and path. */

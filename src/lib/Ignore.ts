@@ -10,7 +10,7 @@
  * - anything inside an ignored directory is ignored;
  * - `!negation` is not supported: such patterns are skipped and reported.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { readFile, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import picomatch from "picomatch/posix.js"

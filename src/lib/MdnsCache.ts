@@ -4,7 +4,7 @@
  * found and lost. Everything in it is bounded: instances in all and per source address,
  * the instances it ignores, and how long anything is believed (MAX_TTL).
  */
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { type DiscoveredPeer, PeerChange } from "../services/Discovery.js"
 import type { InstanceSighting, ResponseView, TxtInfo } from "./DnsSd.js"
 import { addressProblem, dialHost, type NetInterface } from "./NetInterfaces.js"

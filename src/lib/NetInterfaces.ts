@@ -3,7 +3,7 @@
  * whether an address a packet names is one we may dial from the interface it came in on.
  * Pure over a table shaped like `os.networkInterfaces()`, so tests pass their own.
  */
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { BlockList, isIPv4, isIPv6 } from "node:net"
 import * as os from "node:os"
 

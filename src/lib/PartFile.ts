@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { randomBytes } from "node:crypto"
 import * as path from "node:path"
 import { fsSync } from "./FsTry.js"

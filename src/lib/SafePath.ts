@@ -2,7 +2,7 @@
  * Paths received from peers: validated before any filesystem use (RootedFs then makes
  * sure no call on them goes through a symlink, whatever the disk holds at that moment).
  */
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { isAbsolute, relative, resolve, sep } from "node:path"
 import { UnsafePath } from "../domain/Errors.js"
 

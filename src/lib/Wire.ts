@@ -1,4 +1,7 @@
-import { Effect, Either, ParseResult, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import { ProtocolError } from "../domain/Errors.js"
 import { MAX_BLOCKS } from "../domain/FileRecord.js"
 import { type BlockData, BlockHeader, type Frame, Message } from "../domain/Messages.js"

@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { Events, NodeEvent } from "../services/Events.js"
 
 /** Backlog events at most this often (and always when it empties). */

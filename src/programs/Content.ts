@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
 import { FsError } from "../domain/Errors.js"
 import { blockSizeFor } from "../domain/FileRecord.js"

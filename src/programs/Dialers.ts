@@ -12,7 +12,11 @@
  *   and that loop stops: redialling cannot help. Discovery finding the peer again (new
  *   or changed announcement) starts a new loop.
  */
-import { Effect, Either, FiberMap, type Schedule, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FiberMap from "effect/FiberMap"
+import type * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import { formatAddress } from "../domain/Config.js"
 import type { HandshakeError, TransportError } from "../domain/Errors.js"
 import { printable } from "../lib/Printable.js"

@@ -1,4 +1,5 @@
-import { Duration, Effect } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import { FileIndex } from "../services/FileIndex.js"
 
 /** One received index batch: the highest sequence in it and how many of its records are not yet done. */

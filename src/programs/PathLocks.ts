@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 
 /**
  * One apply at a time per path, node-wide. When two peers announce the same new

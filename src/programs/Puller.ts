@@ -1,4 +1,7 @@
-import { Duration, Effect, Queue, Stream } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Stream from "effect/Stream"
 import type { FileRecord } from "../domain/FileRecord.js"
 import { showPath } from "../lib/Printable.js"
 import type { BlockSource } from "../services/Transfer.js"

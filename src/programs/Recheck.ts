@@ -1,4 +1,7 @@
-import { Duration, Effect, Queue, Stream } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Stream from "effect/Stream"
 
 /** Long enough for the watcher's batch of our own write to have gone by. */
 const RECHECK_DELAY = Duration.millis(750)

@@ -4,7 +4,12 @@
  * message is one line for the user (Main prefixes it with "dsync: ").
  */
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import { isIPv4, isIPv6 } from "node:net"
 import * as nodePath from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"

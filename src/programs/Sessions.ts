@@ -1,4 +1,8 @@
-import { Cause, Deferred, Effect, Exit, Fiber } from "effect"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import { shortId } from "../services/Identity.js"
 import type { Channel } from "../services/SecureChannel.js"
 

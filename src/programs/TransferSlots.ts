@@ -1,4 +1,6 @@
-import { Deferred, Effect, FiberId } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 
 /**
  * The node's transfer slots (`max_concurrent_transfers`), shared fairly between peers:

@@ -1,4 +1,4 @@
-import { Context } from "effect"
+import * as Context from "effect/Context"
 
 /**
  * Marks the private-key handles of {@link CurvesApi}: only the layer that made a handle knows

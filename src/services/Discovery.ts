@@ -1,4 +1,7 @@
-import { Context, Data, Effect, Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import type { PeerAddress } from "../domain/Config.js"
 
 /** A peer found: where to dial it and, when advertised, its id. */

@@ -1,4 +1,8 @@
-import { Context, Data, Effect, type Scope, type Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 
 /**
  * What a running node reports, as typed values: the CLI renders them (log lines or a

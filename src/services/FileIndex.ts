@@ -1,4 +1,7 @@
-import { Context, Effect, Option, Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import type { FileKind, FileRecord } from "../domain/FileRecord.js"
 
 /** A record plus what only this machine needs: the stat key that lets a scan skip re-hashing. */

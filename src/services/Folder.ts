@@ -1,4 +1,5 @@
-import { Context, Effect } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import type { RootedFs } from "../lib/RootedFs.js"
 
 /** Decides whether a relative path is excluded from sync. */

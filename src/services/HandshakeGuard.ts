@@ -1,4 +1,6 @@
-import { Context, Data, Effect } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
 
 /** Which limit refused a connection. */
 export type RefusalReason =

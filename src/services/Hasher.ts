@@ -1,4 +1,4 @@
-import { Context } from "effect"
+import * as Context from "effect/Context"
 
 /** BLAKE3, synchronous for the hot path. */
 export interface HasherApi {

@@ -1,4 +1,4 @@
-import { Context } from "effect"
+import * as Context from "effect/Context"
 
 /** This run's Ed25519 identity. Lives in memory only; never written anywhere. */
 export interface IdentityApi {

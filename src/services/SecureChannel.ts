@@ -1,4 +1,5 @@
-import { Context, Effect } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import type { ConnectionClosed, HandshakeError, ProtocolError } from "../domain/Errors.js"
 import type { Connection } from "./Transport.js"
 

@@ -1,4 +1,8 @@
-import { Context, Data, type Effect, type Scope, type Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import type { FsError } from "../domain/Errors.js"
 import type { FileRecord } from "../domain/FileRecord.js"
 

@@ -1,4 +1,6 @@
-import { Context, Effect, Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Scope from "effect/Scope"
 import type { PeerAddress } from "../domain/Config.js"
 import type { ConnectionClosed, TransportError } from "../domain/Errors.js"
 

@@ -1,4 +1,5 @@
-import { Context, Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Stream from "effect/Stream"
 import type { FsError } from "../domain/Errors.js"
 
 /** Filesystem change notifications for a folder tree. */

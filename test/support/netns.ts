@@ -76,7 +76,7 @@ let probed: string | undefined | null = null
 /**
  * Why LAN tests cannot run here, or undefined when they can: needs Linux, root, `ip`
  * (iproute2), the right to make a namespace (checked by making and removing one) and a
- * built CLI (`dist/Main.js`).
+ * built CLI (`dist/dsync.mjs`).
  */
 export const netnsUnavailable = (): string | undefined => {
   if (probed !== null) return probed

@@ -6,7 +6,8 @@ import * as path from "node:path"
 import { walkTree } from "./fs.js"
 
 export const repoRoot = path.join(import.meta.dirname, "..", "..")
-export const mainJs = path.join(repoRoot, "dist", "Main.js")
+/** The bundled CLI, as users run it (`npm run build` makes it). */
+export const mainJs = path.join(repoRoot, "dist", "dsync.mjs")
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
@@ -96,7 +97,7 @@ export interface StartOptions {
 
 const tail = (text: string, lines = 40) => text.split("\n").slice(-lines).join("\n")
 
-/** Starts `node dist/Main.js` with discovery off and only loopback peers. */
+/** Starts `node dist/dsync.mjs` with discovery off and only loopback peers. */
 export const startDsync = (options: StartOptions): DsyncProcess => {
   installExitHook()
   const args = [
