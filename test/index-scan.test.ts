@@ -84,8 +84,9 @@ describe("index and scanner", () => {
       yield* withIndex(root, Effect.gen(function*() {
         const file = path.join(root, "growing.txt")
         fs.writeFileSync(file, "part 1")
-        // keep writing for ~150 ms in the background while the scan waits
-        const writer = setInterval(() => fs.appendFileSync(file, "."), 10)
+        // keep writing for ~150 ms in the background while the scan waits (a write every
+        // few ms, as a copy does: pauses as long as the settle time would let it through)
+        const writer = setInterval(() => fs.appendFileSync(file, "."), 4)
         setTimeout(() => clearInterval(writer), 150)
         expect(yield* scanPath("growing.txt")).toBe("changed")
         const record = (yield* get("growing.txt"))!

@@ -18,10 +18,17 @@ export const PART_FILE = /^\.dsync-[0-9a-f]+-[0-9a-f]+\.part$/
 /** What a scan of a path found: nothing new, a new version, a file still being written, an ignored path, or an error (logged). */
 export type ScanOutcome = "unchanged" | "changed" | "unstable" | "ignored" | "failed"
 
-/** A file modified this recently may still be being written: wait before sending it. */
-const SETTLE_MS = 25
-const SETTLE_POLL = Duration.millis(30)
-const SETTLE_TRIES = 200
+/**
+ * A file modified this recently may still be being written: wait before sending it. A
+ * writer that keeps writing (a copy in progress) keeps its mtime this fresh; one write
+ * and close (an editor's save) is old enough a moment later. It is on the path of every
+ * change to a peer, so it is short and polled finely: a 25 ms settle polled every 30 ms
+ * was half of the 62-66 ms a new file took to reach a peer.
+ */
+const SETTLE_MS = 15
+const SETTLE_POLL = Duration.millis(4)
+/** A file that never settles (an endless log) is taken as it is after this long. */
+const SETTLE_LIMIT_MS = 6_000
 
 const kindOf = (st: Stats): FileKind | undefined =>
   st.isFile() ? "file" : st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : undefined
@@ -115,7 +122,8 @@ const scanOnce = (relPath: string, settle: boolean): Effect.Effect<ScanOutcome, 
  */
 export const scanPath = (relPath: string): Effect.Effect<ScanOutcome, never, FileIndex | Folder | Hasher> =>
   Effect.gen(function*() {
-    for (let tries = 0; tries < SETTLE_TRIES; tries++) {
+    const deadline = Date.now() + SETTLE_LIMIT_MS
+    while (Date.now() < deadline) {
       const outcome = yield* scanOnce(relPath, true)
       if (outcome !== "unstable") return outcome
       yield* Effect.sleep(SETTLE_POLL)
