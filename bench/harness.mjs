@@ -76,10 +76,10 @@ export const freePort = () =>
 const nodeArgs = (process.env.DSYNC_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "")
 
 /** Starts dsync; keeps its output; `waitFor` bounds every wait. */
-export const startDsync = ({ folder, port, peerPort, name, configHome }) => {
+export const startDsync = ({ folder, port, peerPort, name, configHome, extraArgs = [] }) => {
   const child = spawn(
     process.execPath,
-    [...nodeArgs, mainJs, "-d", folder, "-p", String(port), "-n", name, "--no-discovery", "-a", `127.0.0.1:${peerPort}`],
+    [...nodeArgs, mainJs, "-d", folder, "-p", String(port), "-n", name, "--no-discovery", "-a", `127.0.0.1:${peerPort}`, ...extraArgs],
     { cwd: repo, env: { ...process.env, XDG_CONFIG_HOME: configHome, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] }
   )
   children.add(child)

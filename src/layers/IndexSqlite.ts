@@ -2,6 +2,7 @@ import Database from "better-sqlite3"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { randomBytes } from "node:crypto"
@@ -131,6 +132,8 @@ const make = (file: string) =>
     // that has everything up to N must never be sent a different record numbered N.
     const floor = Number(q.meta.get("sequence_floor")?.value ?? 0)
     const sequence = yield* SubscriptionRef.make(Math.max(floor, q.maxSequence.get()?.max ?? 0))
+    /** The newest sequence number given to a record; `sequence` publishes it once committed. */
+    let assigned = yield* SubscriptionRef.get(sequence)
 
     const recent = new Map<string, Option.Option<LocalRecord>>()
     const remember = (p: string, record: Option.Option<LocalRecord>) => {
@@ -139,26 +142,50 @@ const make = (file: string) =>
       if (recent.size > RECENT_RECORDS) recent.delete(recent.keys().next().value!)
     }
 
-    const store = db.transaction((record: LocalRecord) => {
-      q.upsert.run(toRow(record))
-      q.dropBlocks.run(record.path)
-      if (record.deleted || record.kind !== "file") return
-      record.blocks.forEach((hash, i) =>
-        q.addBlock.run(hash, record.path, i * record.blockSize, Math.min(record.blockSize, record.size - i * record.blockSize))
-      )
+    const storeAll = db.transaction((records: ReadonlyArray<LocalRecord>) => {
+      for (const record of records) {
+        q.upsert.run(toRow(record))
+        q.dropBlocks.run(record.path)
+        if (record.deleted || record.kind !== "file") continue
+        record.blocks.forEach((hash, i) =>
+          q.addBlock.run(hash, record.path, i * record.blockSize, Math.min(record.blockSize, record.size - i * record.blockSize))
+        )
+      }
     })
 
-    // Writes are serialised so sequence numbers are committed in order: a reader of
-    // "since N" can never miss a record that commits later with a smaller number.
-    const writeLock = yield* Effect.makeSemaphore(1)
+    // Write-behind: the puts of one turn of the scheduler commit together, in one
+    // transaction (a transaction per put was 150 us, most of a first scan: 3 s of 9 for
+    // 20,000 files). Every other call commits what is pending first, so reads see every
+    // put; and a sequence number is published (to the peers' index senders) only once
+    // committed, so a crash cannot take back a number a peer was sent. Sequence numbers
+    // are given in put order and committed in that order.
+    const pending: Array<LocalRecord> = []
+    const commitPending = () => {
+      if (pending.length === 0) return
+      storeAll(pending)
+      pending.length = 0
+    }
+    const flushWake = yield* Queue.sliding<void>(1)
+    const publish = Effect.suspend(() => {
+      commitPending()
+      return SubscriptionRef.set(sequence, assigned)
+    })
+    yield* Effect.forkScoped(Effect.forever(Queue.take(flushWake).pipe(Effect.zipRight(Effect.yieldNow()), Effect.zipRight(publish))))
+    // (runs before the database closes: finalizers run in reverse order)
+    yield* Effect.addFinalizer(() => Effect.sync(commitPending))
+    /** A synchronous call on the database, after what is pending is committed. */
+    const committed = <A>(f: () => A) =>
+      Effect.sync(() => {
+        commitPending()
+        return f()
+      })
     const put = (record: NewRecord) =>
-      writeLock.withPermits(1)(Effect.gen(function*() {
-        const stored: LocalRecord = { ...record, sequence: (yield* SubscriptionRef.get(sequence)) + 1 }
-        store(stored)
+      Effect.suspend(() => {
+        const stored: LocalRecord = { ...record, sequence: ++assigned }
+        pending.push(stored)
         remember(stored.path, Option.some(stored))
-        yield* SubscriptionRef.set(sequence, stored.sequence)
-        return stored
-      }))
+        return Effect.as(Queue.offer(flushWake, undefined), stored)
+      })
 
     const api: FileIndexApi = {
       replicaId,
@@ -166,35 +193,35 @@ const make = (file: string) =>
         Effect.sync(() => {
           const cached = recent.get(p)
           if (cached) return cached
+          commitPending()
           const record = Option.map(Option.fromNullable(q.get.get(p)), fromRow)
           remember(p, record)
           return record
         }),
       put,
       touch: (p, mtimeMs, inode) =>
-        Effect.sync(() => {
+        committed(() => {
           q.touch.run(mtimeMs, inode, p)
           recent.delete(p)
         }),
-      since: (after, limit) => Effect.sync(() => q.since.all(after, limit).map(fromRow)),
-      livePaths: Effect.sync(() => q.livePaths.all()),
-      relocateBlocks: (from, to) => Effect.sync(() => void q.moveBlocks.run(to, from)),
+      since: (after, limit) => committed(() => q.since.all(after, limit).map(fromRow)),
+      livePaths: committed(() => q.livePaths.all()),
+      relocateBlocks: (from, to) => committed(() => void q.moveBlocks.run(to, from)),
       dropTombstones: (beforeMs) =>
-        Effect.flatMap(SubscriptionRef.get(sequence), (current) =>
-          Effect.sync(() => {
-            recent.clear()
-            q.setMeta.run("sequence_floor", String(current))
-            return q.dropTombstones.run(beforeMs).changes
-          })),
-      peerProgress: (replica) => Effect.sync(() => q.peerProgress.get(replica)?.sequence ?? 0),
+        committed(() => {
+          recent.clear()
+          q.setMeta.run("sequence_floor", String(assigned))
+          return q.dropTombstones.run(beforeMs).changes
+        }),
+      peerProgress: (replica) => committed(() => q.peerProgress.get(replica)?.sequence ?? 0),
       setPeerProgress: (replica, after) =>
-        Effect.sync(() => {
+        committed(() => {
           q.setPeerProgress.run(replica, after, Date.now())
           q.prunePeers.run(MAX_PEERS)
         }),
-      forgetBlocksUnder: (prefix) => Effect.sync(() => void q.forgetBlocks.run(prefix.length, prefix)),
+      forgetBlocksUnder: (prefix) => committed(() => void q.forgetBlocks.run(prefix.length, prefix)),
       findBlocks: (hashes) =>
-        Effect.sync(() => {
+        committed(() => {
           const found = new Map<string, BlockLocation>()
           for (const hash of new Set(hashes)) {
             const location = q.findBlock.get(hash)
@@ -202,7 +229,7 @@ const make = (file: string) =>
           }
           return found as ReadonlyMap<string, BlockLocation>
         }),
-      sequence: SubscriptionRef.get(sequence),
+      sequence: committed(() => assigned),
       sequenceChanges: sequence.changes.pipe(Stream.changes)
     }
     return api

@@ -5,8 +5,9 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
+import { promisify } from "node:util"
 import { blockLength, type FileRecord } from "../domain/FileRecord.js"
-import { fsSync } from "../lib/FsTry.js"
+import { fsSync, fsTry } from "../lib/FsTry.js"
 import { decompressBlock } from "../lib/Lz4Block.js"
 import { createPart } from "../lib/PartFile.js"
 import type { RootedFs } from "../lib/RootedFs.js"
@@ -15,6 +16,8 @@ import { type BlockLocation, FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
 import { type BlockRequest, type BlockSource, BlockUnavailable, Transfer, type TransferApi } from "../services/Transfer.js"
+
+const fsync = promisify(fs.fsync)
 
 /** A block from a local file, re-verified (the file may have changed since its scan). */
 const readLocalBlock = (disk: RootedFs, location: BlockLocation | undefined, hasher: HasherApi, hash: string, size: number) => {
@@ -85,14 +88,16 @@ const fetchInto = (remote: FileRecord, source: BlockSource) =>
     const events = yield* Events
     const report = { path: remote.path, peerId: source.peerId }
     yield* events.publish(NodeEvent.TransferStarted({ ...report, bytes: remote.size, fetchBytes }))
-    if (missing.length > 0) {
-      // progress from a ticker, not from the per-block hot path
+    if (missing.length > 1) {
+      // progress from a ticker, not from the per-block hot path (a one-block file has none to report)
       yield* Effect.forkScoped(
         Effect.suspend(() => events.publish(NodeEvent.TransferProgress({ ...report, received, fetchBytes }))).pipe(
           Effect.delay(PROGRESS_INTERVAL),
           Effect.forever
         )
       )
+    }
+    if (missing.length > 0) {
       // Synchronous writes: measured faster here than a thread-pool round trip per block.
       yield* source.fetchBlocks({ path: remote.path, hash: remote.hash, blocks: missing }, (index, data0, compressed) => {
         const size = blockLength(remote, index)
@@ -109,8 +114,11 @@ const fetchInto = (remote: FileRecord, source: BlockSource) =>
         }
       })
     }
-    yield* fsSync("sync", part, () => {
-      fs.fsyncSync(fd)
+    // In the thread pool: the event loop goes on with other files meanwhile, and the
+    // fsyncs of files finishing together reach the disk in one journal commit. Not
+    // interrupted halfway: the descriptor stays open until the fsync is done with it.
+    yield* Effect.uninterruptible(fsTry("sync", part, () => fsync(fd)))
+    yield* fsSync("set mtime and mode", part, () => {
       fs.futimesSync(fd, new Date(), remote.mtimeMs / 1000)
       fs.fchmodSync(fd, remote.mode & 0o777) // never setuid, setgid or sticky from a peer
     })

@@ -352,8 +352,11 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       recheck: options.recheck
     })
     const hasher = yield* Hasher
+    let recordsReceived = 0
     const receiveIndex = (batch: IndexBatch) =>
       Effect.gen(function*() {
+        recordsReceived += batch.records.length
+        if (batch.initialDone) yield* Effect.logInfo(`received the index of ${label}: ${recordsReceived} records`)
         const admitted = yield* Effect.forEach(batch.records, (raw) => admitRecord(raw, hasher, index.replicaId, index.get))
         const cost = admitted.reduce((sum, a) => sum + a.cost, 0)
         // (a batch alone may exceed the window when nothing is held, as the sender allows)
