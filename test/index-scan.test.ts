@@ -6,8 +6,10 @@ import * as path from "node:path"
 import * as FolderLocal from "../src/layers/FolderLocal.js"
 import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
 import * as IndexSqlite from "../src/layers/IndexSqlite.js"
+import { createPart } from "../src/lib/PartFile.js"
 import { scanAll, scanPath } from "../src/programs/Scanner.js"
 import { FileIndex } from "../src/services/FileIndex.js"
+import { Folder } from "../src/services/Folder.js"
 import { tempDir } from "./support/fs.js"
 import { write } from "./support/nodes.js"
 
@@ -95,16 +97,29 @@ describe("index and scanner", () => {
       }))
     }).pipe(Effect.scoped))
 
-  it.live("removes stale partial downloads at start, and only then", () =>
+  it.live("removes stale partial downloads: all at start, later those no download is writing", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()
       write(root, "sub/.dsync-0123abcd-89abcdef.part", "half a file")
       write(root, "sub/user.part", "not ours")
-      // later scans leave them alone: they belong to downloads in progress
-      yield* withIndex(root, scanAll(false))
-      expect(fs.existsSync(path.join(root, "sub/.dsync-0123abcd-89abcdef.part"))).toBe(true)
+      yield* withIndex(root, Effect.gen(function*() {
+        const folder = yield* Folder
+        // a download in progress: its part file survives a later scan while its scope is open
+        const writing = yield* Effect.scoped(Effect.gen(function*() {
+          const part = yield* createPart(folder.fs, "sub/f.txt", "feedbeef", (p) => fs.closeSync(folder.fs.createExclusive(p, 0o600)))
+          yield* scanAll(false)
+          expect(fs.existsSync(path.join(root, part))).toBe(true)
+          // one left behind (a stopped run, or moved here with its folder) goes at once
+          expect(fs.existsSync(path.join(root, "sub/.dsync-0123abcd-89abcdef.part"))).toBe(false)
+          return part
+        }))
+        // the download's scope closed successfully (renamed into place, here never): no longer in progress
+        yield* scanAll(false)
+        expect(fs.existsSync(path.join(root, writing))).toBe(false)
+      }))
+      write(root, "sub/.dsync-0123abcd-01234567.part", "left by a run that stopped")
       yield* withIndex(root, scanAll(true))
-      expect(fs.existsSync(path.join(root, "sub/.dsync-0123abcd-89abcdef.part"))).toBe(false)
+      expect(fs.existsSync(path.join(root, "sub/.dsync-0123abcd-01234567.part"))).toBe(false)
       expect(fs.existsSync(path.join(root, "sub/user.part"))).toBe(true)
     }).pipe(Effect.scoped))
 

@@ -11,17 +11,35 @@ export const partName = (relPath: string, tag: string) => {
   return dir === "." ? name : `${dir}/${name}`
 }
 
-/** Create a part file next to `relPath`; it is removed again if the scope closes with a failure. */
+/** Part files being written, per folder: any other part file a scan finds is stale. */
+const inProgress = new WeakMap<RootedFs, Set<string>>()
+
+/**
+ * Is `rel` the part file of a download in progress? A part file that is not was left
+ * behind: by a run that stopped, or moved away from its download by a user who renamed
+ * its folder meanwhile (the download then fails, and its cleanup no longer finds it).
+ */
+export const partInProgress = (disk: RootedFs, rel: string): boolean => inProgress.get(disk)?.has(rel) ?? false
+
+/**
+ * Create a part file next to `relPath`, known as in progress while the scope is open;
+ * it is removed again if the scope closes with a failure.
+ */
 export const createPart = (disk: RootedFs, relPath: string, tag: string, create: (part: string) => void) =>
   Effect.gen(function*() {
     const part = partName(relPath, tag)
+    let parts = inProgress.get(disk)
+    if (parts === undefined) inProgress.set(disk, parts = new Set())
+    const registry = parts
     yield* Effect.acquireRelease(
-      fsSync("create", part, () => create(part)),
-      (_, exit) => exit._tag === "Failure" ? Effect.sync(() => {
+      Effect.zipRight(Effect.sync(() => registry.add(part)), fsSync("create", part, () => create(part))),
+      (_, exit) => Effect.sync(() => {
+        registry.delete(part)
+        if (exit._tag === "Success") return
         try {
           disk.unlink(part)
         } catch { /* already renamed into place, or never made */ }
-      }) : Effect.void
+      })
     )
     return part
   })

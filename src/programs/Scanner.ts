@@ -10,6 +10,7 @@ import { bump } from "../domain/VersionVector.js"
 import { FileIndex, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher } from "../services/Hasher.js"
+import { partInProgress } from "../lib/PartFile.js"
 import { hashFileContent } from "./Content.js"
 
 /** Our own temporary download files: `.dsync-<hex>-<hex>.part`. */
@@ -148,8 +149,8 @@ const removeStalePart = (rel: string) =>
 
 /**
  * Walk the folder (never following symlinks), skipping ignored paths, adding the paths
- * seen to `seen`. `atStart`: also remove our partial downloads left by a previous run
- * (later, a `.part` file belongs to a download in progress).
+ * seen to `seen`. Our partial downloads that no download is writing are removed (all of
+ * them `atStart`: left by a previous run).
  */
 const walk = (relDir: string, seen: Set<string>, atStart: boolean): Effect.Effect<void, never, FileIndex | Folder | Hasher> =>
   Effect.gen(function*() {
@@ -162,7 +163,7 @@ const walk = (relDir: string, seen: Set<string>, atStart: boolean): Effect.Effec
       Effect.gen(function*() {
         const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
         if (entry.isFile() && PART_FILE.test(entry.name)) {
-          return atStart ? yield* removeStalePart(rel) : undefined
+          return atStart || !partInProgress(folder.fs, rel) ? yield* removeStalePart(rel) : undefined
         }
         if (yield* folder.isIgnored(rel, entry.isDirectory())) return
         seen.add(rel)
