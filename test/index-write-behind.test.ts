@@ -60,6 +60,20 @@ describe("index write-behind", () => {
       }))
     }).pipe(Effect.scoped))
 
+  it.live("a long burst of puts is committed as it goes, a batch at a time (what waits stays bounded)", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      yield* withIndex(root, Effect.gen(function*() {
+        const index = yield* FileIndex
+        // 600 puts with no turn of the scheduler between them
+        const puts = Array.from({ length: 600 }, (_, i) => index.put(dir(`p${i}`)))
+        yield* Effect.all(puts, { discard: true })
+        const disk = onDisk(root).length
+        expect(disk).toBeGreaterThanOrEqual(512)
+        expect(disk).toBeLessThan(600)
+      }))
+    }).pipe(Effect.scoped))
+
   it.live("what is pending when the index closes is committed; numbers go on from there", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()

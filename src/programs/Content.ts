@@ -28,7 +28,8 @@ export const fileHash = (hasher: HasherApi, blocks: ReadonlyArray<string>, size:
 const READ_CHUNK = 4 * 1024 * 1024
 
 /**
- * Hash the file `rel` block by block (opened without following a link). Reads are
+ * Hash the file `rel` block by block (opened without following a link), with its stat
+ * through the same descriptor once read (a change while hashing shows there). Reads are
  * synchronous, a few MiB at a time with a yield between them: much faster than a
  * thread-pool round trip per block, and other fibers (sessions, keepalives) still run
  * while a large file is hashed.
@@ -38,7 +39,7 @@ export const hashFileContent = (disk: RootedFs, rel: string, size: number) =>
     const hasher = yield* Hasher
     const blockSize = blockSizeFor(size)
     const fail = (op: string) => (cause: unknown) => new FsError({ op, path: rel, cause })
-    const blocks = yield* Effect.acquireUseRelease(
+    const { hashes: blocks, after } = yield* Effect.acquireUseRelease(
       Effect.try({ try: () => disk.openRead(rel), catch: fail("open") }),
       (fd) =>
         Effect.gen(function*() {
@@ -52,11 +53,13 @@ export const hashFileContent = (disk: RootedFs, rel: string, size: number) =>
             for (let offset = 0; offset < want; offset += blockSize) {
               hashes.push(hasher.hash(buffer.subarray(offset, Math.min(offset + blockSize, want))))
             }
-            yield* Effect.yieldNow()
+            if (start + chunk < size) yield* Effect.yieldNow() // a large file lets others run between chunks
           }
-          return hashes
+          // what the file is now, through the descriptor read (no second path walk)
+          const after = yield* Effect.try({ try: () => fs.fstatSync(fd), catch: fail("stat") })
+          return { hashes, after }
         }),
       (fd) => Effect.sync(() => fs.closeSync(fd))
     )
-    return { hash: fileHash(hasher, blocks, size), blockSize, blocks } satisfies Content
+    return { content: { hash: fileHash(hasher, blocks, size), blockSize, blocks } satisfies Content, after }
   })

@@ -58,21 +58,27 @@ const tombstone = (existing: LocalRecord) =>
     yield* Effect.logInfo(`deleted locally: ${showPath(existing.path)}`)
   })
 
-/** Read what is on disk at `relPath` now, as a record without version and sequence. */
+/**
+ * Read what is on disk at `relPath` now, as a record without version and sequence, and
+ * what is there once read (undefined: gone); a file is stat'ed through the descriptor it
+ * was hashed from, not by walking its path again.
+ */
 const readEntry = (relPath: string, st: Stats, kind: FileKind) =>
   Effect.gen(function*() {
     const hasher = yield* Hasher
     const folder = yield* Folder
     const base = { path: relPath, kind, mtimeMs: st.mtimeMs, inode: st.ino, deleted: false }
     if (kind === "dir") {
-      return { ...base, size: 0, mode: st.mode & 0o777, hash: "", blockSize: MIN_BLOCK_SIZE, blocks: [] }
+      const entry = { ...base, size: 0, mode: st.mode & 0o777, hash: "", blockSize: MIN_BLOCK_SIZE, blocks: [] }
+      return { entry, after: yield* diskState(relPath) }
     }
     if (kind === "symlink") {
       const target = yield* fsSync("readlink", relPath, () => folder.fs.readlink(relPath))
-      return { ...base, size: 0, mode: 0, hash: hasher.hash(Buffer.from(target)), target, blockSize: MIN_BLOCK_SIZE, blocks: [] }
+      const entry = { ...base, size: 0, mode: 0, hash: hasher.hash(Buffer.from(target)), target, blockSize: MIN_BLOCK_SIZE, blocks: [] }
+      return { entry, after: yield* diskState(relPath) }
     }
-    const content = yield* hashFileContent(folder.fs, relPath, st.size)
-    return { ...base, size: st.size, mode: st.mode & 0o777, ...content, blocks: [...content.blocks] }
+    const { content, after } = yield* hashFileContent(folder.fs, relPath, st.size)
+    return { entry: { ...base, size: st.size, mode: st.mode & 0o777, ...content, blocks: [...content.blocks] }, after }
   })
 
 /**
@@ -95,8 +101,7 @@ export const scanLocked = (relPath: string, settle = true): Effect.Effect<ScanOu
     if (kind === undefined || (yield* folder.isIgnored(relPath, kind === "dir"))) return "ignored" as const
     if (existing && statMatches(existing, st)) return "unchanged" as const
     if (settle && kind === "file" && Date.now() - st.mtimeMs < SETTLE_MS) return "unstable" as const
-    const entry = yield* readEntry(relPath, st, kind)
-    const after = yield* diskState(relPath)
+    const { entry, after } = yield* readEntry(relPath, st, kind)
     if (after === undefined || after.size !== st.size || after.mtimeMs !== st.mtimeMs) return "unstable" as const
     if (
       existing && !existing.deleted && existing.kind === entry.kind && existing.hash === entry.hash &&
