@@ -7,7 +7,9 @@ import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import { readdirSync } from "node:fs"
 import { realpath } from "node:fs/promises"
+import * as path from "node:path"
 import { FsError } from "../domain/Errors.js"
+import { PART_FILE } from "../lib/PartFile.js"
 import { toRelative } from "../lib/SafePath.js"
 import { RESCAN_ALL, Watcher } from "../services/Watcher.js"
 
@@ -59,7 +61,8 @@ export const layer: Layer.Layer<Watcher> = Layer.succeed(Watcher, {
           if (err) failure ??= new FsError({ op: "watch", path: root, cause: err })
           for (const event of events ?? []) {
             const rel = toRelative(base, event.path)
-            if (rel === undefined || isStatePath(rel)) continue
+            // our own downloads' part files: a received file is three events, one of them its own
+            if (rel === undefined || isStatePath(rel) || PART_FILE.test(path.posix.basename(rel))) continue
             pending.add(rel)
             if (event.type === "create" && !newDirectory) newDirectory = holdsDirectory(event.path)
           }

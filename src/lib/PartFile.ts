@@ -4,7 +4,10 @@ import * as path from "node:path"
 import { fsSync } from "./FsTry.js"
 import type { RootedFs } from "./RootedFs.js"
 
-/** Our temporary download files: `.dsync-<hex>-<hex>.part`, next to their target. */
+/** The name of our own temporary download files: `.dsync-<hex>-<hex>.part`. */
+export const PART_FILE = /^\.dsync-[0-9a-f]+-[0-9a-f]+\.part$/
+
+/** A part file's path next to its target `relPath`. */
 export const partName = (relPath: string, tag: string) => {
   const dir = path.posix.dirname(relPath)
   const name = `.dsync-${tag}-${randomBytes(4).toString("hex")}.part`

@@ -10,11 +10,9 @@ import { bump } from "../domain/VersionVector.js"
 import { FileIndex, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher } from "../services/Hasher.js"
-import { partInProgress } from "../lib/PartFile.js"
+import { PART_FILE, partInProgress } from "../lib/PartFile.js"
 import { hashFileContent } from "./Content.js"
 
-/** Our own temporary download files: `.dsync-<hex>-<hex>.part`. */
-export const PART_FILE = /^\.dsync-[0-9a-f]+-[0-9a-f]+\.part$/
 
 /** What a scan of a path found: nothing new, a new version, a file still being written, an ignored path, or an error (logged). */
 export type ScanOutcome = "unchanged" | "changed" | "unstable" | "ignored" | "failed"
