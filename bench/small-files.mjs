@@ -5,6 +5,7 @@
 // B's connection until B has received every file. Prints one JSON object and writes it to
 // bench/results/small-files.json.
 // SAFETY: dsync runs only with `--no-discovery -a 127.0.0.1:PORT`.
+import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -37,6 +38,12 @@ const main = async () => {
     bytes += content.length
   }
 
+  // the reference on the same data in the same run: a local copy of the tree (page cache, no fsync)
+  const c0 = performance.now()
+  const cp = spawnSync("cp", ["-r", dirA, path.join(tmpRoot, "cp")], { stdio: ["ignore", "ignore", "pipe"], timeout: TIMEOUT_MS })
+  if (cp.status !== 0) throw new Error(`cp -r failed: ${cp.stderr}`)
+  const cpSeconds = (performance.now() - c0) / 1000
+
   const [portA, portB] = [await freePort(), await freePort()]
   const a = startDsync({ folder: dirA, port: portA, peerPort: portB, name: "bench-a", configHome })
   const procs = [a]
@@ -57,6 +64,7 @@ const main = async () => {
       mib: round(bytes / 1024 / 1024, 1),
       seconds: round(seconds),
       files_per_s: round(files / seconds, 1),
+      cp_seconds: round(cpSeconds),
       peak_rss_mib: peak,
       cpu_s: cpu,
       exit_codes: { sender: stopA.code, receiver: stopB.code }

@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+// Every benchmark, one after another: prints each one's JSON object as it finishes,
+// then a short table. `npm run bench` builds first. Each benchmark is its own process
+// (bench/transfer.mjs, bench/small-files.mjs, bench/scale.mjs) and cleans up after itself.
+//   node bench/all.mjs [--quick]   (--quick: smaller scale run, 20,000 files, index only)
+import { spawnSync } from "node:child_process"
+import * as path from "node:path"
+import { here } from "./harness.mjs"
+
+const quick = process.argv.includes("--quick")
+const runs = [
+  ["transfer", ["transfer.mjs"]],
+  ["files-2000", ["small-files.mjs", "--files", "2000"]],
+  ["files-10000", ["small-files.mjs", "--files", "10000"]],
+  ["scale", quick ? ["scale.mjs", "--files", "20000", "--no-transfer"] : ["scale.mjs"]]
+]
+
+const results = []
+let failed = 0
+for (const [measure, [script, ...args]] of runs) {
+  const r = spawnSync(process.execPath, [path.join(here, script), ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], timeout: 1_800_000 })
+  const line = r.stdout.trim().split("\n").at(-1) ?? ""
+  let result
+  try {
+    result = { ...JSON.parse(line), measure }
+  } catch {
+    failed++
+    process.stderr.write(`bench ${measure}: no result (exit ${r.status ?? r.signal})\n`)
+    continue
+  }
+  results.push(result)
+  process.stdout.write(JSON.stringify(result) + "\n")
+}
+
+const fmt = (x) => (x === null || x === undefined ? "-" : String(x))
+const rows = results.flatMap((r) => {
+  const rss = r.peak_rss_mib ? Object.values(r.peak_rss_mib).map(fmt).join(" / ") : "-"
+  switch (r.measure) {
+    case "transfer":
+      return [
+        [`${r.file_mib} MiB initial sync`, `${r.initial_sync_seconds} s (${r.initial_sync_mb_per_s} MB/s)`, `cp ${r.cp_seconds} s`, rss],
+        [`${r.file_mib} MiB live sync`, `${r.sync_seconds} s (${r.sync_mb_per_s} MB/s)`, "", ""],
+        ["new 1 KiB file to the peer", `p50 ${r.small_file_latency_ms.median} ms, p90 ${r.small_file_latency_ms.p90} ms`, "", ""]
+      ]
+    case "files-2000":
+    case "files-10000":
+      return [[`${r.files} small files`, `${r.seconds} s (${r.files_per_s} files/s)`, `cp -r ${r.cp_seconds} s`, rss]]
+    case "scale":
+      return [[
+        `${r.files} files: first index / rescan / index at peer / all at peer`,
+        `${fmt(r.first_index_s)} / ${fmt(r.rescan_s)} / ${fmt(r.index_received_s)} / ${fmt(r.all_received_s)} s`,
+        "",
+        rss
+      ]]
+    default:
+      return []
+  }
+})
+const table = [["measure", "dsync", "reference (same run)", "peak RSS MiB"], ...rows]
+const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)))
+for (const row of table) process.stdout.write(row.map((c, i) => c.padEnd(widths[i])).join(" | ") + "\n")
+process.exit(failed === 0 ? 0 : 1)
