@@ -123,6 +123,21 @@ export const waitFor = async (what, check, timeoutMs, procs, intervalMs = 10) =>
   }
 }
 
+/**
+ * Counts a process's stderr lines matching `pattern` as they arrive (`.n`): the harness
+ * keeps the whole text, and rescanning the log of 100,000 files at every look is quadratic.
+ */
+export const countLines = (proc, pattern) => {
+  const counter = { n: 0 }
+  let rest = ""
+  proc.child.stderr.on("data", (d) => {
+    const lines = (rest + d).split("\n")
+    rest = lines.pop()
+    for (const line of lines) if (pattern.test(line)) counter.n++
+  })
+  return counter
+}
+
 /** SIGINT, wait up to `timeoutMs`, then SIGKILL. */
 export const stop = async (proc, timeoutMs = 5_000) => {
   if (proc.exit) return { ...proc.exit, ms: 0, killed: false }

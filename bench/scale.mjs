@@ -12,7 +12,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { cpuSeconds, freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
+import { countLines, cpuSeconds, freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
 
 const TIMEOUT_MS = 900_000
 
@@ -42,18 +42,6 @@ const makeTree = (root, files) => {
     bytes += size
   }
   return bytes
-}
-
-/** Counts stderr lines matching `pattern` as they arrive (the harness keeps the text; rescanning it all would be quadratic). */
-const countLines = (proc, pattern) => {
-  const counter = { n: 0 }
-  let rest = ""
-  proc.child.stderr.on("data", (d) => {
-    const lines = (rest + d).split("\n")
-    rest = lines.pop()
-    for (const line of lines) if (pattern.test(line)) counter.n++
-  })
-  return counter
 }
 
 const main = async () => {

@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { cpuSeconds, freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
+import { countLines, cpuSeconds, freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
 
 const FOLDERS = 50
 const TIMEOUT_MS = 300_000
@@ -51,20 +51,12 @@ const main = async () => {
   const start = performance.now()
   const a = startDsync({ folder: dirA, port: portA, peerPort: portB, name: "bench-a", configHome })
   const b = startDsync({ folder: dirB, port: portB, peerPort: portA, name: "bench-b", configHome })
+  const received = countLines(b, /received: /)
   const procs = [a, b]
   try {
     await waitFor("B to connect", () => b.stderr.includes("connected to bench-a"), 120_000, procs, 1)
     const t0 = performance.now()
-    let received = 0
-    let seen = 0
-    const count = () => {
-      // only the text added since the last look: the log of 100,000 files is long
-      const upTo = b.stderr.lastIndexOf("\n") + 1 // whole lines only
-      received += (b.stderr.slice(seen, upTo).match(/received: /g) ?? []).length
-      seen = Math.max(seen, upTo)
-      return received
-    }
-    await waitFor(`B to receive ${files} files`, () => count() >= files, TIMEOUT_MS, procs, 20)
+    await waitFor(`B to receive ${files} files`, () => received.n >= files, TIMEOUT_MS, procs, 20)
     const end = performance.now()
     const seconds = (end - start) / 1000
     const peak = { sender: peakRssMib(a.pid), receiver: peakRssMib(b.pid) }

@@ -16,7 +16,7 @@ import { loadConfigFile, resolveConfig } from "../src/programs/ResolveConfig.js"
 import type { Channel } from "../src/services/SecureChannel.js"
 import type { HasherApi } from "../src/services/Hasher.js"
 import { makeNetwork } from "../src/Testing.js"
-import { describeTree, eventually, readOr, tempDir } from "./support/fs.js"
+import { describeTree, eventually, readOr, tempDir, walkTree } from "./support/fs.js"
 import { fileRecord, hostileClient } from "./support/hostile.js"
 import { captureLogs, memoryNode, write } from "./support/nodes.js"
 import { freePorts } from "./support/proc.js"
@@ -26,24 +26,13 @@ const DAY = 86_400_000
 /** A trash folder name for time `d`, in Trash.ts's format (UTC `YYYYMMDD-HHMMSS`). */
 const trashStamp = (d: Date) => d.toISOString().replace(/[-:]/g, "").replace(/\..*$/, "").replace("T", "-")
 
-/** Every regular file under `dir` (not following symlinks). */
+/** Every regular file under `dir` (not following symlinks, folders at most 32 deep). */
 const filesUnder = (dir: string): Array<string> => {
   const out: Array<string> = []
-  const walk = (d: string, depth: number) => {
-    if (depth > 32) return
-    let entries: Array<fs.Dirent>
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true })
-    } catch {
-      return
-    }
-    for (const entry of entries) {
-      const abs = path.join(d, entry.name)
-      if (entry.isDirectory()) walk(abs, depth + 1)
-      else if (entry.isFile()) out.push(abs)
-    }
-  }
-  walk(dir, 0)
+  walkTree(dir, (entry, abs, rel) => {
+    if (entry.isFile()) out.push(abs)
+    return rel.split("/").length <= 32
+  })
   return out
 }
 
