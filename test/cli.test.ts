@@ -28,12 +28,13 @@ beforeAll(() => {
   expect(existsSync(main)).toBe(true)
 }, 180_000)
 
-const run = (args: ReadonlyArray<string>, xdgHome = xdg) =>
+/** Runs `node dist/dsync.mjs args`, or the file itself as a command (`asCommand`: its first line picks node). */
+const run = (args: ReadonlyArray<string>, xdgHome = xdg, { asCommand = false, env = {} }: { asCommand?: boolean; env?: Record<string, string> } = {}) =>
   new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
     const child = execFile(
-      process.execPath,
-      [main, ...args],
-      { cwd: tmp, encoding: "utf8", timeout: 20_000, env: { ...process.env, NO_COLOR: "1", XDG_CONFIG_HOME: xdgHome } },
+      asCommand ? main : process.execPath,
+      asCommand ? args : [main, ...args],
+      { cwd: tmp, encoding: "utf8", timeout: 20_000, env: { ...process.env, NO_COLOR: "1", XDG_CONFIG_HOME: xdgHome, ...env } },
       (_error, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr })
     )
   })
@@ -156,11 +157,7 @@ describe.concurrent("dsync CLI, built-ins", () => {
     const loaded = join(tmp, "loaded.txt")
     writeFileSync(hooks, `import { appendFileSync } from "node:fs"\nexport async function load(url, context, next) { appendFileSync(${JSON.stringify(loaded)}, url + "\\n"); return next(url, context) }\n`)
     writeFileSync(register, `import { register } from "node:module"\nregister(${JSON.stringify("file://" + hooks)})\n`)
-    const r = await new Promise<{ status: number | null; stdout: string }>((resolve) => {
-      const child = execFile(main, ["--version"], { cwd: tmp, encoding: "utf8", timeout: 20_000, env: { ...process.env, NODE_OPTIONS: `--import ${register}` } }, (_e, stdout) =>
-        resolve({ status: child.exitCode, stdout })
-      )
-    })
+    const r = await run(["--version"], xdg, { asCommand: true, env: { NODE_OPTIONS: `--import ${register}` } })
     expect(r.status).toBe(0)
     expect(r.stdout.trim()).toBe(version)
     const urls = readFileSync(loaded, "utf8").split("\n").filter((u) => u.startsWith("file:") && !u.startsWith(`file://${tmp}`))
