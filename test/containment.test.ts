@@ -6,14 +6,14 @@ import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Worker } from "node:worker_threads"
-import { FileRequest, IndexBatch } from "../src/domain/Messages.js"
+import { FileRequest, FilesRequest, IndexBatch } from "../src/domain/Messages.js"
 import { conflictPath } from "../src/domain/Reconcile.js"
 import { RootedFs } from "../src/lib/RootedFs.js"
 import { fileHash } from "../src/programs/Content.js"
 import { decodeFrame, encodeMessage } from "../src/lib/Wire.js"
 import { makeNetwork } from "../src/Testing.js"
 import { describeTree, eventually, folderWithOutside, readOr, tempDir } from "./support/fs.js"
-import { EVIL_REPLICA, fileRecord, hostileClient, serveFiles, symlinkRecord } from "./support/hostile.js"
+import { askedFiles, EVIL_REPLICA, fileRecord, hostileClient, serveFiles, symlinkRecord } from "./support/hostile.js"
 import { captureLogs, memoryNode, write } from "./support/nodes.js"
 import { SMALL_BATCH } from "../src/programs/Puller.js"
 
@@ -79,6 +79,10 @@ describe("containment: a peer never reaches outside the folder", () => {
         yield* channel.send(encodeMessage(new FileRequest({ stream, path: `d${i}/secret`, hash: secret.hash, blocks: [0] })))
         expect(yield* awaitStreamEnd(channel, stream)).toMatch(/no such file version/)
       }
+      // and as small files, many to a request: none is served
+      const files = Array.from({ length: 20 }, (_, i) => ({ path: `d${i}/secret`, hash: secret.hash }))
+      yield* channel.send(encodeMessage(new FilesRequest({ stream: 2000, files })))
+      expect(yield* awaitStreamEnd(channel, 2000)).toBeUndefined()
       expect(Option.isNone(yield* node.record("d0/secret"))).toBe(true)
       expect(snapshot()).toBe(before)
     }).pipe(Effect.scoped, Effect.provide(logs.layer))
@@ -246,7 +250,7 @@ describe("bounded memory and fair sharing", () => {
       // the slow peer now holds every slot; it reads our requests and never answers
       let requests = 0
       yield* Effect.forkScoped(Effect.forever(Effect.flatMap(channel.receive, decodeFrame).pipe(
-        Effect.tap((f) => Effect.sync(() => void (f._tag === "FileRequest" && requests++)))
+        Effect.tap((f) => Effect.sync(() => void (requests += askedFiles(f).length)))
       )))
       yield* eventually("slots taken by the slow peer", () => requests >= 4 * SMALL_BATCH)
       write(b, "honest.txt", "from an honest peer")

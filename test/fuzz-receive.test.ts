@@ -14,7 +14,7 @@ import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
 import type { HasherApi } from "../src/services/Hasher.js"
 import { makeNetwork } from "../src/Testing.js"
 import { describeTree, eventually, folderWithOutside, readOr, tempDir } from "./support/fs.js"
-import { EVIL_REPLICA, fileRecord, hostileClient, symlinkRecord } from "./support/hostile.js"
+import { askedFiles, EVIL_REPLICA, fileRecord, hostileClient, symlinkRecord } from "./support/hostile.js"
 import { captureLogs, memoryNode, write } from "./support/nodes.js"
 import { type Rng, rng } from "./support/rng.js"
 
@@ -58,17 +58,20 @@ const answerBadly = (r: Rng, channel: { send: (b: Uint8Array) => Effect.Effect<v
     for (let i = 0; i < 2_000; i++) {
       const frame = yield* Effect.flatMap(channel.receive, decodeFrame).pipe(Effect.timeout("1500 millis"), Effect.option)
       if (Option.isNone(frame)) return
-      if (frame.value._tag !== "FileRequest") continue
-      const { stream, blocks } = frame.value
-      const bytes = contents.get(frame.value.path) ?? Buffer.alloc(10)
-      const size = blockSizeFor(bytes.length)
+      const asked = askedFiles(frame.value)
+      if (asked.length === 0) continue
+      const stream = asked[0]!.stream
       const behaviour = r.int(7)
       if (behaviour === 6) continue // never answer: the floor rate cancels it
-      for (const index of blocks) {
-        const good = bytes.subarray(index * size, (index + 1) * size)
-        const data = behaviour === 1 ? Buffer.from(good).fill(1) : behaviour === 2 ? good.subarray(0, Math.max(0, good.length - 1)) : good
-        const at = behaviour === 3 ? index + 1 : index
-        yield* channel.send(encodeBlockData(stream, at, behaviour === 4, behaviour === 4 ? Buffer.from([0xff, 0x00, 0x13]) : data))
+      for (const file of asked) {
+        const bytes = contents.get(file.path) ?? Buffer.alloc(10)
+        const size = blockSizeFor(bytes.length)
+        for (const { block, index } of file.blocks) {
+          const good = bytes.subarray(block * size, (block + 1) * size)
+          const data = behaviour === 1 ? Buffer.from(good).fill(1) : behaviour === 2 ? good.subarray(0, Math.max(0, good.length - 1)) : good
+          const at = behaviour === 3 ? index + 1 : index
+          yield* channel.send(encodeBlockData(stream, at, behaviour === 4, behaviour === 4 ? Buffer.from([0xff, 0x00, 0x13]) : data))
+        }
       }
       if (behaviour === 5) yield* channel.send(encodeBlockData(stream, 4000, false, Buffer.from("extra")))
       yield* channel.send(encodeMessage(new StreamEnd({ stream })))

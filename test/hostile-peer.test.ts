@@ -7,7 +7,7 @@ import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
 import type { HasherApi } from "../src/services/Hasher.js"
 import { makeNetwork } from "../src/Testing.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
-import { fileRecord, hostileClient } from "./support/hostile.js"
+import { askedFiles, fileRecord, hostileClient } from "./support/hostile.js"
 import { captureLogs, memoryNode, write } from "./support/nodes.js"
 
 const record = (p: string, content: string, hasher: HasherApi) => fileRecord(p, content, hasher, { blockSize: 131072 })
@@ -33,9 +33,10 @@ describe("a hostile peer", () => {
       const answered = yield* Effect.gen(function*() {
         while (true) {
           const frame = yield* Effect.flatMap(channel.receive, decodeFrame)
-          if (frame._tag === "FileRequest") {
-            yield* channel.send(encodeBlockData(frame.stream, 0, false, Buffer.from("HELLO")))
-            return frame.path
+          const [asked] = askedFiles(frame)
+          if (asked) {
+            yield* channel.send(encodeBlockData(asked.stream, asked.blocks[0]!.index, false, Buffer.from("HELLO")))
+            return asked.path
           }
         }
       }).pipe(Effect.timeout("5 seconds"))

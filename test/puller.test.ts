@@ -63,6 +63,14 @@ describe("puller", () => {
             const size = blockSizeFor(content.length)
             for (const b of request.blocks) expect(sink(b, content.subarray(b * size, (b + 1) * size), false)).toBeUndefined()
             inFlight--
+          }),
+        fetchFiles: (files, sink) =>
+          Effect.gen(function*() {
+            inFlight += files.length
+            most = Math.max(most, inFlight)
+            yield* Effect.sleep("50 millis")
+            files.forEach((file, i) => expect(sink(i, contents[Number(file.path.slice(1, -4))]!, false)).toBeUndefined())
+            inFlight -= files.length
           })
       }
       let released = 0
@@ -91,7 +99,7 @@ describe("puller", () => {
   it.live("small files travel in batches, one slot per batch of SMALL_BATCH", () =>
     Effect.gen(function*() {
       const contents = Array.from({ length: 3 * SMALL_BATCH }, (_, i) => Buffer.from(`small file number ${i}`))
-      // one slot: one batch at a time, its requests in flight together
+      // one slot: one batch at a time, all its files in one request
       expect(yield* pullAll(contents, 1)).toBe(SMALL_BATCH)
     }).pipe(Effect.scoped))
 
@@ -106,6 +114,12 @@ describe("puller", () => {
         fetchBlocks: (_request, sink) =>
           Effect.gen(function*() {
             fetches++
+            yield* Effect.sleep("100 millis")
+            expect(sink(0, content, false)).toBeUndefined()
+          }),
+        fetchFiles: (files, sink) =>
+          Effect.gen(function*() {
+            fetches += files.length
             yield* Effect.sleep("100 millis")
             expect(sink(0, content, false)).toBeUndefined()
           })

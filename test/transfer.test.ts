@@ -65,7 +65,8 @@ describe("Transfer (TransferBlocks)", () => {
                 if (refused) return Effect.fail(new BlockUnavailable({ reason: refused }))
               }
               return Effect.void
-            })
+            }),
+          fetchFiles: () => Effect.die("not a small file")
         })
         const fetched = yield* Effect.scoped(transfer.fetch(record, source(false)))
         expect(fetched.fetched).toBe(3)
@@ -75,6 +76,74 @@ describe("Transfer (TransferBlocks)", () => {
         const bad = yield* Effect.scoped(transfer.fetch({ ...record, path: "d/bad.bin" }, source(true))).pipe(Effect.flip)
         expect(bad._tag === "BlockUnavailable" && bad.reason).toMatch(/failed its hash check/)
         expect(fs.readdirSync(path.join(root, "d")).filter((n) => n.endsWith(".part"))).toEqual([])
+      }).pipe(Effect.provide(services(root)))
+    }).pipe(Effect.scoped))
+
+  it.live("serves many small files in one stream: those indexed in the version asked, by position", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      fs.mkdirSync(path.join(root, "d"))
+      for (const name of ["a.txt", "d/b.txt", "c.txt"]) fs.writeFileSync(path.join(root, name), `content of ${name}`)
+      fs.writeFileSync(path.join(root, "big.bin"), content)
+      fs.symlinkSync(path.join(root, "d"), path.join(root, "loop"))
+      yield* Effect.gen(function*() {
+        yield* scanAll(true)
+        const index = yield* FileIndex
+        const hashOf = (p: string) => Effect.map(index.get(p), (r) => Option.getOrThrow(r).hash)
+        const files = [
+          { path: "a.txt", hash: yield* hashOf("a.txt") },
+          { path: "d/b.txt", hash: "0".repeat(64) }, // another version
+          { path: "loop/b.txt", hash: yield* hashOf("d/b.txt") }, // through a link
+          { path: "big.bin", hash: yield* hashOf("big.bin") }, // more than one block
+          { path: "c.txt", hash: yield* hashOf("c.txt") }
+        ]
+        const served = yield* (yield* Transfer).serveFiles(files, (_, size) => new Uint8Array(size)).pipe(Stream.runCollect)
+        const got = Chunk.toReadonlyArray(served)
+        expect(got.map((b) => b.index)).toEqual([0, 4])
+        expect(Buffer.from(got[1]!.data).toString()).toBe("content of c.txt")
+      }).pipe(Effect.provide(services(root)))
+    }).pipe(Effect.scoped))
+
+  it.live("fetches many small files in one request: each verified, one bad or missing fails alone", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      yield* Effect.gen(function*() {
+        const hasher = yield* Hasher
+        const bodies = ["first", "second", "third", "fourth"].map((w) => Buffer.from(`the ${w} small file`))
+        const records = bodies.map((body, i) => fileRecord(`d/n${i}.txt`, body.toString(), hasher, { mode: 0o2640 }))
+        const empty = fileRecord("d/empty.txt", "", hasher)
+        let requests = 0
+        const source: BlockSource = {
+          peerId: "p",
+          fetchBlocks: () => Effect.die("small files come in one request"),
+          fetchFiles: (files, sink) =>
+            Effect.sync(() => {
+              requests++
+              expect(files.map((f) => f.path)).toEqual(["d/n0.txt", "d/n1.txt", "d/n2.txt", "d/n3.txt"])
+              expect(sink(0, bodies[0]!, false)).toBeUndefined()
+              expect(sink(1, Buffer.from("not the second file"), false)).toBeUndefined() // a bad block drops that file only
+              // the third never comes (the peer no longer has it)
+              expect(sink(3, bodies[3]!, false)).toBeUndefined()
+            })
+        }
+        const parts = yield* Effect.scoped(Effect.gen(function*() {
+          const outcomes = yield* (yield* Transfer).fetchFiles([...records, empty], source)
+          expect(requests).toBe(1)
+          expect(outcomes.map((o) => o._tag)).toEqual(["Right", "Left", "Left", "Right", "Right"])
+          const reasons = outcomes.flatMap((o) => (o._tag === "Left" && o.left._tag === "BlockUnavailable" ? [o.left.reason] : []))
+          expect(reasons[0]).toMatch(/hash check/)
+          expect(reasons[1]).toMatch(/no longer has/)
+          const fetched = outcomes.flatMap((o) => (o._tag === "Right" ? [o.right] : []))
+          expect(fetched.map((f) => f.fetched)).toEqual([1, 1, 0])
+          expect(fs.readFileSync(path.join(root, fetched[1]!.part)).equals(bodies[3]!)).toBe(true)
+          expect(fs.statSync(path.join(root, fetched[1]!.part)).mode & 0o7777).toBe(0o640) // no setgid from a peer
+          expect(fs.readFileSync(path.join(root, fetched[2]!.part)).length).toBe(0)
+          // the failed ones left nothing
+          expect(fs.readdirSync(path.join(root, "d")).filter((n) => n.endsWith(".part")).length).toBe(3)
+          return fetched.map((f) => f.part)
+        }))
+        // none was renamed into place: the scope took them all away
+        for (const part of parts) expect(fs.existsSync(path.join(root, part))).toBe(false)
       }).pipe(Effect.provide(services(root)))
     }).pipe(Effect.scoped))
 })

@@ -2,7 +2,7 @@ import * as Schema from "effect/Schema"
 import { MAX_BLOCKS } from "./FileRecord.js"
 
 /** Application protocol spoken inside the encrypted channel. */
-export const PROTOCOL = "dsync/2"
+export const PROTOCOL = "dsync/3"
 
 const ReplicaId = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{16}$/))
 
@@ -63,6 +63,23 @@ export class FileRequest extends Schema.TaggedClass<FileRequest>()("FileRequest"
   blocks: Schema.Array(BlockIndex).pipe(Schema.maxItems(MAX_BLOCKS))
 }) {}
 
+/** Files a FilesRequest may name. */
+export const MAX_REQUEST_FILES = 64
+
+/**
+ * Ask for several whole one-block files at once (small files: one round trip for many,
+ * not one each). The peer answers on `stream` with a BlockData frame per file it has in
+ * that version, its `index` the file's position in `files`, then StreamEnd; a file it
+ * does not have (changed since?) is left out.
+ */
+export class FilesRequest extends Schema.TaggedClass<FilesRequest>()("FilesRequest", {
+  stream: StreamId,
+  files: Schema.Array(Schema.Struct({
+    path: Schema.String.pipe(Schema.maxLength(4096)),
+    hash: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/))
+  })).pipe(Schema.minItems(1), Schema.maxItems(MAX_REQUEST_FILES))
+}) {}
+
 /** The sender is done with a stream: all blocks sent, or `error` says why it stopped. */
 export class StreamEnd extends Schema.TaggedClass<StreamEnd>()("StreamEnd", {
   stream: StreamId,
@@ -81,7 +98,7 @@ export class Bye extends Schema.TaggedClass<Bye>()("Bye", {}) {}
 export class Ping extends Schema.TaggedClass<Ping>()("Ping", {}) {}
 
 /** Every JSON message of the protocol (blocks travel as binary BlockData frames instead). */
-export const Message = Schema.Union(Hello, IndexFrom, IndexBatch, IndexAck, FileRequest, StreamEnd, StreamCancel, Ping, Bye)
+export const Message = Schema.Union(Hello, IndexFrom, IndexBatch, IndexAck, FileRequest, FilesRequest, StreamEnd, StreamCancel, Ping, Bye)
 /** One decoded protocol message. */
 export type Message = typeof Message.Type
 

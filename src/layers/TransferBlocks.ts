@@ -1,6 +1,7 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
@@ -9,13 +10,14 @@ import { promisify } from "node:util"
 import { blockLength, type FileRecord } from "../domain/FileRecord.js"
 import { fsSync, fsTry } from "../lib/FsTry.js"
 import { decompressBlock } from "../lib/Lz4Block.js"
-import { createPart } from "../lib/PartFile.js"
+import { FsError } from "../domain/Errors.js"
+import { createPart, partFiles } from "../lib/PartFile.js"
 import type { RootedFs } from "../lib/RootedFs.js"
 import { Events, NodeEvent } from "../services/Events.js"
 import { type BlockLocation, FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
-import { type BlockRequest, type BlockSource, BlockUnavailable, Transfer, type TransferApi } from "../services/Transfer.js"
+import { type BlockRequest, type BlockSource, BlockUnavailable, type Fetched, type FileVersion, Transfer, type TransferApi } from "../services/Transfer.js"
 
 const fsync = promisify(fs.fsync)
 
@@ -125,6 +127,120 @@ const fetchInto = (remote: FileRecord, source: BlockSource) =>
     return { part, fetched: missing.length, fetchedBytes: fetchBytes }
   })
 
+/** fsyncs of one batch in flight together: the thread pool's size, and one journal commit takes them all. */
+const BATCH_FSYNCS = 4
+
+/**
+ * `fetchInto` for many small files (at most one block each): part files made, blocks
+ * found locally copied, the rest asked for in one request and written as they arrive,
+ * then each file's mode and mtime set and all fsynced together. A file that fails
+ * (not on the peer, a bad block, a disk error) fails alone, its part file removed.
+ */
+const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource) =>
+  Effect.gen(function*() {
+    const hasher = yield* Hasher
+    const index = yield* FileIndex
+    const disk = (yield* Folder).fs
+    const space = yield* Effect.either(ensureSpace(disk, remotes.reduce((sum, r) => sum + r.size, 0)))
+    if (Either.isLeft(space)) return remotes.map(() => Either.left(space.left))
+    const outcomes: Array<Either.Either<Fetched, BlockUnavailable | FsError> | undefined> = remotes.map(() => undefined)
+    const parts = yield* partFiles(disk)
+    const partOf: Array<string | undefined> = remotes.map(() => undefined)
+    const fds = remotes.map(() => -1)
+    const close = (i: number) => {
+      if (fds[i]! >= 0) fs.closeSync(fds[i]!)
+      fds[i] = -1
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(() => remotes.forEach((_, i) => close(i))))
+    const fail = (i: number, error: BlockUnavailable | FsError) => {
+      outcomes[i] = Either.left(error)
+      close(i)
+      if (partOf[i] !== undefined) parts.remove(partOf[i]!)
+    }
+    const write = (i: number, data: Uint8Array, fetched: number) => {
+      try {
+        fs.writeSync(fds[i]!, data, 0, data.length, 0)
+        outcomes[i] = Either.right({ part: partOf[i]!, fetched, fetchedBytes: fetched * data.length })
+      } catch (cause) {
+        fail(i, new FsError({ op: "write", path: partOf[i]!, cause }))
+      }
+    }
+
+    const local = yield* index.findBlocks(remotes.flatMap((r) => r.blocks.slice(0, 1)))
+    const wanted: Array<number> = []
+    remotes.forEach((remote, i) => {
+      try {
+        partOf[i] = parts.create(remote.path, remote.hash.slice(0, 8), (p) => void (fds[i] = disk.createExclusive(p, 0o600)))
+      } catch (cause) {
+        return fail(i, new FsError({ op: "create", path: remote.path, cause }))
+      }
+      const block = remote.blocks[0]
+      if (block === undefined) return write(i, new Uint8Array(0), 0) // empty: nothing to fetch
+      const data = readLocalBlock(disk, local.get(block), hasher, block, remote.size)
+      if (data) write(i, data, 0)
+      else wanted.push(i)
+    })
+    if (wanted.length > 0) {
+      const files = wanted.map((i) => ({ path: remotes[i]!.path, hash: remotes[i]!.hash }))
+      const request = yield* Effect.either(source.fetchFiles(files, (position, data0, compressed) => {
+        const i = wanted[position]!
+        const remote = remotes[i]!
+        const data = compressed ? decompressBlock(data0, remote.size) : data0
+        if (!data || data.length !== remote.size || hasher.hash(data) !== remote.blocks[0]) {
+          fail(i, new BlockUnavailable({ reason: "it failed its hash check (changed while sent?)" }))
+        } else write(i, data, 1)
+        return undefined
+      }))
+      const missing = Either.isLeft(request) ? request.left : new BlockUnavailable({ reason: "the peer no longer has this version (changed since?)" })
+      for (const i of wanted) if (outcomes[i] === undefined) fail(i, missing)
+    }
+
+    // mode and mtime first, so one fsync covers them too; the fsyncs in the thread pool,
+    // together (see fetchInto), each left to finish once begun
+    const written = remotes.flatMap((_, i) => (outcomes[i]?._tag === "Right" ? [i] : []))
+    for (const i of written) {
+      try {
+        fs.futimesSync(fds[i]!, new Date(), remotes[i]!.mtimeMs / 1000)
+        fs.fchmodSync(fds[i]!, remotes[i]!.mode & 0o777)
+      } catch (cause) {
+        fail(i, new FsError({ op: "set mtime and mode", path: partOf[i]!, cause }))
+      }
+    }
+    yield* Effect.forEach(
+      written,
+      (i) => fds[i]! < 0 ? Effect.void : Effect.uninterruptible(fsTry("sync", partOf[i]!, () => fsync(fds[i]!))).pipe(Effect.catchAll((e) => Effect.sync(() => fail(i, e)))),
+      { concurrency: BATCH_FSYNCS, discard: true }
+    )
+    return outcomes.map((outcome) => outcome!)
+  })
+
+/**
+ * Read whole one-block files, each into the buffer `into(position, size)` gives: those
+ * still what the index holds for the version asked, opened once, never through a link.
+ * Any other is left out (the receiver sees it missing); a short read means it changed.
+ */
+const serveFilesFrom = (files: ReadonlyArray<FileVersion>, into: (index: number, size: number) => Uint8Array) =>
+  Stream.unwrap(Effect.gen(function*() {
+    const index = yield* FileIndex
+    const folder = yield* Folder
+    const readOne = (position: number) =>
+      Effect.map(index.get(files[position]!.path), (found) => {
+        const record = Option.getOrUndefined(found)
+        if (!record || record.deleted || record.kind !== "file" || record.hash !== files[position]!.hash || record.blocks.length !== 1) return []
+        const data = into(position, record.size)
+        let fd = -1
+        try {
+          fd = folder.fs.openRead(record.path)
+          return fs.readSync(fd, data, 0, record.size, 0) === record.size ? [{ index: position, data }] : []
+        } catch {
+          return []
+        } finally {
+          if (fd >= 0) fs.closeSync(fd)
+        }
+      })
+    return Stream.fromIterable(files.keys()).pipe(Stream.mapConcatEffect(readOne))
+  }))
+
 /** How often a download in progress reports its bytes. */
 const PROGRESS_INTERVAL = Duration.millis(250)
 
@@ -171,7 +287,9 @@ export const make = Effect.gen(function*() {
   const context = Context.pick(Folder, FileIndex, Hasher, Events)(yield* Effect.context<Folder | FileIndex | Hasher | Events>())
   const api: TransferApi = {
     serve: (request, into) => serveFrom(request, into).pipe(Stream.provideContext(context)),
-    fetch: (record, source) => fetchInto(record, source).pipe(Effect.provide(context))
+    fetch: (record, source) => fetchInto(record, source).pipe(Effect.provide(context)),
+    serveFiles: (files, into) => serveFilesFrom(files, into).pipe(Stream.provideContext(context)),
+    fetchFiles: (records, source) => fetchFilesInto(records, source).pipe(Effect.provide(context))
   }
   return api
 })

@@ -9,13 +9,13 @@ import type { FileRecord } from "../domain/FileRecord.js"
 import { conflictPath, decide } from "../domain/Reconcile.js"
 import { merge } from "../domain/VersionVector.js"
 import { validatePeerPath } from "../lib/SafePath.js"
-import { createPart } from "../lib/PartFile.js"
+import { createPart, settlePart } from "../lib/PartFile.js"
 import { printable, showPath } from "../lib/Printable.js"
 import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
 import { type Events, NodeEvent, publish as publishEvent } from "../services/Events.js"
 import { Folder } from "../services/Folder.js"
 import type { Hasher } from "../services/Hasher.js"
-import { type BlockSource, type BlockUnavailable, Transfer } from "../services/Transfer.js"
+import { type BlockSource, type BlockUnavailable, type Fetched, Transfer } from "../services/Transfer.js"
 import { diskState, scanLocked, scanPath, statMatches } from "./Scanner.js"
 import { moveToTrash, numbered, preserveInTrash } from "./Trash.js"
 
@@ -68,6 +68,7 @@ const commitPart = (remote: FileRecord, part: string) =>
     const { local, decision, present } = yield* freshDecision(remote)
     if (decision === "ignore" || decision === "keep") {
       yield* fsSync("unlink", part, () => folder.fs.unlink(part))
+      settlePart(folder.fs, part)
       return undefined
     }
     let conflictCopy: string | undefined
@@ -82,6 +83,7 @@ const commitPart = (remote: FileRecord, part: string) =>
       yield* fsSync("rmdir", remote.path, () => folder.fs.rmdir(remote.path)) // only if empty: never drop a tree
     }
     yield* fsSync("rename", part, () => folder.fs.rename(part, remote.path))
+    settlePart(folder.fs, part)
     yield* storeApplied(remote, local)
     return conflictCopy
   })
@@ -145,51 +147,123 @@ const recordOnly = (remote: FileRecord) =>
     yield* index.put({ ...(local ?? { ...remote, inode: 0 }), version: merge(local?.version ?? {}, remote.version) })
   })
 
-/**
- * Bring one record a peer announced into this folder, if it should win: download
- * outside the lock, then decide again and commit under the path's lock. Every
- * filesystem call goes through the folder's rooted calls, so none can leave it.
- * False when it failed in a way worth retrying (a block was unavailable, a disk error).
- */
-export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, FileIndex | Folder | Hasher | Events | Transfer> =>
+type ApplyServices = FileIndex | Folder | Hasher | Events | Transfer
+
+/** What a peer's record asks of this folder, decided before any download. */
+type Plan = "nothing" | "record" | "delete" | "dir" | "fetch"
+
+/** Refused, ignored or already here: nothing; otherwise how it is applied. */
+const planFor = (remote: FileRecord) =>
   Effect.gen(function*() {
-    const started = Date.now()
     const folder = yield* Folder
     const index = yield* FileIndex
     const valid = validatePeerPath(remote.path)
-    if (Either.isLeft(valid)) return yield* Effect.logWarning(`refused path from peer: ${showPath(remote.path)}: ${valid.left.reason}`)
-    if (yield* folder.isIgnored(remote.path, remote.kind === "dir")) return
+    if (Either.isLeft(valid)) {
+      yield* Effect.logWarning(`refused path from peer: ${showPath(remote.path)}: ${valid.left.reason}`)
+      return "nothing" as Plan
+    }
+    if (yield* folder.isIgnored(remote.path, remote.kind === "dir")) return "nothing"
     const initial = decide(Option.getOrUndefined(yield* index.get(remote.path)), remote)
-    if (initial === "ignore" || initial === "keep") return
-    const locked = folder.withPathLock(remote.path)
-    if (initial === "record") return yield* locked(recordOnly(remote))
-    if (remote.deleted) return yield* locked(applyDelete(remote, source.peerId))
-    if (remote.kind === "dir") return yield* locked(applyDir(remote))
-    const { part, fetched, fetchedBytes } = remote.kind === "file"
-      ? yield* (yield* Transfer).fetch(remote, source)
-      : { part: yield* symlinkToPart(remote), fetched: 0, fetchedBytes: 0 }
-    const conflictCopy = yield* locked(commitPart(remote, part))
+    if (initial === "ignore" || initial === "keep") return "nothing"
+    if (initial === "record") return "record"
+    if (remote.deleted) return "delete"
+    return remote.kind === "dir" ? "dir" : "fetch"
+  })
+
+/** A downloaded part file (or new symlink) goes into place under the path's lock; then say so. */
+const commitReceived = (remote: FileRecord, source: BlockSource, fetched: Fetched, started: number) =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const conflictCopy = yield* folder.withPathLock(remote.path)(commitPart(remote, fetched.part))
     if (conflictCopy) yield* scanPath(conflictCopy)
     yield* Effect.logInfo(
       `received: ${showPath(remote.path)}` +
-        (remote.kind === "file" ? ` (${remote.size} bytes, ${fetched} of ${remote.blocks.length} blocks from peer)` : ` (${remote.kind})`)
+        (remote.kind === "file" ? ` (${remote.size} bytes, ${fetched.fetched} of ${remote.blocks.length} blocks from peer)` : ` (${remote.kind})`)
     )
     yield* publishEvent(NodeEvent.FileReceived({
       path: remote.path,
       peerId: source.peerId,
       kind: remote.kind,
       bytes: remote.size,
-      fetchedBytes,
+      fetchedBytes: fetched.fetchedBytes,
       durationMs: Date.now() - started
     }))
+  })
+
+/** Log and report a failed apply. False when worth another try later (a block was unavailable, a disk error). */
+const failed = (remote: FileRecord, source: BlockSource, e: FsError | UnsafePath | BlockUnavailable) => {
+  const reason = "reason" in e ? e.reason : e.message
+  return Effect.logWarning(`could not apply ${showPath(remote.path)} from peer: ${printable(reason)}`).pipe(
+    Effect.zipRight(publishEvent(NodeEvent.TransferFailed({ path: remote.path, peerId: source.peerId, reason }))),
+    Effect.as(e._tag !== "FsError" && e._tag !== "BlockUnavailable")
+  )
+}
+
+/**
+ * Bring one record a peer announced into this folder, if it should win: download
+ * outside the lock, then decide again and commit under the path's lock. Every
+ * filesystem call goes through the folder's rooted calls, so none can leave it.
+ * False when it failed in a way worth retrying (a block was unavailable, a disk error).
+ */
+export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, ApplyServices> =>
+  Effect.gen(function*() {
+    const started = Date.now()
+    const locked = (yield* Folder).withPathLock(remote.path)
+    switch (yield* planFor(remote)) {
+      case "nothing":
+        return
+      case "record":
+        return yield* locked(recordOnly(remote))
+      case "delete":
+        return yield* locked(applyDelete(remote, source.peerId))
+      case "dir":
+        return yield* locked(applyDir(remote))
+      case "fetch": {
+        const fetched = remote.kind === "file"
+          ? yield* (yield* Transfer).fetch(remote, source)
+          : { part: yield* symlinkToPart(remote), fetched: 0, fetchedBytes: 0 }
+        return yield* commitReceived(remote, source, fetched, started)
+      }
+    }
   }).pipe(
     Effect.scoped,
     Effect.as(true),
-    Effect.catchAll((e: FsError | UnsafePath | BlockUnavailable) => {
-      const reason = "reason" in e ? e.reason : e.message
-      return Effect.logWarning(`could not apply ${showPath(remote.path)} from peer: ${printable(reason)}`).pipe(
-        Effect.zipRight(publishEvent(NodeEvent.TransferFailed({ path: remote.path, peerId: source.peerId, reason }))),
-        Effect.as(e._tag !== "FsError" && e._tag !== "BlockUnavailable") // worth another try later
-      )
-    })
+    Effect.catchAll((e) => failed(remote, source, e))
   )
+
+/** Files of at most one block: fetched many to a request by `applyRemoteFiles`. */
+export const isSmallFile = (record: FileRecord): boolean => !record.deleted && record.kind === "file" && record.blocks.length <= 1
+
+/**
+ * `applyRemote` for many records at once, one outcome each, in order. The small files
+ * among them to be fetched come in one request and are fsynced together
+ * (Transfer.fetchFiles), then each goes into place as `applyRemote` would; the other
+ * records are applied one by one.
+ */
+export const applyRemoteFiles = (
+  remotes: ReadonlyArray<FileRecord>,
+  source: BlockSource
+): Effect.Effect<ReadonlyArray<boolean>, never, ApplyServices> =>
+  Effect.gen(function*() {
+    const started = Date.now()
+    const plans = yield* Effect.forEach(remotes, planFor)
+    const batch = remotes.flatMap((remote, i) => (plans[i] === "fetch" && isSmallFile(remote) ? [i] : []))
+    const batched = new Set(batch)
+    const outcomes: Array<boolean> = yield* Effect.forEach(remotes, (remote, i) =>
+      plans[i] === "nothing" || batched.has(i) ? Effect.succeed(true) : applyRemote(remote, source))
+    if (batch.length === 0) return outcomes
+    const fetched = yield* (yield* Transfer).fetchFiles(batch.map((i) => remotes[i]!), source)
+    yield* Effect.forEach(batch, (i, at) => {
+      const remote = remotes[i]!
+      const apply = Either.match(fetched[at]!, {
+        onLeft: (e) => Effect.fail(e),
+        onRight: (part) => commitReceived(remote, source, part, started)
+      })
+      return apply.pipe(
+        Effect.as(true),
+        Effect.catchAll((e) => failed(remote, source, e)),
+        Effect.map((ok) => void (outcomes[i] = ok))
+      )
+    }, { discard: true })
+    return outcomes
+  }).pipe(Effect.scoped)

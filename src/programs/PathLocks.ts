@@ -7,23 +7,27 @@ import * as Effect from "effect/Effect"
  */
 export interface PathLocks {
   readonly withPath: (path: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Hold several paths' locks, taken in sorted order (two batches never wait on each other in a cycle). */
+  readonly withPaths: (paths: ReadonlyArray<string>) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }
 
 /** Path locks, held only while in use: the table is as large as the applies in flight. */
 export const makePathLocks = (): PathLocks => {
   const locks = new Map<string, { readonly lock: Effect.Semaphore; users: number }>()
+  const withPath = (path: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.suspend(() => {
+      let entry = locks.get(path)
+      if (!entry) locks.set(path, entry = { lock: Effect.unsafeMakeSemaphore(1), users: 0 })
+      entry.users++
+      const held = entry
+      return held.lock.withPermits(1)(effect).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          if (--held.users === 0) locks.delete(path)
+        }))
+      )
+    })
   return {
-    withPath: (path) => (effect) =>
-      Effect.suspend(() => {
-        let entry = locks.get(path)
-        if (!entry) locks.set(path, entry = { lock: Effect.unsafeMakeSemaphore(1), users: 0 })
-        entry.users++
-        const held = entry
-        return held.lock.withPermits(1)(effect).pipe(
-          Effect.ensuring(Effect.sync(() => {
-            if (--held.users === 0) locks.delete(path)
-          }))
-        )
-      })
+    withPath,
+    withPaths: (paths) => (effect) => [...new Set(paths)].sort().reduceRight((inner, path) => withPath(path)(inner), effect)
   }
 }

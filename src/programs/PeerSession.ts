@@ -17,6 +17,7 @@ import {
   type BlockData,
   Bye,
   FileRequest,
+  FilesRequest,
   Hello,
   IndexAck,
   IndexBatch,
@@ -37,7 +38,7 @@ import { RateLimiter } from "../services/RateLimiter.js"
 import { Hasher } from "../services/Hasher.js"
 import { shortId } from "../services/Identity.js"
 import type { Channel } from "../services/SecureChannel.js"
-import { type BlockSink, BlockUnavailable, type BlockSource, Transfer } from "../services/Transfer.js"
+import { type BlockSink, BlockUnavailable, type BlockSource, type ServedBlock, Transfer } from "../services/Transfer.js"
 import { admitRecord, recordCost } from "./IncomingRecords.js"
 import { type ProgressTicket, trackPeerProgress } from "./IndexProgress.js"
 import type { Backlog } from "./Backlog.js"
@@ -175,32 +176,33 @@ export const byEncodedSize = (records: ReadonlyArray<LocalRecord>, limit = INDEX
 }
 
 /**
- * Stream the requested blocks of one file version to the peer, in order, then StreamEnd
- * (with the reason when it cannot be served). Sending waits while the connection's
- * write queue is full: that is the flow control.
+ * Send the blocks `serve` reads on `stream`, in order, then StreamEnd (with the reason
+ * when it stopped short). Sending waits while the connection's write queue is full:
+ * that is the flow control. Returns the blocks sent, or undefined when it stopped short.
  */
-const serveFile = (request: FileRequest, peerId: string, sendFrame: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
+const streamBlocks = (
+  stream: number,
+  serve: (into: (index: number, size: number) => Uint8Array) => Stream.Stream<ServedBlock, BlockUnavailable>,
+  sendFrame: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>
+) =>
   Effect.gen(function*() {
     const limiter = yield* RateLimiter
-    const transfer = yield* Transfer
-    const started = Date.now()
-    let bytes = 0
-    const end = (error?: string) =>
-      sendFrame(encodeMessage(new StreamEnd({ stream: request.stream, ...(error === undefined ? {} : { error }) })))
+    const end = (error?: string) => sendFrame(encodeMessage(new StreamEnd({ stream, ...(error === undefined ? {} : { error }) })))
     // One frame buffer for the whole stream, each block read straight into it: sending
     // seals (copies) it before the next block is read, so a block costs no allocation.
     let scratch: Uint8Array | undefined
     let frame: Uint8Array = new Uint8Array(0)
     const into = (index: number, size: number) => {
-      if (scratch === undefined || blockPayload(scratch).length < size) scratch = blockDataFrame(request.stream, 0, size)
+      if (scratch === undefined || blockPayload(scratch).length < size) scratch = blockDataFrame(stream, 0, size)
       frame = setBlockIndex(scratch.subarray(0, blockFrameLength(size)), index)
       return blockPayload(frame)
     }
-    const sent = yield* transfer.serve(request, into).pipe(
+    const blocks: Array<{ readonly index: number; readonly bytes: number }> = []
+    const sent = yield* serve(into).pipe(
       Stream.runForEach(({ data, index }) => {
         const compressed = compressBlock(data)
-        const out = compressed ? encodeBlockData(request.stream, index, true, compressed) : frame
-        bytes += data.length
+        const out = compressed ? encodeBlockData(stream, index, true, compressed) : frame
+        blocks.push({ index, bytes: data.length })
         // the bandwidth cap, all peers together, then the socket
         return Effect.zipRight(limiter.send(out.length), sendFrame(out))
       }),
@@ -208,16 +210,42 @@ const serveFile = (request: FileRequest, peerId: string, sendFrame: (frame: Uint
     )
     if (sent._tag === "Left") {
       if (sent.left._tag === "ConnectionClosed") return yield* sent.left
-      return yield* end(sent.left.reason)
+      yield* end(sent.left.reason)
+      return undefined
     }
     yield* end()
+    return blocks
+  })
+
+/** Serve one file version's requested blocks (FileRequest). */
+const serveFile = (request: FileRequest, peerId: string, sendFrame: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
+  Effect.gen(function*() {
+    const transfer = yield* Transfer
+    const started = Date.now()
+    const blocks = yield* streamBlocks(request.stream, (into) => transfer.serve(request, into), sendFrame)
+    if (blocks === undefined) return
+    const bytes = blocks.reduce((sum, b) => sum + b.bytes, 0)
     yield* publishEvent(NodeEvent.FileSent({ path: request.path, peerId, bytes, durationMs: Date.now() - started }))
+  })
+
+/** Serve several whole small files (FilesRequest): those here in that version. */
+const serveFiles = (request: FilesRequest, peerId: string, sendFrame: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
+  Effect.gen(function*() {
+    const transfer = yield* Transfer
+    const started = Date.now()
+    const blocks = yield* streamBlocks(request.stream, (into) => transfer.serveFiles(request.files, into), sendFrame)
+    const durationMs = Date.now() - started
+    for (const { index, bytes } of blocks ?? []) {
+      yield* publishEvent(NodeEvent.FileSent({ path: request.files[index]!.path, peerId, bytes, durationMs }))
+    }
   })
 
 /** A stream we asked for: where its blocks go, which are still due, who waits for the end, and its rate. */
 interface IncomingStream {
   readonly sink: BlockSink
   readonly due: Set<number>
+  /** Blocks may be left out (FilesRequest: files the peer no longer has): not an error. */
+  readonly partial: boolean
   readonly done: Deferred.Deferred<void, BlockUnavailable>
   /** Start of the current floor-rate window, and bytes received in it. */
   windowStart: number
@@ -305,23 +333,27 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         Effect.ignore
       )
     }
+    /** Open a stream of `blocks` into `sink` with `request(stream)`; done when it ends. */
+    const openStream = (blocks: Iterable<number>, partial: boolean, sink: BlockSink, request: (stream: number) => Message) => {
+      const stream = nextStream = (nextStream + 1) >>> 0
+      return Effect.gen(function*() {
+        const done = yield* Deferred.make<void, BlockUnavailable>()
+        streams.set(stream, { sink, due: new Set(blocks), partial, done, windowStart: Date.now(), windowBytes: 0 })
+        yield* send(request(stream)).pipe(Effect.mapError((e) => new BlockUnavailable({ reason: e.reason })))
+        yield* Deferred.await(done)
+      }).pipe(
+        // torn down with the session: forget the stream, tell nobody (the connection is going)
+        Effect.onInterrupt(() => Effect.sync(() => streams.delete(stream)))
+      )
+    }
+    // requests built from validated records: not validated again
     const source: BlockSource = {
       peerId: channel.peerId,
-      fetchBlocks: (request, sink) => {
-        const stream = nextStream = (nextStream + 1) >>> 0
-        return Effect.gen(function*() {
-          const done = yield* Deferred.make<void, BlockUnavailable>()
-          streams.set(stream, { sink, due: new Set(request.blocks), done, windowStart: Date.now(), windowBytes: 0 })
-          // built from a validated record: skip re-validating
-          yield* send(new FileRequest({ stream, path: request.path, hash: request.hash, blocks: [...request.blocks] }, true)).pipe(
-            Effect.mapError((e) => new BlockUnavailable({ reason: e.reason }))
-          )
-          yield* Deferred.await(done)
-        }).pipe(
-          // torn down with the session: forget the stream, tell nobody (the connection is going)
-          Effect.onInterrupt(() => Effect.sync(() => streams.delete(stream)))
-        )
-      }
+      fetchBlocks: (request, sink) =>
+        openStream(request.blocks, false, sink, (stream) =>
+          new FileRequest({ stream, path: request.path, hash: request.hash, blocks: [...request.blocks] }, true)),
+      fetchFiles: (files, sink) =>
+        openStream(files.keys(), true, sink, (stream) => new FilesRequest({ stream, files: files.map(({ path, hash }) => ({ path, hash })) }, true))
     }
 
     // Index flow control, both directions: what we sent and the peer has not yet
@@ -383,6 +415,16 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     const outgoing = yield* FiberMap.make<number>()
     const unhandledLevel = yield* FiberRef.get(FiberRef.unhandledErrorLogLevel)
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
+    /** Serve a request in its own fiber (SERVING at a time), cancellable by its stream id. */
+    const serve = (stream: number, serving: Effect.Effect<void, ConnectionClosed, SessionServices>) =>
+      Effect.flatMap(FiberMap.size(outgoing), (open) =>
+        open >= MAX_OPEN_STREAMS
+          ? Effect.fail(new ProtocolError({ reason: `more than ${MAX_OPEN_STREAMS} file requests open at once` }))
+          : FiberMap.run(outgoing, stream, serveSlots.withPermits(1)(serving)).pipe(
+            // the served file's fiber inherits this at fork: its failures are logged as usual
+            Effect.withUnhandledErrorLogLevel(unhandledLevel),
+            Effect.asVoid
+          ))
     const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError | ConnectionClosed, SessionServices> => {
       switch (frame._tag) {
         case "BlockData": {
@@ -392,26 +434,24 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           if (!incoming.due.delete(frame.index)) return finish(frame.stream, `unexpected block ${frame.index}`)
           incoming.windowBytes += frame.data.length
           const refused = incoming.sink(frame.index, frame.data, frame.compressed)
-          // the receive cap: no next frame is read until it allows, so TCP slows the sender
-          return refused === undefined ? limiter.receive(frame.data.length) : finish(frame.stream, refused)
+          if (refused !== undefined && !incoming.partial) return finish(frame.stream, refused)
+          // the receive cap: no next frame is read until it allows, so TCP slows the sender;
+          // the last block due completes the stream (its StreamEnd, following, is not waited for)
+          const received = limiter.receive(frame.data.length)
+          return incoming.due.size === 0 ? Effect.zipRight(received, finish(frame.stream)) : received
         }
         case "StreamEnd": {
           const incoming = streams.get(frame.stream)
           if (!incoming) return Effect.void
           return finish(
             frame.stream,
-            frame.error ?? (incoming.due.size > 0 ? `the peer sent ${incoming.due.size} blocks too few` : undefined)
+            frame.error ?? (incoming.due.size > 0 && !incoming.partial ? `the peer sent ${incoming.due.size} blocks too few` : undefined)
           )
         }
         case "FileRequest":
-          return Effect.flatMap(FiberMap.size(outgoing), (open) =>
-            open >= MAX_OPEN_STREAMS
-              ? Effect.fail(new ProtocolError({ reason: `more than ${MAX_OPEN_STREAMS} file requests open at once` }))
-              : FiberMap.run(outgoing, frame.stream, serveSlots.withPermits(1)(serveFile(frame, channel.peerId, sendFrame))).pipe(
-                // the served file's fiber inherits this at fork: its failures are logged as usual
-                Effect.withUnhandledErrorLogLevel(unhandledLevel),
-                Effect.asVoid
-              ))
+          return serve(frame.stream, serveFile(frame, channel.peerId, sendFrame))
+        case "FilesRequest":
+          return serve(frame.stream, serveFiles(frame, channel.peerId, sendFrame))
         case "StreamCancel":
           return FiberMap.remove(outgoing, frame.stream)
         case "IndexBatch":

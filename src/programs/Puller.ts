@@ -8,13 +8,13 @@ import type { BlockSource } from "../services/Transfer.js"
 import type { ProgressTicket } from "./IndexProgress.js"
 import type { PathLocks } from "./PathLocks.js"
 import type { Recheck } from "./Recheck.js"
-import { applyRemote } from "./ApplyRemote.js"
+import { applyRemote, applyRemoteFiles, isSmallFile } from "./ApplyRemote.js"
 import type { Backlog } from "./Backlog.js"
 
 /** Files applied at once within one session (the node-wide limit is the transfer slots). */
 const SESSION_CONCURRENCY = 16
-/** Small files (one block) fetched together under one transfer slot. */
-export const SMALL_BATCH = 8
+/** Small files (one block) fetched together, in one request under one transfer slot. */
+export const SMALL_BATCH = 32
 const MAX_ATTEMPTS = 5
 const RETRY_DELAY = Duration.seconds(1)
 
@@ -116,13 +116,20 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
         yield* Queue.offer(wake, undefined)
       })
 
+    /** Done with an applied record, or try it again later. */
+    const settle = (item: Pending, applied: boolean) =>
+      applied
+        ? Effect.zipRight(options.recheck.add(item.record.path), done(item))
+        : Effect.asVoid(Effect.forkScoped(retryLater(item)))
+
     /** Apply one record; the caller holds the transfer slot it needs. */
     const applyOne = (item: Pending) =>
-      options.paths.withPath(item.record.path)(applyRemote(item.record, source)).pipe(
-        Effect.flatMap((applied) =>
-          applied
-            ? Effect.zipRight(options.recheck.add(item.record.path), done(item))
-            : Effect.asVoid(Effect.forkScoped(retryLater(item))))
+      options.paths.withPath(item.record.path)(applyRemote(item.record, source)).pipe(Effect.flatMap((applied) => settle(item, applied)))
+
+    /** Apply small files together (one request, one fsync pass); the caller holds the slot. */
+    const applyBatch = (items: ReadonlyArray<Pending>) =>
+      options.paths.withPaths(items.map((item) => item.record.path))(applyRemoteFiles(items.map((item) => item.record), source)).pipe(
+        Effect.flatMap((applied) => Effect.forEach(items, (item, i) => settle(item, applied[i]!), { discard: true }))
       )
 
     // Effect.forEach, not Stream.mapEffect: measured 172 vs 125 files/s on
@@ -133,19 +140,17 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
 
     /**
      * Files: large ones a slot each; small ones (one block) in batches of SMALL_BATCH, one
-     * slot per batch, their requests in flight together. A small file is a round trip,
-     * not a stream: a slot each left the slots waiting on latency, not on bandwidth.
+     * slot and one request per batch. A small file is a round trip, not a stream: a slot
+     * and a request each left the slots waiting on latency, and each file paid its own
+     * fsync and round of bookkeeping.
      */
     const applyFiles = (items: ReadonlyArray<Pending>) => {
-      const small = items.filter((item) => item.record.blocks.length <= 1)
+      const small = items.filter((item) => isSmallFile(item.record))
       const batches: Array<ReadonlyArray<Pending>> = []
       for (let at = 0; at < small.length; at += SMALL_BATCH) batches.push(small.slice(at, at + SMALL_BATCH))
       return Effect.all([
-        applyEach(items.filter((item) => item.record.blocks.length > 1), SESSION_CONCURRENCY),
-        Effect.forEach(batches, (batch) => options.withSlot(Effect.forEach(batch, applyOne, { concurrency: "unbounded", discard: true })), {
-          concurrency: SESSION_CONCURRENCY,
-          discard: true
-        })
+        applyEach(items.filter((item) => !isSmallFile(item.record)), SESSION_CONCURRENCY),
+        Effect.forEach(batches, (batch) => options.withSlot(applyBatch(batch)), { concurrency: SESSION_CONCURRENCY, discard: true })
       ], { concurrency: "unbounded", discard: true })
     }
 

@@ -1,6 +1,7 @@
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { FsError } from "../domain/Errors.js"
@@ -24,6 +25,18 @@ export interface BlockSource {
     request: { readonly path: string; readonly hash: string; readonly blocks: ReadonlyArray<number> },
     sink: BlockSink
   ) => Effect.Effect<void, BlockUnavailable>
+  /**
+   * Stream several whole one-block files into `sink` in one request, each block's index
+   * its file's position in `files`. Files the peer does not have (in that version) never
+   * arrive; done when the peer has sent all it has. `sink` refusing a block drops that file only.
+   */
+  readonly fetchFiles: (files: ReadonlyArray<FileVersion>, sink: BlockSink) => Effect.Effect<void, BlockUnavailable>
+}
+
+/** One version of one file: its path and content hash. */
+export interface FileVersion {
+  readonly path: string
+  readonly hash: string
 }
 
 /** Which blocks of which version of a file. */
@@ -76,6 +89,25 @@ export interface TransferApi {
    * part file is removed if the scope closes with a failure.
    */
   readonly fetch: (record: FileRecord, source: BlockSource) => Effect.Effect<Fetched, BlockUnavailable | FsError, Scope.Scope>
+  /**
+   * Serve several whole one-block files (`FileVersion`s), each read into `into(position,
+   * size)` and streamed with its position in `files` as its index. A file not here in
+   * that version, or not of one block, is left out.
+   */
+  readonly serveFiles: (
+    files: ReadonlyArray<FileVersion>,
+    into: (index: number, size: number) => Uint8Array
+  ) => Stream.Stream<ServedBlock>
+  /**
+   * `fetch` for many small (one-block) files at once: blocks found locally copied, the
+   * others asked for in one request; the files fsynced together. One outcome per record,
+   * in order. A part file not yet renamed into place (`settlePart`) when the scope
+   * closes is removed.
+   */
+  readonly fetchFiles: (
+    records: ReadonlyArray<FileRecord>,
+    source: BlockSource
+  ) => Effect.Effect<ReadonlyArray<Either.Either<Fetched, BlockUnavailable | FsError>>, never, Scope.Scope>
 }
 
 /**

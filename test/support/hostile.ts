@@ -2,7 +2,7 @@ import { expect } from "@effect/vitest"
 import { Effect, Layer, Option, Schedule } from "effect"
 import type { PeerAddress } from "../../src/domain/Config.js"
 import { blockSizeFor, type FileRecord } from "../../src/domain/FileRecord.js"
-import { Hello, IndexFrom, PROTOCOL, StreamEnd } from "../../src/domain/Messages.js"
+import { type Frame, Hello, IndexFrom, PROTOCOL, StreamEnd } from "../../src/domain/Messages.js"
 import * as CipherNode from "../../src/layers/CipherNode.js"
 import * as CurvesNode from "../../src/layers/CurvesNode.js"
 import * as HasherBlake3 from "../../src/layers/HasherBlake3.js"
@@ -76,9 +76,25 @@ export const symlinkRecord = (p: string, target: string, hasher: HasherApi, over
   blockSize: blockSizeFor(0), blocks: [], version: { [EVIL_REPLICA]: 1 }, deleted: false, sequence: 1, ...overrides
 })
 
+/** One file a request asks for: its blocks, each with the index its BlockData frame carries. */
+export interface AskedFile {
+  readonly stream: number
+  readonly path: string
+  readonly hash: string
+  readonly blocks: ReadonlyArray<{ readonly block: number; readonly index: number }>
+}
+
+/** The files a frame asks for: a FileRequest's one, a FilesRequest's each (block 0, indexed by position); else none. */
+export const askedFiles = (frame: Frame): ReadonlyArray<AskedFile> => {
+  if (frame._tag === "FileRequest") return [{ ...frame, blocks: frame.blocks.map((block) => ({ block, index: block })) }]
+  if (frame._tag === "FilesRequest") return frame.files.map((f, index) => ({ stream: frame.stream, ...f, blocks: [{ block: 0, index }] }))
+  return []
+}
+
 /**
- * Answer the node's FileRequests with the right blocks of `contents` (by path) until
- * `frames` frames were read or nothing came for `quietMs`. Returns the paths requested.
+ * Answer the node's file requests (FileRequest, FilesRequest) with the right blocks of
+ * `contents` (by path) until `frames` frames were read or nothing came for `quietMs`.
+ * Returns the paths requested.
  */
 export const serveFiles = (channel: Channel, contents: ReadonlyMap<string, Buffer>, { frames = 100_000, quietMs = 2_000 } = {}) =>
   Effect.gen(function*() {
@@ -86,17 +102,23 @@ export const serveFiles = (channel: Channel, contents: ReadonlyMap<string, Buffe
     for (let i = 0; i < frames; i++) {
       const frame = yield* Effect.flatMap(channel.receive, decodeFrame).pipe(Effect.timeout(quietMs), Effect.option)
       if (Option.isNone(frame)) break
-      if (frame.value._tag !== "FileRequest") continue
-      const request = frame.value
-      requested.push(request.path)
-      const bytes = contents.get(request.path)
-      if (bytes) {
+      const asked = askedFiles(frame.value)
+      if (asked.length === 0) continue
+      let missing = false
+      for (const file of asked) {
+        requested.push(file.path)
+        const bytes = contents.get(file.path)
+        if (!bytes) {
+          missing = true
+          continue
+        }
         const blockSize = blockSizeFor(bytes.length)
-        for (const index of request.blocks) {
-          yield* channel.send(encodeBlockData(request.stream, index, false, bytes.subarray(index * blockSize, (index + 1) * blockSize)))
+        for (const { block, index } of file.blocks) {
+          yield* channel.send(encodeBlockData(file.stream, index, false, bytes.subarray(block * blockSize, (block + 1) * blockSize)))
         }
       }
-      yield* channel.send(encodeMessage(new StreamEnd({ stream: request.stream, ...(bytes ? {} : { error: "no such file" }) })))
+      const error = missing && frame.value._tag === "FileRequest" ? { error: "no such file" } : {}
+      yield* channel.send(encodeMessage(new StreamEnd({ stream: asked[0]!.stream, ...error })))
     }
     return requested
   })
