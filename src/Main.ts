@@ -15,7 +15,7 @@ import * as Option from "effect/Option"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
 import { completionScript, helpText, parseArgs } from "./cli/Command.js"
-import { stderrLogger } from "./cli/Log.js"
+import { flushLog, stderrLogger } from "./cli/Log.js"
 import { ConfigError, TransportError } from "./domain/Errors.js"
 
 // package.json sits one level above both src/ and dist/.
@@ -45,7 +45,11 @@ const program = Effect.gen(function*() {
   return 0
 })
 
-const say = (line: string) => Effect.sync(() => process.stderr.write(`dsync: ${line}\n`))
+const say = (line: string) =>
+  Effect.sync(() => {
+    flushLog()
+    process.stderr.write(`dsync: ${line}\n`)
+  })
 
 /** One line on stderr per failure, and the exit code; interruption passes through (exit 0). */
 const reported = program.pipe(
@@ -67,6 +71,7 @@ const reported = program.pipe(
 // while that runs exits at once.
 process.once("SIGINT", () =>
   process.once("SIGINT", () => {
+    flushLog()
     process.stderr.write("dsync: interrupted again, exiting now\n")
     process.exit(130)
   }))

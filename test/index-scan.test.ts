@@ -33,7 +33,7 @@ describe("index and scanner", () => {
 
       const first = yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
-        yield* scanAll(true)
+        yield* scanAll
         const b = (yield* get("sub/b.bin"))!
         expect(b.blocks).toHaveLength(3) // 300 000 bytes in 128 KiB blocks
         expect(b.size).toBe(300_000)
@@ -50,7 +50,7 @@ describe("index and scanner", () => {
       yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
         expect(index.replicaId).toBe(first.replicaId)
-        yield* scanAll(true)
+        yield* scanAll
         // only the deletion is new: unchanged files kept their versions
         expect(yield* index.sequence).toBe(first.sequence + 1)
         const a = (yield* get("a.txt"))!
@@ -66,7 +66,7 @@ describe("index and scanner", () => {
       write(root, "f.sh", "echo hi", new Date(2020, 0, 1))
       yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
-        yield* scanAll(true)
+        yield* scanAll
         const before = yield* index.sequence
         fs.utimesSync(path.join(root, "f.sh"), new Date(2021, 0, 1), new Date(2021, 0, 1))
         expect(yield* scanPath("f.sh")).toBe("unchanged")
@@ -107,18 +107,18 @@ describe("index and scanner", () => {
         // a download in progress: its part file survives a later scan while its scope is open
         const writing = yield* Effect.scoped(Effect.gen(function*() {
           const part = yield* createPart(folder.fs, "sub/f.txt", "feedbeef", (p) => fs.closeSync(folder.fs.createExclusive(p, 0o600)))
-          yield* scanAll(false)
+          yield* scanAll
           expect(fs.existsSync(path.join(root, part))).toBe(true)
           // one left behind (a stopped run, or moved here with its folder) goes at once
           expect(fs.existsSync(path.join(root, "sub/.dsync-0123abcd-89abcdef.part"))).toBe(false)
           return part
         }))
         // the download's scope closed successfully (renamed into place, here never): no longer in progress
-        yield* scanAll(false)
+        yield* scanAll
         expect(fs.existsSync(path.join(root, writing))).toBe(false)
       }))
       write(root, "sub/.dsync-0123abcd-01234567.part", "left by a run that stopped")
-      yield* withIndex(root, scanAll(true))
+      yield* withIndex(root, scanAll)
       expect(fs.existsSync(path.join(root, "sub/.dsync-0123abcd-01234567.part"))).toBe(false)
       expect(fs.existsSync(path.join(root, "sub/user.part"))).toBe(true)
     }).pipe(Effect.scoped))
@@ -129,7 +129,7 @@ describe("index and scanner", () => {
       execFileSync("mkfifo", [path.join(root, "pipe")])
       write(root, "ok.txt", "fine", new Date(2020, 0, 1))
       yield* withIndex(root, Effect.gen(function*() {
-        yield* scanAll(true).pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("scan hung on a FIFO") }))
+        yield* scanAll.pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("scan hung on a FIFO") }))
         expect(yield* get("pipe")).toBeUndefined()
         expect((yield* get("ok.txt"))?.deleted).toBe(false)
         expect(yield* scanPath("never-existed.txt")).toBe("unchanged")

@@ -28,7 +28,7 @@ describe("Transfer (TransferBlocks)", () => {
       fs.writeFileSync(path.join(root, "f.bin"), content)
       fs.symlinkSync(root, path.join(root, "loop"))
       yield* Effect.gen(function*() {
-        yield* scanAll(true)
+        yield* scanAll
         const transfer = yield* Transfer
         const record = Option.getOrThrow(yield* (yield* FileIndex).get("f.bin"))
         const into = (_: number, size: number) => new Uint8Array(size)
@@ -87,7 +87,7 @@ describe("Transfer (TransferBlocks)", () => {
       fs.writeFileSync(path.join(root, "big.bin"), content)
       fs.symlinkSync(path.join(root, "d"), path.join(root, "loop"))
       yield* Effect.gen(function*() {
-        yield* scanAll(true)
+        yield* scanAll
         const index = yield* FileIndex
         const hashOf = (p: string) => Effect.map(index.get(p), (r) => Option.getOrThrow(r).hash)
         const files = [

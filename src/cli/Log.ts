@@ -18,5 +18,31 @@ export const formatLogLine = ({ annotations, cause, date, logLevel, message }: L
   return line
 }
 
-/** Log lines on stderr (stdout stays free for output). */
-export const stderrLogger = Logger.make((options) => void process.stderr.write(formatLogLine(options) + "\n"))
+/** Lines logged in this turn of the event loop, written together at its end. */
+let buffered = ""
+let scheduled = false
+/** Characters held before they are written anyway. */
+const FLUSH_AT = 64 * 1024
+
+/** Write the log lines held; call before writing anything else on stderr, so the order holds. */
+export const flushLog = (): void => {
+  scheduled = false
+  if (buffered === "") return
+  const out = buffered
+  buffered = ""
+  process.stderr.write(out)
+}
+
+/**
+ * Log lines on stderr (stdout stays free for output). A turn's lines go out in one write
+ * at its end: a line per file synced, one write each, cost 70 us a file (stderr is
+ * synchronous on pipes and files). Whatever is held is written at exit.
+ */
+export const stderrLogger = Logger.make((options) => {
+  buffered += formatLogLine(options) + "\n"
+  if (buffered.length >= FLUSH_AT) return flushLog()
+  if (scheduled) return
+  scheduled = true
+  setImmediate(flushLog)
+})
+process.on("exit", flushLog)

@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import { promisify } from "node:util"
 import { blockLength, type FileRecord } from "../domain/FileRecord.js"
 import { fsSync, fsTry } from "../lib/FsTry.js"
+import { letEventLoopTurn } from "../lib/EventLoop.js"
 import { decompressBlock } from "../lib/Lz4Block.js"
 import { FsError } from "../domain/Errors.js"
 import { createPart, partFiles } from "../lib/PartFile.js"
@@ -82,7 +83,7 @@ const fetchInto = (remote: FileRecord, source: BlockSource) =>
       sinceYield += size
       if (sinceYield >= COPY_BYTES_PER_TURN) {
         sinceYield = 0
-        yield* Effect.yieldNow()
+        yield* letEventLoopTurn
       }
     }
     const fetchBytes = missing.reduce((sum, i) => sum + blockLength(remote, i), 0)
@@ -127,14 +128,22 @@ const fetchInto = (remote: FileRecord, source: BlockSource) =>
     return { part, fetched: missing.length, fetchedBytes: fetchBytes }
   })
 
-/** fsyncs of one batch in flight together: the thread pool's size, and one journal commit takes them all. */
-const BATCH_FSYNCS = 4
+/** Part files of one batch written at once, in the thread pool. */
+const BATCH_WRITES = 4
+
+const write = promisify(fs.write)
+const futimes = promisify(fs.futimes)
+const fchmod = promisify(fs.fchmod)
+const fstat = promisify(fs.fstat)
 
 /**
- * `fetchInto` for many small files (at most one block each): part files made, blocks
- * found locally copied, the rest asked for in one request and written as they arrive,
- * then each file's mode and mtime set and all fsynced together. A file that fails
- * (not on the peer, a bad block, a disk error) fails alone, its part file removed.
+ * `fetchInto` for many small files (at most one block each): blocks found locally are
+ * copied, the rest asked for in one request and verified as they arrive; then each file
+ * is created, written, given its mode and mtime and fsynced in the thread pool, a few at
+ * a time, so the event loop never waits on the disk (creating a file waits for the
+ * journal while fsyncs commit it). Their bytes wait in memory meanwhile: the puller
+ * bounds a batch's bytes. A file that fails (not on the peer, a bad block, a disk error)
+ * fails alone, its part file removed.
  */
 const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource) =>
   Effect.gen(function*() {
@@ -143,41 +152,16 @@ const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource)
     const disk = (yield* Folder).fs
     const space = yield* Effect.either(ensureSpace(disk, remotes.reduce((sum, r) => sum + r.size, 0)))
     if (Either.isLeft(space)) return remotes.map(() => Either.left(space.left))
-    const outcomes: Array<Either.Either<Fetched, BlockUnavailable | FsError> | undefined> = remotes.map(() => undefined)
-    const parts = yield* partFiles(disk)
-    const partOf: Array<string | undefined> = remotes.map(() => undefined)
-    const fds = remotes.map(() => -1)
-    const close = (i: number) => {
-      if (fds[i]! >= 0) fs.closeSync(fds[i]!)
-      fds[i] = -1
-    }
-    yield* Effect.addFinalizer(() => Effect.sync(() => remotes.forEach((_, i) => close(i))))
-    const fail = (i: number, error: BlockUnavailable | FsError) => {
-      outcomes[i] = Either.left(error)
-      close(i)
-      if (partOf[i] !== undefined) parts.remove(partOf[i]!)
-    }
-    const write = (i: number, data: Uint8Array, fetched: number) => {
-      try {
-        fs.writeSync(fds[i]!, data, 0, data.length, 0)
-        outcomes[i] = Either.right({ part: partOf[i]!, fetched, fetchedBytes: fetched * data.length })
-      } catch (cause) {
-        fail(i, new FsError({ op: "write", path: partOf[i]!, cause }))
-      }
-    }
+    const failures: Array<BlockUnavailable | FsError | undefined> = remotes.map(() => undefined)
+    const contents: Array<{ readonly data: Uint8Array; readonly fetched: number } | undefined> = remotes.map(() => undefined)
 
     const local = yield* index.findBlocks(remotes.flatMap((r) => r.blocks.slice(0, 1)))
     const wanted: Array<number> = []
     remotes.forEach((remote, i) => {
-      try {
-        partOf[i] = parts.create(remote.path, remote.hash.slice(0, 8), (p) => void (fds[i] = disk.createExclusive(p, 0o600)))
-      } catch (cause) {
-        return fail(i, new FsError({ op: "create", path: remote.path, cause }))
-      }
       const block = remote.blocks[0]
-      if (block === undefined) return write(i, new Uint8Array(0), 0) // empty: nothing to fetch
+      if (block === undefined) return void (contents[i] = { data: new Uint8Array(0), fetched: 0 }) // empty
       const data = readLocalBlock(disk, local.get(block), hasher, block, remote.size)
-      if (data) write(i, data, 0)
+      if (data) contents[i] = { data, fetched: 0 }
       else wanted.push(i)
     })
     if (wanted.length > 0) {
@@ -187,31 +171,47 @@ const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource)
         const remote = remotes[i]!
         const data = compressed ? decompressBlock(data0, remote.size) : data0
         if (!data || data.length !== remote.size || hasher.hash(data) !== remote.blocks[0]) {
-          fail(i, new BlockUnavailable({ reason: "it failed its hash check (changed while sent?)" }))
-        } else write(i, data, 1)
+          failures[i] = new BlockUnavailable({ reason: "it failed its hash check (changed while sent?)" })
+        } else contents[i] = { data, fetched: 1 }
         return undefined
       }))
       const missing = Either.isLeft(request) ? request.left : new BlockUnavailable({ reason: "the peer no longer has this version (changed since?)" })
-      for (const i of wanted) if (outcomes[i] === undefined) fail(i, missing)
+      for (const i of wanted) if (contents[i] === undefined) failures[i] ??= missing
     }
 
-    // mode and mtime first, so one fsync covers them too; the fsyncs in the thread pool,
-    // together (see fetchInto), each left to finish once begun
-    const written = remotes.flatMap((_, i) => (outcomes[i]?._tag === "Right" ? [i] : []))
-    for (const i of written) {
-      try {
-        fs.futimesSync(fds[i]!, new Date(), remotes[i]!.mtimeMs / 1000)
-        fs.fchmodSync(fds[i]!, remotes[i]!.mode & 0o777)
-      } catch (cause) {
-        fail(i, new FsError({ op: "set mtime and mode", path: partOf[i]!, cause }))
-      }
+    const parts = yield* partFiles(disk)
+    const fds = remotes.map(() => -1)
+    yield* Effect.addFinalizer(() => Effect.sync(() => fds.forEach((fd) => fd >= 0 && fs.closeSync(fd))))
+    const partOf: Array<string | undefined> = remotes.map(() => undefined)
+    const stats: Array<fs.Stats | undefined> = remotes.map(() => undefined)
+    /** Create, write, set mode and mtime (before the fsync, so it covers them), fsync. */
+    const writePart = async (i: number, data: Uint8Array) => {
+      const remote = remotes[i]!
+      const part = partOf[i] = parts.reserve(remote.path, remote.hash.slice(0, 8))
+      const fd = fds[i] = await disk.createExclusiveAsync(part, 0o600)
+      if (data.length > 0 && (await write(fd, data, 0, data.length, 0)).bytesWritten !== data.length) throw new Error("short write")
+      await futimes(fd, new Date(), remote.mtimeMs / 1000)
+      await fchmod(fd, remote.mode & 0o777) // never setuid, setgid or sticky from a peer
+      await fsync(fd)
+      stats[i] = await fstat(fd)
     }
-    yield* Effect.forEach(
-      written,
-      (i) => fds[i]! < 0 ? Effect.void : Effect.uninterruptible(fsTry("sync", partOf[i]!, () => fsync(fds[i]!))).pipe(Effect.catchAll((e) => Effect.sync(() => fail(i, e)))),
-      { concurrency: BATCH_FSYNCS, discard: true }
-    )
-    return outcomes.map((outcome) => outcome!)
+    const ready = remotes.flatMap((_, i) => (contents[i] !== undefined ? [i] : []))
+    // each left to finish once begun: its descriptor is closed by the finalizer, after it
+    yield* Effect.forEach(ready, (i) =>
+      Effect.uninterruptible(fsTry("write", remotes[i]!.path, () => writePart(i, contents[i]!.data))).pipe(
+        Effect.catchAll((e) =>
+          Effect.sync(() => {
+            failures[i] = e
+            if (partOf[i] !== undefined) parts.remove(partOf[i]!)
+          })
+        )
+      ), { concurrency: BATCH_WRITES, discard: true })
+    return remotes.map((_, i): Either.Either<Fetched, BlockUnavailable | FsError> => {
+      const failure = failures[i]
+      if (failure !== undefined) return Either.left(failure)
+      const { data, fetched } = contents[i]!
+      return Either.right({ part: partOf[i]!, fetched, fetchedBytes: fetched * data.length, stat: stats[i]! })
+    })
   })
 
 /**

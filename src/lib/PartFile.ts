@@ -42,6 +42,8 @@ export const settlePart = (disk: RootedFs, part: string): void => void inProgres
 export interface PartFiles {
   /** Create a part file next to `relPath` with `create(part)`; throws what `create` throws. */
   readonly create: (relPath: string, tag: string, create: (part: string) => void) => string
+  /** A part file name next to `relPath`, in progress from now: the caller creates it (or `remove`s it). */
+  readonly reserve: (relPath: string, tag: string) => string
   /** Remove a part file now (its download failed). */
   readonly remove: (part: string) => void
 }
@@ -59,12 +61,17 @@ export const partFiles = (disk: RootedFs): Effect.Effect<PartFiles, never, Scope
           disk.unlink(part)
         } catch { /* never made */ }
       }
+      const reserve = (relPath: string, tag: string) => {
+        const part = partName(relPath, tag)
+        registry.add(part)
+        mine.add(part)
+        return part
+      }
       return {
         parts: mine,
+        reserve,
         create: (relPath: string, tag: string, create: (part: string) => void) => {
-          const part = partName(relPath, tag)
-          registry.add(part)
-          mine.add(part)
+          const part = reserve(relPath, tag)
           try {
             create(part)
           } catch (e) {

@@ -24,10 +24,11 @@ const symlinkToPart = (remote: FileRecord) =>
   Effect.flatMap(Folder, (folder) =>
     createPart(folder.fs, remote.path, "0", (p) => folder.fs.symlink(remote.target ?? "", p)))
 
-const storeApplied = (remote: FileRecord, local: LocalRecord | undefined) =>
+/** Index what was just put in place; `known`: its stat, when taken before (through its descriptor). */
+const storeApplied = (remote: FileRecord, local: LocalRecord | undefined, known?: fs.Stats) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
-    const st = yield* diskState(remote.path)
+    const st = known ?? (yield* diskState(remote.path))
     if (!st) return yield* new FsError({ op: "stat", path: remote.path, cause: "vanished right after being written" })
     // The stat key is ours (so our watcher sees no change); content and version are the peer's.
     yield* index.put({ ...remote, mode: remote.mode & 0o777, version: merge(local?.version ?? {}, remote.version), mtimeMs: st.mtimeMs, inode: st.ino })
@@ -59,9 +60,10 @@ const keepReplaced = (relPath: string, present: fs.Stats) =>
 
 /**
  * Swap a finished part file (or symlink) into place, keeping whatever it replaces: as a
- * conflict copy under a name no file has, or in the trash. Returns the conflict copy's path.
+ * conflict copy under a name no file has, or in the trash. `partStat`, when known, is what
+ * the index keeps as its stat (the part keeps it when renamed). Returns the conflict copy's path.
  */
-const commitPart = (remote: FileRecord, part: string) =>
+const commitPart = (remote: FileRecord, part: string, partStat?: fs.Stats) =>
   Effect.gen(function*() {
     const folder = yield* Folder
     const index = yield* FileIndex
@@ -84,7 +86,7 @@ const commitPart = (remote: FileRecord, part: string) =>
     }
     yield* fsSync("rename", part, () => folder.fs.rename(part, remote.path))
     settlePart(folder.fs, part)
-    yield* storeApplied(remote, local)
+    yield* storeApplied(remote, local, partStat)
     return conflictCopy
   })
 
@@ -174,7 +176,7 @@ const planFor = (remote: FileRecord) =>
 const commitReceived = (remote: FileRecord, source: BlockSource, fetched: Fetched, started: number) =>
   Effect.gen(function*() {
     const folder = yield* Folder
-    const conflictCopy = yield* folder.withPathLock(remote.path)(commitPart(remote, fetched.part))
+    const conflictCopy = yield* folder.withPathLock(remote.path)(commitPart(remote, fetched.part, fetched.stat))
     if (conflictCopy) yield* scanPath(conflictCopy)
     yield* Effect.logInfo(
       `received: ${showPath(remote.path)}` +

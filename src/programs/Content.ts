@@ -1,4 +1,5 @@
 import * as Effect from "effect/Effect"
+import { letEventLoopTurn } from "../lib/EventLoop.js"
 import * as fs from "node:fs"
 import { FsError } from "../domain/Errors.js"
 import { blockSizeFor } from "../domain/FileRecord.js"
@@ -53,7 +54,7 @@ export const hashFileContent = (disk: RootedFs, rel: string, size: number) =>
             for (let offset = 0; offset < want; offset += blockSize) {
               hashes.push(hasher.hash(buffer.subarray(offset, Math.min(offset + blockSize, want))))
             }
-            if (start + chunk < size) yield* Effect.yieldNow() // a large file lets others run between chunks
+            if (start + chunk < size) yield* letEventLoopTurn // a large file lets the rest run between chunks
           }
           // what the file is now, through the descriptor read (no second path walk)
           const after = yield* Effect.try({ try: () => fs.fstatSync(fd), catch: fail("stat") })

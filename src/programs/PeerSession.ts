@@ -8,7 +8,6 @@ import * as FiberMap from "effect/FiberMap"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { ConnectionClosed, ProtocolError } from "../domain/Errors.js"
@@ -85,6 +84,8 @@ export interface SessionOptions {
   readonly timing: SessionTiming
   /** Unacknowledged index record cost allowed each way (INDEX_WINDOW; tests use a small one). */
   readonly indexWindow: number
+  /** Done when the node's first scan is: sessions run during it, its records sent as they come. */
+  readonly indexed: Effect.Effect<void>
 }
 
 const INDEX_BATCH = 500
@@ -98,33 +99,43 @@ const MAX_OPEN_STREAMS = 256
 
 /**
  * Send our index: from where the peer asked (IndexFrom), then whatever is added, never
- * more than the index window of unacknowledged record cost at a time.
+ * more than the index window of unacknowledged record cost at a time. Records go out
+ * while the first scan is still adding them; the end of the first full index is marked
+ * once `indexed` (that scan) is done and all it added was sent.
  */
-const sendIndex = (send: (m: Message) => Effect.Effect<void, ConnectionClosed>, window: IndexWindow, from: Effect.Effect<number>) =>
+const sendIndex = (
+  send: (m: Message) => Effect.Effect<void, ConnectionClosed>,
+  window: IndexWindow,
+  from: Effect.Effect<number>,
+  indexed: Effect.Effect<void>
+) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
     // what the peer asked for; past our newest record, its count of ours is from an older
     // index (restored from a copy?): everything
     const after = yield* from
-    const sent = yield* Ref.make(after > (yield* index.sequence) ? 0 : after)
-    const initialDone = yield* Ref.make(false)
+    let sent = after > (yield* index.sequence) ? 0 : after
+    let scanned = false
+    let initialDone = false
     let count = 0
     const drain = Effect.gen(function*() {
       while (true) {
-        const records = yield* index.since(yield* Ref.get(sent), INDEX_BATCH)
+        const records = yield* index.since(sent, INDEX_BATCH)
         if (records.length === 0) break
         for (const batch of byEncodedSize(records)) {
           yield* window.reserve(batch.cost)
           yield* send(new IndexBatch({ records: batch.records.map(toWire), initialDone: false }))
-          yield* Ref.set(sent, batch.records[batch.records.length - 1]!.sequence)
+          sent = batch.records[batch.records.length - 1]!.sequence
           count += batch.records.length
         }
       }
-      if (yield* Ref.getAndSet(initialDone, true)) return
+      if (!scanned || initialDone) return
+      initialDone = true
       yield* send(new IndexBatch({ records: [], initialDone: true }))
       yield* Effect.logDebug(`sent our index: ${count} records after sequence ${after}`)
     })
-    yield* Stream.runForEach(index.sequenceChanges, () => drain)
+    const scanDone = Stream.fromEffect(Effect.zipRight(indexed, Effect.sync(() => void (scanned = true))))
+    yield* Stream.runForEach(Stream.merge(index.sequenceChanges, scanDone), () => drain)
   })
 
 /** The sender's side of index flow control: cost sent and not yet acknowledged. */
@@ -476,7 +487,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     // All run forever; the first to fail (peer gone, idle, stalled) ends them all.
     // (Not raceAll: it waits for a success, so a failing watchdog would go unnoticed.)
     const background = yield* Effect.forkScoped(
-      Effect.all([sendIndex(send, window, Deferred.await(peerFrom)), keepalive, watchdog, creditFlusher, progressSaver, puller.run], {
+      Effect.all([sendIndex(send, window, Deferred.await(peerFrom), options.indexed), keepalive, watchdog, creditFlusher, progressSaver, puller.run], {
         concurrency: "unbounded",
         discard: true
       })

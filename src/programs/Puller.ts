@@ -15,6 +15,8 @@ import type { Backlog } from "./Backlog.js"
 const SESSION_CONCURRENCY = 16
 /** Small files (one block) fetched together, in one request under one transfer slot. */
 export const SMALL_BATCH = 32
+/** Bytes of one batch of small files: held in memory until written (16 batches in flight at most). */
+const SMALL_BATCH_BYTES = 1024 * 1024
 const MAX_ATTEMPTS = 5
 const RETRY_DELAY = Duration.seconds(1)
 
@@ -145,9 +147,19 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
      * fsync and round of bookkeeping.
      */
     const applyFiles = (items: ReadonlyArray<Pending>) => {
-      const small = items.filter((item) => isSmallFile(item.record))
-      const batches: Array<ReadonlyArray<Pending>> = []
-      for (let at = 0; at < small.length; at += SMALL_BATCH) batches.push(small.slice(at, at + SMALL_BATCH))
+      const batches: Array<Array<Pending>> = []
+      let bytes = 0
+      for (const item of items) {
+        if (!isSmallFile(item.record)) continue
+        const last = batches[batches.length - 1]
+        if (last && last.length < SMALL_BATCH && bytes + item.record.size <= SMALL_BATCH_BYTES) {
+          last.push(item)
+          bytes += item.record.size
+        } else {
+          batches.push([item])
+          bytes = item.record.size
+        }
+      }
       return Effect.all([
         applyEach(items.filter((item) => !isSmallFile(item.record)), SESSION_CONCURRENCY),
         Effect.forEach(batches, (batch) => options.withSlot(applyBatch(batch)), { concurrency: SESSION_CONCURRENCY, discard: true })

@@ -10,6 +10,7 @@ import { bump } from "../domain/VersionVector.js"
 import { FileIndex, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher } from "../services/Hasher.js"
+import { letEventLoopTurn } from "../lib/EventLoop.js"
 import { PART_FILE, partInProgress } from "../lib/PartFile.js"
 import { hashFileContent } from "./Content.js"
 
@@ -152,10 +153,10 @@ const removeStalePart = (rel: string) =>
 
 /**
  * Walk the folder (never following symlinks), skipping ignored paths, adding the paths
- * seen to `seen`. Our partial downloads that no download is writing are removed (all of
- * them `atStart`: left by a previous run).
+ * seen to `seen`. Our partial downloads that no download is writing are removed (left by
+ * a previous run, or by a download whose folder was moved).
  */
-const walk = (relDir: string, seen: Set<string>, atStart: boolean): Effect.Effect<void, never, FileIndex | Folder | Hasher> =>
+const walk = (relDir: string, seen: Set<string>): Effect.Effect<void, never, FileIndex | Folder | Hasher> =>
   Effect.gen(function*() {
     const folder = yield* Folder
     // never through a link: a folder replaced by a symlink is not read at all
@@ -166,27 +167,28 @@ const walk = (relDir: string, seen: Set<string>, atStart: boolean): Effect.Effec
       Effect.gen(function*() {
         const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
         if (entry.isFile() && PART_FILE.test(entry.name)) {
-          return atStart || !partInProgress(folder.fs, rel) ? yield* removeStalePart(rel) : undefined
+          return partInProgress(folder.fs, rel) ? undefined : yield* removeStalePart(rel)
         }
         if (yield* folder.isIgnored(rel, entry.isDirectory())) return
         seen.add(rel)
+        yield* letEventLoopTurn // peers are served while a long scan runs
         yield* scanPath(rel)
-        if (entry.isDirectory()) yield* walk(rel, seen, atStart)
+        if (entry.isDirectory()) yield* walk(rel, seen)
       }), { discard: true, concurrency: 4 })
   })
 
 /** Scan a directory that appeared (created or moved in): its contents may bring no events of their own. */
-export const scanTree = (relDir: string) => walk(relDir, new Set(), false)
+export const scanTree = (relDir: string) => walk(relDir, new Set())
 
 /**
  * Full scan: index everything on disk, and record as deleted what vanished while we were
- * away. `atStart` also removes partial downloads a previous run left behind.
+ * away (or since the last scan). Returns the number of entries seen.
  */
-export const scanAll = (atStart: boolean) => Effect.gen(function*() {
+export const scanAll: Effect.Effect<number, never, FileIndex | Folder | Hasher> = Effect.gen(function*() {
   const index = yield* FileIndex
   const folder = yield* Folder
   const seen = new Set<string>()
-  yield* walk("", seen, atStart)
+  yield* walk("", seen)
   const gone = (yield* index.livePaths).filter((r) => !seen.has(r.path))
   for (const record of gone.reverse()) {
     if (!(yield* folder.isIgnored(record.path, record.kind === "dir"))) yield* scanPath(record.path)

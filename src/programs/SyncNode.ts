@@ -89,7 +89,7 @@ const onLocalChanges = (paths: ReadonlyArray<string>) =>
       yield* folder.reloadIgnore
       yield* Effect.logInfo(".dsyncignore changed: rules reloaded")
     }
-    if (paths.includes(IGNORE_FILE_NAME) || paths.includes(RESCAN_ALL)) return yield* scanAll(false)
+    if (paths.includes(IGNORE_FILE_NAME) || paths.includes(RESCAN_ALL)) return yield* scanAll
     const entries = yield* Effect.forEach(paths, (rel) =>
       Effect.map(diskState(rel).pipe(Effect.orElseSucceed(() => undefined)), (present) => ({ rel, present })))
     // What exists first, then what vanished: after a rename the new path is announced
@@ -126,20 +126,26 @@ export const startNode = (options: NodeOptions) =>
     const discovery = yield* Discovery
     const events = yield* Events
     const sessions = yield* makeSessions
+    // the first scan: sessions start before it ends (its records are sent as they come)
+    const scanned = yield* Deferred.make<void>()
     const context = yield* Effect.context<SessionServices>()
+    const recheck = yield* makeRecheck(onLocalChanges)
     const sessionOptions: SessionOptions = {
       name: options.name,
       backlog: yield* makeBacklog,
       paths: makePathLocks(),
-      recheck: yield* makeRecheck(onLocalChanges),
+      recheck,
       timing: { ...defaultTiming, ...options.timing },
-      indexWindow: options.indexWindow ?? INDEX_WINDOW
+      indexWindow: options.indexWindow ?? INDEX_WINDOW,
+      indexed: Deferred.await(scanned)
     }
 
+    // A path a peer's change was just written to is looked at again shortly (Recheck):
+    // its watcher event, most often that write itself, waits for that look.
+    const notDue = (paths: ReadonlyArray<string>) => paths.filter((p) => !recheck.due(p))
     // Watch before the initial scan so nothing changed during the scan is missed.
     // A watcher that fails (e.g. out of inotify watches) is restarted, with a full
     // rescan for whatever it missed meanwhile.
-    const scanned = yield* Deferred.make<void>()
     const live = yield* Deferred.make<void>()
     let starts = 0
     const watching = Stream.suspend(() =>
@@ -148,7 +154,7 @@ export const startNode = (options: NodeOptions) =>
       Stream.runForEach((paths) =>
         paths.length === 0
           ? Effect.asVoid(Deferred.succeed(live, undefined))
-          : Effect.asVoid(Effect.zipRight(Deferred.await(scanned), onLocalChanges(paths)))
+          : Effect.asVoid(Effect.zipRight(Deferred.await(scanned), onLocalChanges(notDue(paths))))
       ),
       Effect.tapError((e) => Effect.logError(`file watcher failed, restarting it: ${e.message}`)),
       Effect.zipRight(Effect.fail(new FsError({ op: "watch", path: folder.root, cause: "stream ended" }))),
@@ -159,24 +165,6 @@ export const startNode = (options: NodeOptions) =>
     // Scan once the watch is in place, so a change made during the scan is seen. A
     // watcher that cannot start does not hold the node up: it is retried, with a rescan.
     yield* Deferred.await(live).pipe(Effect.timeout(WATCHER_START_TIMEOUT), Effect.ignore)
-    yield* purgeTrash
-    const count = yield* scanAll(true)
-    yield* Deferred.succeed(scanned, undefined)
-    yield* Effect.logDebug(`indexed ${count} entries`)
-    // Old tombstones go, so deletions do not fill the index forever (a peer offline for
-    // longer than the retention may bring such a file back: it is then a new file).
-    yield* Effect.forkScoped(
-      Effect.flatMap(index.dropTombstones(Date.now() - TOMBSTONE_RETENTION_DAYS * 86_400_000), (n) =>
-        n > 0 ? Effect.logInfo(`forgot ${n} deletions older than ${TOMBSTONE_RETENTION_DAYS} days`) : Effect.void).pipe(
-          Effect.repeat(Schedule.spaced(Duration.hours(24)))
-        )
-    )
-    // Safety net for events no watcher reports (network filesystems, lost events): a
-    // periodic rescan. Cheap: unchanged files are recognised by size, mtime and inode.
-    yield* Effect.forkScoped(
-      scanAll(false).pipe(Effect.delay(options.rescanInterval ?? FULL_RESCAN_INTERVAL), Effect.forever)
-    )
-
     const session = (channel: Parameters<typeof runSession>[0], initiator: string) =>
       sessions.run(channel, initiator, runSession(channel, sessionOptions)).pipe(
         // a session that got going logs its own end, with the peer's name and address
@@ -214,8 +202,28 @@ export const startNode = (options: NodeOptions) =>
       reconnect: reconnectSchedule(options.reconnect ?? defaultReconnect)
     })
     yield* Effect.forkScoped(Stream.runForEach(discovery.changes, dialers.onChange))
-
     yield* events.publish(NodeEvent.Started({ name: options.name, peerId: identity.peerId, folder: folder.root, address: formatAddress(address) }))
+
+    yield* purgeTrash
+    // Peers are served while it runs: a file they want that is not scanned yet is
+    // scanned first (ApplyRemote), and a part file a download is writing is left alone.
+    const count = yield* scanAll
+    yield* Deferred.succeed(scanned, undefined)
+    yield* Effect.logDebug(`indexed ${count} entries`)
+    // Old tombstones go, so deletions do not fill the index forever (a peer offline for
+    // longer than the retention may bring such a file back: it is then a new file).
+    yield* Effect.forkScoped(
+      Effect.flatMap(index.dropTombstones(Date.now() - TOMBSTONE_RETENTION_DAYS * 86_400_000), (n) =>
+        n > 0 ? Effect.logInfo(`forgot ${n} deletions older than ${TOMBSTONE_RETENTION_DAYS} days`) : Effect.void).pipe(
+          Effect.repeat(Schedule.spaced(Duration.hours(24)))
+        )
+    )
+    // Safety net for events no watcher reports (network filesystems, lost events): a
+    // periodic rescan. Cheap: unchanged files are recognised by size, mtime and inode.
+    yield* Effect.forkScoped(
+      scanAll.pipe(Effect.delay(options.rescanInterval ?? FULL_RESCAN_INTERVAL), Effect.forever)
+    )
+
     const node: SyncNodeApi = {
       address,
       peerId: identity.peerId,

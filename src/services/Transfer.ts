@@ -4,6 +4,7 @@ import type * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import type { Stats } from "node:fs"
 import type { FsError } from "../domain/Errors.js"
 import type { FileRecord } from "../domain/FileRecord.js"
 
@@ -61,6 +62,8 @@ export interface Fetched {
   /** Blocks and bytes that came from the peer (the rest were copied from local files). */
   readonly fetched: number
   readonly fetchedBytes: number
+  /** The part file's stat once complete, when known (it keeps it when renamed into place). */
+  readonly stat?: Stats
 }
 
 /**
