@@ -192,12 +192,19 @@ const commitReceived = (remote: FileRecord, source: BlockSource, fetched: Fetche
     }))
   })
 
-/** Log and report a failed apply. False when worth another try later (a block was unavailable, a disk error). */
+/**
+ * How applying a record ended: its path written to (worth a second look: Recheck),
+ * nothing written (nothing to do, only the index changed, or refused for good), or
+ * failed in a way worth another try later (a block was unavailable, a disk error).
+ */
+export type ApplyOutcome = "written" | "unchanged" | "retry"
+
+/** Log and report a failed apply. */
 const failed = (remote: FileRecord, source: BlockSource, e: FsError | UnsafePath | BlockUnavailable) => {
   const reason = "reason" in e ? e.reason : e.message
   return Effect.logWarning(`could not apply ${showPath(remote.path)} from peer: ${printable(reason)}`).pipe(
     Effect.zipRight(publishEvent(NodeEvent.TransferFailed({ path: remote.path, peerId: source.peerId, reason }))),
-    Effect.as(e._tag !== "FsError" && e._tag !== "BlockUnavailable")
+    Effect.as<ApplyOutcome>(e._tag === "FsError" || e._tag === "BlockUnavailable" ? "retry" : "unchanged")
   )
 }
 
@@ -205,31 +212,29 @@ const failed = (remote: FileRecord, source: BlockSource, e: FsError | UnsafePath
  * Bring one record a peer announced into this folder, if it should win: download
  * outside the lock, then decide again and commit under the path's lock. Every
  * filesystem call goes through the folder's rooted calls, so none can leave it.
- * False when it failed in a way worth retrying (a block was unavailable, a disk error).
  */
-export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, ApplyServices> =>
+export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<ApplyOutcome, never, ApplyServices> =>
   Effect.gen(function*() {
     const started = Date.now()
     const locked = (yield* Folder).withPathLock(remote.path)
     switch (yield* planFor(remote)) {
       case "nothing":
-        return
+        return "unchanged" as const
       case "record":
-        return yield* locked(recordOnly(remote))
+        return yield* Effect.as(locked(recordOnly(remote)), "unchanged" as const)
       case "delete":
-        return yield* locked(applyDelete(remote, source.peerId))
+        return yield* Effect.as(locked(applyDelete(remote, source.peerId)), "written" as const)
       case "dir":
-        return yield* locked(applyDir(remote))
+        return yield* Effect.as(locked(applyDir(remote)), "written" as const)
       case "fetch": {
         const fetched = remote.kind === "file"
           ? yield* (yield* Transfer).fetch(remote, source)
           : { part: yield* symlinkToPart(remote), fetched: 0, fetchedBytes: 0 }
-        return yield* commitReceived(remote, source, fetched, started)
+        return yield* Effect.as(commitReceived(remote, source, fetched, started), "written" as const)
       }
     }
   }).pipe(
     Effect.scoped,
-    Effect.as(true),
     Effect.catchAll((e) => failed(remote, source, e))
   )
 
@@ -245,14 +250,14 @@ export const isSmallFile = (record: FileRecord): boolean => !record.deleted && r
 export const applyRemoteFiles = (
   remotes: ReadonlyArray<FileRecord>,
   source: BlockSource
-): Effect.Effect<ReadonlyArray<boolean>, never, ApplyServices> =>
+): Effect.Effect<ReadonlyArray<ApplyOutcome>, never, ApplyServices> =>
   Effect.gen(function*() {
     const started = Date.now()
     const plans = yield* Effect.forEach(remotes, planFor)
     const batch = remotes.flatMap((remote, i) => (plans[i] === "fetch" && isSmallFile(remote) ? [i] : []))
     const batched = new Set(batch)
-    const outcomes: Array<boolean> = yield* Effect.forEach(remotes, (remote, i) =>
-      plans[i] === "nothing" || batched.has(i) ? Effect.succeed(true) : applyRemote(remote, source))
+    const outcomes: Array<ApplyOutcome> = yield* Effect.forEach(remotes, (remote, i) =>
+      plans[i] === "nothing" || batched.has(i) ? Effect.succeed<ApplyOutcome>("unchanged") : applyRemote(remote, source))
     if (batch.length === 0) return outcomes
     const fetched = yield* (yield* Transfer).fetchFiles(batch.map((i) => remotes[i]!), source)
     yield* Effect.forEach(batch, (i, at) => {
@@ -262,9 +267,9 @@ export const applyRemoteFiles = (
         onRight: (part) => commitReceived(remote, source, part, started)
       })
       return apply.pipe(
-        Effect.as(true),
+        Effect.as<ApplyOutcome>("written"),
         Effect.catchAll((e) => failed(remote, source, e)),
-        Effect.map((ok) => void (outcomes[i] = ok))
+        Effect.map((outcome) => void (outcomes[i] = outcome))
       )
     }, { discard: true })
     return outcomes
