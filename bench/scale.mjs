@@ -3,8 +3,8 @@
 //   node bench/scale.mjs [--files N] [--no-transfer]   (default 100000; `npm run bench:scale` builds first)
 // Builds a tree of N files of 100 B–1 KiB in N/100 folders, then measures, each start to
 // finish as a user waits:
-//   first_index_s     A started on the tree, until it listens (it has indexed everything)
-//   rescan_s          A restarted on the same tree and index, until it listens again
+//   first_index_s     A started on the tree, until it has indexed everything (its log says so)
+//   rescan_s          A restarted on the same tree and index, until it has scanned it again
 //   index_received_s  B started empty, until it has A's whole index
 //   all_received_s    B started, until it holds every file (unless --no-transfer)
 // and each process's peak RSS. Prints one JSON object and writes bench/results/scale.json.
@@ -15,6 +15,8 @@ import * as path from "node:path"
 import { countLines, cpuSeconds, freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
 
 const TIMEOUT_MS = 900_000
+/** A node's log line once its first scan is done (it listens before). */
+const INDEXED = /indexed \d+ files and folders/
 
 const parse = (argv) => {
   let files = 100_000
@@ -63,12 +65,12 @@ const main = async () => {
   try {
     let a = startA()
     procs.push(a)
-    const firstIndex = await timed("A to index the tree", a, () => /listening on/.test(a.stdout))
+    const firstIndex = await timed("A to index the tree", a, () => INDEXED.test(a.stderr))
     const firstPeak = peakRssMib(a.pid)
     await stop(a, 30_000)
     a = startA()
     procs.splice(0, procs.length, a)
-    const rescan = await timed("A to rescan the tree", a, () => /listening on/.test(a.stdout))
+    const rescan = await timed("A to rescan the tree", a, () => INDEXED.test(a.stderr))
 
     const b = startDsync({ folder: dirB, port: portB, peerPort: portA, name: "bench-b", configHome })
     procs.push(b)

@@ -207,9 +207,10 @@ export const startNode = (options: NodeOptions) =>
     yield* purgeTrash
     // Peers are served while it runs: a file they want that is not scanned yet is
     // scanned first (ApplyRemote), and a part file a download is writing is left alone.
+    const scanStarted = Date.now()
     const count = yield* scanAll
     yield* Deferred.succeed(scanned, undefined)
-    yield* Effect.logDebug(`indexed ${count} entries`)
+    yield* Effect.logInfo(`indexed ${count} files and folders in ${((Date.now() - scanStarted) / 1000).toFixed(1)} s`)
     // Old tombstones go, so deletions do not fill the index forever (a peer offline for
     // longer than the retention may bring such a file back: it is then a new file).
     yield* Effect.forkScoped(
