@@ -134,32 +134,4 @@ describe("puller", () => {
       yield* Effect.sleep("300 millis")
       expect(fetches).toBe(1)
     }).pipe(Effect.scoped))
-
-  it.live("looks again only at the paths it wrote: a version already here (a peer echoing it back) is not", () =>
-    Effect.gen(function*() {
-      const { root, services, hasher } = yield* folderServices
-      const content = Buffer.from("a new small file")
-      const record = fileRecordOf(hasher, "new.txt", content, 1)
-      const source: BlockSource = {
-        peerId: "p",
-        fetchBlocks: () => Effect.die("a small file comes with others"),
-        fetchFiles: (files, sink) => Effect.sync(() => files.forEach((_, i) => sink(i, content, false)))
-      }
-      const rechecked: Array<string> = []
-      let released = 0
-      const puller = yield* makePuller(source, {
-        withSlot: (yield* makeTransferSlots(4)).withSlot("p"),
-        release: () => Effect.sync(() => void released++),
-        backlog: { adjust: () => Effect.void },
-        paths: makePathLocks(),
-        recheck: { add: (p) => Effect.sync(() => void rechecked.push(p)), due: () => false }
-      })
-      yield* Effect.forkScoped(Effect.provide(puller.run, services))
-      yield* puller.offer([{ record, cost: 1 }])
-      yield* eventually("written", () => readOr(path.join(root, "new.txt")) === content.toString() && released === 1)
-      expect(rechecked).toEqual(["new.txt"])
-      yield* puller.offer([{ record: { ...record, sequence: 2 }, cost: 1 }])
-      yield* eventually("the same version settled", () => released === 2)
-      expect(rechecked).toEqual(["new.txt"])
-    }).pipe(Effect.scoped))
 })

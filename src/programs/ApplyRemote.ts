@@ -192,19 +192,12 @@ const commitReceived = (remote: FileRecord, source: BlockSource, fetched: Fetche
     }))
   })
 
-/**
- * How applying a record ended: its path written to (worth a second look: Recheck),
- * nothing written (nothing to do, only the index changed, or refused for good), or
- * failed in a way worth another try later (a block was unavailable, a disk error).
- */
-export type ApplyOutcome = "written" | "unchanged" | "retry"
-
-/** Log and report a failed apply. */
+/** Log and report a failed apply. False when worth another try later (a block was unavailable, a disk error). */
 const failed = (remote: FileRecord, source: BlockSource, e: FsError | UnsafePath | BlockUnavailable) => {
   const reason = "reason" in e ? e.reason : e.message
   return Effect.logWarning(`could not apply ${showPath(remote.path)} from peer: ${printable(reason)}`).pipe(
     Effect.zipRight(publishEvent(NodeEvent.TransferFailed({ path: remote.path, peerId: source.peerId, reason }))),
-    Effect.as<ApplyOutcome>(e._tag === "FsError" || e._tag === "BlockUnavailable" ? "retry" : "unchanged")
+    Effect.as(e._tag !== "FsError" && e._tag !== "BlockUnavailable")
   )
 }
 
@@ -212,29 +205,31 @@ const failed = (remote: FileRecord, source: BlockSource, e: FsError | UnsafePath
  * Bring one record a peer announced into this folder, if it should win: download
  * outside the lock, then decide again and commit under the path's lock. Every
  * filesystem call goes through the folder's rooted calls, so none can leave it.
+ * False when it failed in a way worth retrying (a block was unavailable, a disk error).
  */
-export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<ApplyOutcome, never, ApplyServices> =>
+export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, ApplyServices> =>
   Effect.gen(function*() {
     const started = Date.now()
     const locked = (yield* Folder).withPathLock(remote.path)
     switch (yield* planFor(remote)) {
       case "nothing":
-        return "unchanged" as const
+        return
       case "record":
-        return yield* Effect.as(locked(recordOnly(remote)), "unchanged" as const)
+        return yield* locked(recordOnly(remote))
       case "delete":
-        return yield* Effect.as(locked(applyDelete(remote, source.peerId)), "written" as const)
+        return yield* locked(applyDelete(remote, source.peerId))
       case "dir":
-        return yield* Effect.as(locked(applyDir(remote)), "written" as const)
+        return yield* locked(applyDir(remote))
       case "fetch": {
         const fetched = remote.kind === "file"
           ? yield* (yield* Transfer).fetch(remote, source)
           : { part: yield* symlinkToPart(remote), fetched: 0, fetchedBytes: 0 }
-        return yield* Effect.as(commitReceived(remote, source, fetched, started), "written" as const)
+        return yield* commitReceived(remote, source, fetched, started)
       }
     }
   }).pipe(
     Effect.scoped,
+    Effect.as(true),
     Effect.catchAll((e) => failed(remote, source, e))
   )
 
@@ -250,14 +245,14 @@ export const isSmallFile = (record: FileRecord): boolean => !record.deleted && r
 export const applyRemoteFiles = (
   remotes: ReadonlyArray<FileRecord>,
   source: BlockSource
-): Effect.Effect<ReadonlyArray<ApplyOutcome>, never, ApplyServices> =>
+): Effect.Effect<ReadonlyArray<boolean>, never, ApplyServices> =>
   Effect.gen(function*() {
     const started = Date.now()
     const plans = yield* Effect.forEach(remotes, planFor)
     const batch = remotes.flatMap((remote, i) => (plans[i] === "fetch" && isSmallFile(remote) ? [i] : []))
     const batched = new Set(batch)
-    const outcomes: Array<ApplyOutcome> = yield* Effect.forEach(remotes, (remote, i) =>
-      plans[i] === "nothing" || batched.has(i) ? Effect.succeed<ApplyOutcome>("unchanged") : applyRemote(remote, source))
+    const outcomes: Array<boolean> = yield* Effect.forEach(remotes, (remote, i) =>
+      plans[i] === "nothing" || batched.has(i) ? Effect.succeed(true) : applyRemote(remote, source))
     if (batch.length === 0) return outcomes
     const fetched = yield* (yield* Transfer).fetchFiles(batch.map((i) => remotes[i]!), source)
     yield* Effect.forEach(batch, (i, at) => {
@@ -267,9 +262,9 @@ export const applyRemoteFiles = (
         onRight: (part) => commitReceived(remote, source, part, started)
       })
       return apply.pipe(
-        Effect.as<ApplyOutcome>("written"),
+        Effect.as(true),
         Effect.catchAll((e) => failed(remote, source, e)),
-        Effect.map((outcome) => void (outcomes[i] = outcome))
+        Effect.map((ok) => void (outcomes[i] = ok))
       )
     }, { discard: true })
     return outcomes

@@ -8,7 +8,7 @@ import type { BlockSource } from "../services/Transfer.js"
 import type { ProgressTicket } from "./IndexProgress.js"
 import type { PathLocks } from "./PathLocks.js"
 import type { Recheck } from "./Recheck.js"
-import { type ApplyOutcome, applyRemote, applyRemoteFiles, isSmallFile } from "./ApplyRemote.js"
+import { applyRemote, applyRemoteFiles, isSmallFile } from "./ApplyRemote.js"
 import type { Backlog } from "./Backlog.js"
 
 /** Files applied at once within one session (the node-wide limit is the transfer slots). */
@@ -118,26 +118,20 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
         yield* Queue.offer(wake, undefined)
       })
 
-    /** Done with a record (its path looked at again if written), or try it again later. */
-    const settle = (item: Pending, outcome: ApplyOutcome) => {
-      switch (outcome) {
-        case "written":
-          return Effect.zipRight(options.recheck.add(item.record.path), done(item))
-        case "unchanged":
-          return done(item)
-        case "retry":
-          return Effect.asVoid(Effect.forkScoped(retryLater(item)))
-      }
-    }
+    /** Done with an applied record, or try it again later. */
+    const settle = (item: Pending, applied: boolean) =>
+      applied
+        ? Effect.zipRight(options.recheck.add(item.record.path), done(item))
+        : Effect.asVoid(Effect.forkScoped(retryLater(item)))
 
     /** Apply one record; the caller holds the transfer slot it needs. */
     const applyOne = (item: Pending) =>
-      options.paths.withPath(item.record.path)(applyRemote(item.record, source)).pipe(Effect.flatMap((outcome) => settle(item, outcome)))
+      options.paths.withPath(item.record.path)(applyRemote(item.record, source)).pipe(Effect.flatMap((applied) => settle(item, applied)))
 
     /** Apply small files together (one request, one fsync pass); the caller holds the slot. */
     const applyBatch = (items: ReadonlyArray<Pending>) =>
       options.paths.withPaths(items.map((item) => item.record.path))(applyRemoteFiles(items.map((item) => item.record), source)).pipe(
-        Effect.flatMap((outcomes) => Effect.forEach(items, (item, i) => settle(item, outcomes[i]!), { discard: true }))
+        Effect.flatMap((applied) => Effect.forEach(items, (item, i) => settle(item, applied[i]!), { discard: true }))
       )
 
     // Effect.forEach, not Stream.mapEffect: measured 172 vs 125 files/s on
