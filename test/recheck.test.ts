@@ -2,7 +2,6 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { makeRecheck } from "../src/programs/Recheck.js"
 import { makeNetwork } from "../src/Testing.js"
 import { Watcher } from "../src/services/Watcher.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
@@ -26,20 +25,4 @@ describe("a local change right after a peer's write", () => {
       yield* eventually("the deletion reaches a", () => !fs.existsSync(path.join(a, "arrives.txt")), 10_000)
       expect(readOr(path.join(b, "arrives.txt"))).toBe("<missing>")
     }).pipe(Effect.scoped), { timeout: 60_000 })
-})
-
-describe("Recheck", () => {
-  it.live("a path added is due until it has been looked at again, then no longer", () =>
-    Effect.gen(function*() {
-      const checked: Array<ReadonlyArray<string>> = []
-      const recheck = yield* makeRecheck((paths) => Effect.sync(() => void checked.push(paths)))
-      expect(recheck.due("a.txt")).toBe(false)
-      yield* recheck.add("a.txt")
-      yield* recheck.add("b/c.txt")
-      expect(recheck.due("a.txt")).toBe(true)
-      expect(recheck.due("b/c.txt")).toBe(true)
-      yield* eventually("looked at again", () => checked.length === 1, 5_000)
-      expect([...checked[0]!].sort()).toEqual(["a.txt", "b/c.txt"])
-      expect(recheck.due("a.txt")).toBe(false)
-    }).pipe(Effect.scoped))
 })

@@ -14,11 +14,6 @@ const RECHECK_DELAY = Duration.millis(750)
  */
 export interface Recheck {
   readonly add: (path: string) => Effect.Effect<void>
-  /**
-   * Will `path` be looked at again, later than now? Then a watcher event for it can wait
-   * for that look (it is most often our own write coming back).
-   */
-  readonly due: (path: string) => boolean
 }
 
 /** Runs `check` on the paths added, in batches, RECHECK_DELAY after the first of each batch. Scoped. */
@@ -42,8 +37,7 @@ export const makeRecheck = <E, R>(check: (paths: ReadonlyArray<string>) => Effec
         Effect.suspend(() => {
           pending.add(path)
           return Queue.offer(wake, undefined)
-        }),
-      due: (path) => pending.has(path)
+        })
     }
     return recheck
   })

@@ -140,9 +140,6 @@ export const startNode = (options: NodeOptions) =>
       indexed: Deferred.await(scanned)
     }
 
-    // A path a peer's change was just written to is looked at again shortly (Recheck):
-    // its watcher event, most often that write itself, waits for that look.
-    const notDue = (paths: ReadonlyArray<string>) => paths.filter((p) => !recheck.due(p))
     // Watch before the initial scan so nothing changed during the scan is missed.
     // A watcher that fails (e.g. out of inotify watches) is restarted, with a full
     // rescan for whatever it missed meanwhile.
@@ -154,7 +151,7 @@ export const startNode = (options: NodeOptions) =>
       Stream.runForEach((paths) =>
         paths.length === 0
           ? Effect.asVoid(Deferred.succeed(live, undefined))
-          : Effect.asVoid(Effect.zipRight(Deferred.await(scanned), onLocalChanges(notDue(paths))))
+          : Effect.asVoid(Effect.zipRight(Deferred.await(scanned), onLocalChanges(paths)))
       ),
       Effect.tapError((e) => Effect.logError(`file watcher failed, restarting it: ${e.message}`)),
       Effect.zipRight(Effect.fail(new FsError({ op: "watch", path: folder.root, cause: "stream ended" }))),
