@@ -33,6 +33,12 @@ const readLocalBlock = (disk: RootedFs, location: BlockLocation | undefined, has
   }
 }
 
+/** A received block, decompressed, if it is the `size` bytes hashing to `hash`; else undefined. */
+const verifiedBlock = (hasher: HasherApi, received: Uint8Array, compressed: boolean, size: number, hash: string | undefined) => {
+  const data = compressed ? decompressBlock(received, size) : received
+  return data && data.length === size && hasher.hash(data) === hash ? data : undefined
+}
+
 /** Local block copies made between two turns of the event loop: sessions and keepalives keep running. */
 const COPY_BYTES_PER_TURN = 16 * 1024 * 1024
 
@@ -104,10 +110,8 @@ const fetchInto = (remote: FileRecord, source: BlockSource) =>
       // Synchronous writes: measured faster here than a thread-pool round trip per block.
       yield* source.fetchBlocks({ path: remote.path, hash: remote.hash, blocks: missing }, (index, data0, compressed) => {
         const size = blockLength(remote, index)
-        const data = compressed ? decompressBlock(data0, size) : data0
-        if (!data || data.length !== size || hasher.hash(data) !== remote.blocks[index]) {
-          return `block ${index} failed its hash check (changed while sent?)`
-        }
+        const data = verifiedBlock(hasher, data0, compressed, size, remote.blocks[index])
+        if (!data) return `block ${index} failed its hash check (changed while sent?)`
         try {
           writeAt(index, data)
           received += size
@@ -169,10 +173,9 @@ const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource)
       const request = yield* Effect.either(source.fetchFiles(files, (position, data0, compressed) => {
         const i = wanted[position]!
         const remote = remotes[i]!
-        const data = compressed ? decompressBlock(data0, remote.size) : data0
-        if (!data || data.length !== remote.size || hasher.hash(data) !== remote.blocks[0]) {
-          failures[i] = new BlockUnavailable({ reason: "it failed its hash check (changed while sent?)" })
-        } else contents[i] = { data, fetched: 1 }
+        const data = verifiedBlock(hasher, data0, compressed, remote.size, remote.blocks[0])
+        if (data) contents[i] = { data, fetched: 1 }
+        else failures[i] = new BlockUnavailable({ reason: "it failed its hash check (changed while sent?)" })
         return undefined
       }))
       const missing = Either.isLeft(request) ? request.left : new BlockUnavailable({ reason: "the peer no longer has this version (changed since?)" })

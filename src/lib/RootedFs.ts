@@ -22,6 +22,8 @@ import * as path from "node:path"
 
 const C = fs.constants
 const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW
+/** A new file, never an existing one, never through a link. */
+const CREATE_FLAGS = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW
 const PROC_FD = "/proc/self/fd"
 
 /** Can we reach a descriptor's directory by path (openat emulation)? Checked once. */
@@ -121,15 +123,20 @@ export class RootedFs {
 
   /** Run `f` on the entry `rel`, its parent held open (and created first when `create`). */
   private inParent<A>(rel: string, f: (entry: string) => A, create = false): A {
-    const segments = segmentsOf(rel)
-    const name = segments.pop()
-    if (name === undefined) throw errno("EINVAL", "the folder itself is not an entry")
-    const dir = this.openDir(segments, create)
+    const { dir, name } = this.openParent(rel, create)
     try {
       return f(dir.at(name))
     } finally {
       dir.close()
     }
+  }
+
+  /** The parent of entry `rel`, held open (the caller closes it), and the entry's name in it. */
+  private openParent(rel: string, create: boolean): { readonly dir: DirRef; readonly name: string } {
+    const segments = segmentsOf(rel)
+    const name = segments.pop()
+    if (name === undefined) throw errno("EINVAL", "the folder itself is not an entry")
+    return { dir: this.openDir(segments, create), name }
   }
 
   /** lstat, or undefined when nothing is there, or it is only reachable through a link or a file. */
@@ -174,7 +181,7 @@ export class RootedFs {
 
   /** Create a new file `rel` for writing (never an existing one, never through a link); parents are made. */
   createExclusive(rel: string, mode: number): number {
-    return this.inParent(rel, (entry) => fs.openSync(entry, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode), true)
+    return this.inParent(rel, (entry) => fs.openSync(entry, CREATE_FLAGS, mode), true)
   }
 
   /**
@@ -184,21 +191,14 @@ export class RootedFs {
    * open until the open is done, so it is contained as the synchronous call is.
    */
   createExclusiveAsync(rel: string, mode: number): Promise<number> {
-    const segments = segmentsOf(rel)
-    const name = segments.pop()
-    if (name === undefined) return Promise.reject(errno("EINVAL", "the folder itself is not an entry"))
-    let dir: DirRef
-    try {
-      dir = this.openDir(segments, true)
-    } catch (e) {
-      return Promise.reject(e)
-    }
-    return new Promise((resolve, reject) =>
-      fs.open(dir.at(name), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode, (error, fd) => {
+    return new Promise((resolve, reject) => {
+      const { dir, name } = this.openParent(rel, true) // (a throw here rejects)
+      fs.open(dir.at(name), CREATE_FLAGS, mode, (error, fd) => {
         dir.close()
         if (error) reject(error)
         else resolve(fd)
-      }))
+      })
+    })
   }
 
   /** Make directory `rel` and any missing parents (all real directories). */
