@@ -208,10 +208,14 @@ const failed = (remote: FileRecord, source: BlockSource, e: FsError | UnsafePath
  * False when it failed in a way worth retrying (a block was unavailable, a disk error).
  */
 export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, ApplyServices> =>
+  Effect.flatMap(planFor(remote), (plan) => applyPlanned(remote, plan, source))
+
+/** `applyRemote` once its plan is made. */
+const applyPlanned = (remote: FileRecord, plan: Plan, source: BlockSource): Effect.Effect<boolean, never, ApplyServices> =>
   Effect.gen(function*() {
     const started = Date.now()
     const locked = (yield* Folder).withPathLock(remote.path)
-    switch (yield* planFor(remote)) {
+    switch (plan) {
       case "nothing":
         return
       case "record":
@@ -252,7 +256,7 @@ export const applyRemoteFiles = (
     const batch = remotes.flatMap((remote, i) => (plans[i] === "fetch" && isSmallFile(remote) ? [i] : []))
     const batched = new Set(batch)
     const outcomes: Array<boolean> = yield* Effect.forEach(remotes, (remote, i) =>
-      plans[i] === "nothing" || batched.has(i) ? Effect.succeed(true) : applyRemote(remote, source))
+      batched.has(i) ? Effect.succeed(true) : applyPlanned(remote, plans[i]!, source))
     if (batch.length === 0) return outcomes
     const fetched = yield* (yield* Transfer).fetchFiles(batch.map((i) => remotes[i]!), source)
     yield* Effect.forEach(batch, (i, at) => {

@@ -14,7 +14,6 @@ import { letEventLoopTurn } from "../lib/EventLoop.js"
 import { PART_FILE, partInProgress } from "../lib/PartFile.js"
 import { hashFileContent } from "./Content.js"
 
-
 /** What a scan of a path found: nothing new, a new version, a file still being written, an ignored path, or an error (logged). */
 export type ScanOutcome = "unchanged" | "changed" | "unstable" | "ignored" | "failed"
 
