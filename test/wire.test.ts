@@ -58,6 +58,20 @@ describe("wire codec", () => {
     expect(reason(hello("x".repeat(257)))).toContain("invalid message")
   })
 
+  it("FilesRequest: 1 to 64 files, each a bounded path and a 64-hex hash; anything else is refused", () => {
+    const file = { path: "d/f.txt", hash: "a".repeat(64) }
+    const request = (files: ReadonlyArray<unknown>, stream = 1) => json({ _tag: "FilesRequest", stream, files })
+    expect(Exit.isSuccess(decode(request([file])))).toBe(true)
+    expect(Exit.isSuccess(decode(request(Array(64).fill(file))))).toBe(true)
+    expect(reason(request([]))).toContain("invalid message")
+    expect(reason(request(Array(65).fill(file)))).toContain("invalid message")
+    expect(reason(request([{ ...file, path: "x".repeat(4097) }]))).toContain("invalid message")
+    expect(reason(request([{ ...file, hash: "A".repeat(64) }]))).toContain("invalid message")
+    expect(reason(request([{ path: "d/f.txt" }]))).toContain("invalid message")
+    expect(reason(request([file], -1))).toContain("invalid message")
+    expect(reason(request([file], 2 ** 32))).toContain("invalid message")
+  })
+
   it("IndexFrom: a sequence 0..2^53-1 is read; negative, fractional, past 2^53 or missing is refused", () => {
     expect(Exit.isSuccess(decode(json({ _tag: "IndexFrom", after: 0 })))).toBe(true)
     expect(Exit.isSuccess(decode(json({ _tag: "IndexFrom", after: Number.MAX_SAFE_INTEGER })))).toBe(true)
