@@ -44,6 +44,8 @@ import type { Backlog } from "./Backlog.js"
 import type { PathLocks } from "./PathLocks.js"
 import type { Recheck } from "./Recheck.js"
 import { makePuller } from "./Puller.js"
+import type { Swarm } from "./Swarm.js"
+import { makeSentFiles, type SentFiles } from "./SentFiles.js"
 
 /** How a session notices a dead or stuck peer. */
 export interface SessionTiming {
@@ -81,6 +83,8 @@ export interface SessionOptions {
   readonly paths: PathLocks
   /** Shared by all sessions: written paths looked at again. */
   readonly recheck: Recheck
+  /** Shared by all sessions: every peer, for large files pulled from several. */
+  readonly swarm: Swarm
   readonly timing: SessionTiming
   /** Unacknowledged index record cost allowed each way (INDEX_WINDOW; tests use a small one). */
   readonly indexWindow: number
@@ -228,15 +232,19 @@ const streamBlocks = (
     return blocks
   })
 
-/** Serve one file version's requested blocks (FileRequest). */
-const serveFile = (request: FileRequest, peerId: string, sendFrame: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
+/** Serve one file version's requested blocks (FileRequest), counted in `sent`. */
+const serveFile = (request: FileRequest, sent: SentFiles, sendFrame: (frame: Uint8Array) => Effect.Effect<void, ConnectionClosed>) =>
   Effect.gen(function*() {
     const transfer = yield* Transfer
-    const started = Date.now()
-    const blocks = yield* streamBlocks(request.stream, (into) => transfer.serve(request, into), sendFrame)
-    if (blocks === undefined) return
-    const bytes = blocks.reduce((sum, b) => sum + b.bytes, 0)
-    yield* publishEvent(NodeEvent.FileSent({ path: request.path, peerId, bytes, durationMs: Date.now() - started }))
+    let bytes = 0
+    yield* Effect.acquireUseRelease(
+      sent.begin(request.path),
+      () =>
+        Effect.map(streamBlocks(request.stream, (into) => transfer.serve(request, into), sendFrame), (blocks) => {
+          bytes = (blocks ?? []).reduce((sum, b) => sum + b.bytes, 0)
+        }),
+      () => sent.end(request.path, bytes)
+    )
   })
 
 /** Serve several whole small files (FilesRequest): those here in that version. */
@@ -333,6 +341,17 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     })
 
     let nextStream = 0
+    let ended = false
+    const sessionScope = yield* Effect.scope
+    // Downloads from other sessions may be waiting on our streams (the swarm): told at once.
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        ended = true
+        const open = [...streams.values()]
+        streams.clear()
+        return Effect.forEach(open, (s) => Deferred.fail(s.done, new BlockUnavailable({ reason: "the peer left" })), { discard: true })
+      })
+    )
     /** Ends a stream we receive: removed, its waiter told; a failure also tells the peer to stop. */
     const finish = (stream: number, error?: string): Effect.Effect<void> => {
       const incoming = streams.get(stream)
@@ -348,13 +367,21 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     const openStream = (blocks: Iterable<number>, partial: boolean, sink: BlockSink, request: (stream: number) => Message) => {
       const stream = nextStream = (nextStream + 1) >>> 0
       return Effect.gen(function*() {
+        if (ended) return yield* new BlockUnavailable({ reason: "the peer left" })
         const done = yield* Deferred.make<void, BlockUnavailable>()
         streams.set(stream, { sink, due: new Set(blocks), partial, done, windowStart: Date.now(), windowBytes: 0 })
         yield* send(request(stream)).pipe(Effect.mapError((e) => new BlockUnavailable({ reason: e.reason })))
         yield* Deferred.await(done)
       }).pipe(
-        // torn down with the session: forget the stream, tell nobody (the connection is going)
-        Effect.onInterrupt(() => Effect.sync(() => streams.delete(stream)))
+        // not wanted any more (another peer sent it first, or the session is going): forgotten,
+        // and the peer asked to stop, from a fiber of the session's own (a full socket must not hold this up)
+        Effect.onInterrupt(() =>
+          Effect.suspend(() =>
+            streams.delete(stream) && !ended
+              ? Effect.asVoid(Effect.forkIn(Effect.ignore(send(new StreamCancel({ stream }))), sessionScope))
+              : Effect.void
+          )
+        )
       )
     }
     // requests built from validated records: not validated again
@@ -386,8 +413,9 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         return credit >= options.indexWindow / 16 ? flushCredit : Effect.void
       })
     const creditFlusher = Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(50)), flushCredit))
+    yield* options.swarm.join(source)
     const limiter = yield* RateLimiter
-    const puller = yield* makePuller(source, {
+    const puller = yield* makePuller(options.swarm.via(source), {
       withSlot: limiter.withTransferSlot(channel.peerId),
       release: (item, settled) => release(item.cost, settled ? item.ticket : undefined),
       backlog: options.backlog,
@@ -424,6 +452,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       })
 
     const outgoing = yield* FiberMap.make<number>()
+    const sentFiles = yield* makeSentFiles(channel.peerId)
     const unhandledLevel = yield* FiberRef.get(FiberRef.unhandledErrorLogLevel)
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
     /** Serve a request in its own fiber (SERVING at a time), cancellable by its stream id. */
@@ -460,7 +489,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           )
         }
         case "FileRequest":
-          return serve(frame.stream, serveFile(frame, channel.peerId, sendFrame))
+          return serve(frame.stream, serveFile(frame, sentFiles, sendFrame))
         case "FilesRequest":
           return serve(frame.stream, serveFiles(frame, channel.peerId, sendFrame))
         case "StreamCancel":

@@ -26,6 +26,7 @@ import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { makeBacklog } from "./Backlog.js"
 import { makePathLocks } from "./PathLocks.js"
 import { makeRecheck } from "./Recheck.js"
+import { makeSwarm } from "./Swarm.js"
 import { makeDialers } from "./Dialers.js"
 import { purgeTrash } from "./Trash.js"
 import { IGNORE_FILE_NAME } from "../lib/Ignore.js"
@@ -135,6 +136,7 @@ export const startNode = (options: NodeOptions) =>
       backlog: yield* makeBacklog,
       paths: makePathLocks(),
       recheck,
+      swarm: makeSwarm(),
       timing: { ...defaultTiming, ...options.timing },
       indexWindow: options.indexWindow ?? INDEX_WINDOW,
       indexed: Deferred.await(scanned)
