@@ -7,6 +7,8 @@
 //   rescan_s          A restarted on the same tree and index, until it has scanned it again
 //   index_received_s  B started empty, until it has A's whole index
 //   all_received_s    B started, until it holds every file (unless --no-transfer)
+//   restart_new_file_s  then A restarted, a file saved in its folder once it runs: from the
+//                       restart until B holds it (unless --no-transfer)
 // and each process's peak RSS. Prints one JSON object and writes bench/results/scale.json.
 // SAFETY: dsync runs only with `--no-discovery -a 127.0.0.1:PORT`.
 import * as fs from "node:fs"
@@ -79,9 +81,22 @@ const main = async () => {
     await waitFor("B to receive A's index", () => /received the index of bench-a/.test(b.stderr), TIMEOUT_MS, procs, 20)
     const indexReceived = round((performance.now() - t0) / 1000)
     let allReceived = null
+    let restartNewFile = null
+    let senderPeak = null
     if (transfer) {
       await waitFor(`B to receive ${files} files`, () => received.n >= files, TIMEOUT_MS, procs, 50)
       allReceived = round((performance.now() - t0) / 1000)
+      senderPeak = peakRssMib(a.pid)
+      await stop(a, 30_000)
+      const r0 = performance.now()
+      a = startA()
+      procs.splice(0, 1, a)
+      // saved as soon as A runs again, in the folder its scan reaches last
+      await waitFor("A to run again", () => /listening on/.test(a.stdout), TIMEOUT_MS, procs, 5)
+      const fresh = path.join(`d${String(Math.ceil(files / 100) - 1).padStart(5, "0")}`, "made-after-restart.txt")
+      fs.writeFileSync(path.join(dirA, fresh), "new after the restart")
+      await waitFor("B to receive the file made after A's restart", () => fs.existsSync(path.join(dirB, fresh)), TIMEOUT_MS, procs, 20)
+      restartNewFile = round((performance.now() - r0) / 1000)
     }
     const result = {
       measure: "scale",
@@ -92,7 +107,8 @@ const main = async () => {
       rescan_s: rescan,
       index_received_s: indexReceived,
       all_received_s: allReceived,
-      peak_rss_mib: { first_index: firstPeak, sender: peakRssMib(a.pid), receiver: peakRssMib(b.pid) },
+      restart_new_file_s: restartNewFile,
+      peak_rss_mib: { first_index: firstPeak, sender: senderPeak ?? peakRssMib(a.pid), receiver: peakRssMib(b.pid) },
       cpu_s: { sender: cpuSeconds(a.pid), receiver: cpuSeconds(b.pid) }
     }
     const stops = await Promise.all([stop(a, 30_000), stop(b, 30_000)])

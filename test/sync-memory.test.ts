@@ -4,6 +4,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { FsError } from "../src/domain/Errors.js"
 import * as WatcherParcel from "../src/layers/WatcherParcel.js"
+import { Folder } from "../src/services/Folder.js"
 import { Watcher } from "../src/services/Watcher.js"
 import { cutAll, makeNetwork } from "../src/Testing.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
@@ -212,4 +213,33 @@ describe("two nodes on an in-memory network", () => {
       write(a, "later.txt", "live again")
       yield* eventually("live again", () => readOr(path.join(b, "later.txt")) === "live again")
     }).pipe(Effect.scoped), { timeout: 30_000 })
+
+  it.live("a file saved while the first scan runs reaches the peer before that scan ends", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const a = yield* tempDir()
+      const b = yield* tempDir()
+      // a slow first scan: 300 files, each looked at for 20 ms (ignored, so only the saved file syncs)
+      for (let i = 0; i < 300; i++) write(a, `slow/f${i}.txt`, "x")
+      const slowScan = Layer.effect(
+        Folder,
+        Effect.map(Folder, (folder) => ({
+          ...folder,
+          isIgnored: (rel: string, isDir: boolean) =>
+            rel.startsWith("slow/") && !isDir ? Effect.as(Effect.sleep("20 millis"), true) : folder.isIgnored(rel, isDir)
+        }))
+      )
+      const network = makeNetwork()
+      yield* memoryNode(network, "b", b, [])
+      // (b's own scan, of nothing, logs "indexed 0 ...")
+      const scanEnded = () => logs.lines.some((l) => /indexed [1-9]\d* files and folders/.test(l))
+      yield* Effect.forkScoped(memoryNode(network, "a", a, ["b"], undefined, slowScan))
+      yield* eventually("a to connect while it scans", () => logs.lines.some((l) => l.includes("connected to a")), 10_000)
+      expect(scanEnded()).toBe(false)
+      write(a, "saved.txt", "saved during the scan")
+      yield* eventually("saved.txt at b", () => readOr(path.join(b, "saved.txt")) === "saved during the scan", 10_000)
+      expect(scanEnded()).toBe(false)
+      yield* eventually("the scan to end", scanEnded, 10_000)
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
+  }, { timeout: 30_000 })
 })

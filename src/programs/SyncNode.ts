@@ -153,7 +153,9 @@ export const startNode = (options: NodeOptions) =>
       Stream.runForEach((paths) =>
         paths.length === 0
           ? Effect.asVoid(Deferred.succeed(live, undefined))
-          : Effect.asVoid(Effect.zipRight(Deferred.await(scanned), onLocalChanges(paths)))
+          // not held until the first scan ends: a file saved meanwhile reaches peers at once
+          // (scanning is per path under its lock, so this and the scan never race on one)
+          : Effect.asVoid(onLocalChanges(paths))
       ),
       Effect.tapError((e) => Effect.logError(`file watcher failed, restarting it: ${e.message}`)),
       Effect.zipRight(Effect.fail(new FsError({ op: "watch", path: folder.root, cause: "stream ended" }))),

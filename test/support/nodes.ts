@@ -5,6 +5,7 @@ import * as path from "node:path"
 import type { SessionTiming } from "../../src/programs/PeerSession.js"
 import { type ReconnectDelays, startNode } from "../../src/programs/SyncNode.js"
 import type { RateLimits } from "../../src/services/RateLimiter.js"
+import type { Folder } from "../../src/services/Folder.js"
 import type { Watcher } from "../../src/services/Watcher.js"
 import { memoryNodeLayer, type MemoryNetwork } from "../../src/Testing.js"
 import { describeTree } from "./fs.js"
@@ -23,8 +24,8 @@ export const memoryNode = (
     readonly reconnect?: ReconnectDelays
     readonly rescanInterval?: DurationInput
   },
-  /** Replaces some of the node's services (e.g. a failing watcher). */
-  overrides: Layer.Layer<never> | Layer.Layer<Watcher> = Layer.empty
+  /** Replaces some of the node's services (e.g. a failing watcher), perhaps wrapping the node's own Folder. */
+  overrides: Layer.Layer<never> | Layer.Layer<Watcher> | Layer.Layer<Folder, never, Folder> = Layer.empty
 ) =>
   Effect.gen(function*() {
     // built in the caller's scope: the node's services live as long as the node
@@ -35,7 +36,7 @@ export const memoryNode = (
       peers: peers.map((h) => ({ host: h, port: PORT })),
       ...(timing?.limits ? { limits: timing.limits } : {})
     })
-    const services = yield* Layer.build(Layer.merge(base, overrides))
+    const services = yield* Layer.build(Layer.merge(base, Layer.provide(overrides, base)))
     return yield* Effect.provide(
       startNode({
         name: host,
