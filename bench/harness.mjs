@@ -173,6 +173,38 @@ export const cpuSeconds = (pid) => {
   }
 }
 
+/**
+ * Empty the page cache, so what is read next comes from the disk, as after a reboot:
+ * possible as root (where /proc/sys/vm/drop_caches is writable). DSYNC_BENCH_WARM=1 keeps
+ * the cache (a shared machine). Returns whether the cache was dropped.
+ */
+export const dropCaches = () => {
+  if (process.env.DSYNC_BENCH_WARM === "1") return false
+  spawnSync("sync")
+  try {
+    fs.writeFileSync("/proc/sys/vm/drop_caches", "3")
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * A reference copy into `to` with `command args` (cp, rsync), from a cold cache when it can
+ * be had, until the command exits (its writes may still be in the page cache, where dsync
+ * fsyncs each file): seconds, or null when the command is not installed. `to` is removed after.
+ */
+export const timeReference = (command, args, to, timeoutMs) => {
+  if (spawnSync("sh", ["-c", `command -v ${command}`]).status !== 0) return null
+  dropCaches()
+  const t0 = performance.now()
+  const r = spawnSync(command, args, { stdio: ["ignore", "ignore", "pipe"], timeout: timeoutMs })
+  if (r.status !== 0) throw new Error(`${command} failed: ${r.error?.message ?? r.stderr?.toString()}`)
+  const seconds = (performance.now() - t0) / 1000
+  fs.rmSync(to, { recursive: true, force: true })
+  return round(seconds)
+}
+
 export const writeRandomFile = (file, bytes) => {
   const fd = fs.openSync(file, "w")
   try {

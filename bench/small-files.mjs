@@ -1,19 +1,19 @@
 #!/usr/bin/env node
 // Many-small-files benchmark: two real dsync processes on 127.0.0.1 (discovery off).
 //   node bench/small-files.mjs [--files N]      (default 2000; `npm run bench:files` builds first)
-// A starts with N files of 1–8 KiB in 50 folders; B starts empty; both start together.
-// Measures the time from their start until B has received every file (and from their
-// connection on), and times `cp -r` of the tree in the same run. Prints one JSON object
-// and writes it to bench/results/small-files.json.
+// A starts with N files of 1–8 KiB in 100 folders; B starts empty; both start together,
+// from a cold page cache where it can be dropped (root). Measures the time from their
+// start until B has received every file (and from their connection on), and times `cp -r`
+// (and `rsync -a`, where installed) of the tree in the same run, also cold. Prints one
+// JSON object and writes it to bench/results/small-files.json.
 // SAFETY: dsync runs only with `--no-discovery -a 127.0.0.1:PORT`.
-import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { countLines, cpuSeconds, freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
+import { countLines, cpuSeconds, dropCaches, freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, timeReference, waitFor } from "./harness.mjs"
 
-const FOLDERS = 50
+const FOLDERS = 100
 const TIMEOUT_MS = 300_000
 
 const parseFiles = (argv) => {
@@ -39,15 +39,14 @@ const main = async () => {
     bytes += content.length
   }
 
-  // the reference on the same data in the same run: a local copy of the tree (page cache, no fsync)
-  const c0 = performance.now()
-  const cp = spawnSync("cp", ["-r", dirA, path.join(tmpRoot, "cp")], { stdio: ["ignore", "ignore", "pipe"], timeout: TIMEOUT_MS })
-  if (cp.status !== 0) throw new Error(`cp -r failed: ${cp.stderr}`)
-  const cpSeconds = (performance.now() - c0) / 1000
+  // the references on the same data in the same run: a local copy of the tree
+  const cpSeconds = timeReference("cp", ["-r", dirA, path.join(tmpRoot, "cp")], path.join(tmpRoot, "cp"), TIMEOUT_MS)
+  const rsyncSeconds = timeReference("rsync", ["-a", `${dirA}/`, path.join(tmpRoot, "rsync")], path.join(tmpRoot, "rsync"), TIMEOUT_MS)
 
   // Start to finish, as a user waits: both nodes started together (A's first scan of the
   // tree counts), until B holds every file; also from their connection on.
   const [portA, portB] = [await freePort(), await freePort()]
+  const cold = dropCaches() // A's scan reads the tree from the disk
   const start = performance.now()
   const a = startDsync({ folder: dirA, port: portA, peerPort: portB, name: "bench-a", configHome })
   const b = startDsync({ folder: dirB, port: portB, peerPort: portA, name: "bench-b", configHome })
@@ -68,7 +67,9 @@ const main = async () => {
       seconds: round(seconds),
       seconds_after_connect: round((end - t0) / 1000),
       files_per_s: round(files / seconds, 1),
-      cp_seconds: round(cpSeconds),
+      cp_seconds: cpSeconds,
+      rsync_seconds: rsyncSeconds,
+      cold_cache: cold,
       peak_rss_mib: peak,
       cpu_s: cpu,
       exit_codes: { sender: stopA.code, receiver: stopB.code }

@@ -4,8 +4,9 @@
 // Measures: initial sync (a file A indexed at start, from B's connection until B has it,
 // and from both nodes started),
 // live sync (a file moved into A while both run, until B has it: includes A's watcher
-// delay and hashing), `cp` of the same file (page cache only, no fsync), the latency of
-// 20 new 1 KiB files, and each process's peak RSS.
+// delay and hashing), `cp` (and `rsync`, where installed) of the same file (until they
+// exit, no fsync), the latency of 20 new 1 KiB files, and each process's peak RSS. The
+// page cache is dropped (where root may) before the references and before the nodes start.
 // Prints one JSON object and writes it to bench/results/transfer.json.
 // SAFETY: dsync runs only with `--no-discovery -a 127.0.0.1:PORT`.
 import { spawnSync } from "node:child_process"
@@ -14,8 +15,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import {
-  BIG_TIMEOUT_MS, context, fileSize, freePort, here, mainJs, MiB, parseArgs, peakRssMib, percentile, round, sha256File,
-  sleep, SMALL_SAMPLES, SMALL_TIMEOUT_MS, runBench, startDsync, stop, tempDirs, waitFor, writeRandomFile
+  BIG_TIMEOUT_MS, context, dropCaches, fileSize, freePort, here, mainJs, MiB, parseArgs, peakRssMib, percentile, round, sha256File,
+  sleep, SMALL_SAMPLES, SMALL_TIMEOUT_MS, runBench, startDsync, stop, tempDirs, timeReference, waitFor, writeRandomFile
 } from "./harness.mjs"
 
 const main = async () => {
@@ -42,20 +43,15 @@ const main = async () => {
   const seedHash = sha256File(seed)
   spawnSync("sync")
 
-  // ---- cp baseline ----
-  let cpSeconds
-  try {
-    const t0 = performance.now()
-    const cp = spawnSync("cp", [src, path.join(cpRoot, "big.bin")], { stdio: ["ignore", "ignore", "pipe"], timeout: BIG_TIMEOUT_MS })
-    cpSeconds = (performance.now() - t0) / 1000
-    if (cp.status !== 0) throw new Error(`cp failed: ${cp.error?.message ?? cp.stderr?.toString()}`)
-  } finally {
-    fs.rmSync(cpRoot, { recursive: true, force: true })
-  }
+  // ---- references: cp (and rsync, where installed) of the same file, from a cold cache ----
+  const cpSeconds = timeReference("cp", [src, path.join(cpRoot, "big.bin")], path.join(cpRoot, "big.bin"), BIG_TIMEOUT_MS)
+  const rsyncSeconds = timeReference("rsync", ["--whole-file", src, path.join(cpRoot, "rsync.bin")], path.join(cpRoot, "rsync.bin"), BIG_TIMEOUT_MS)
+  fs.rmSync(cpRoot, { recursive: true, force: true })
 
   // ---- two nodes ----
   const [portA, portB] = [await freePort(), await freePort()]
   if (portA === portB) throw new Error("got the same port twice")
+  const cold = dropCaches() // A reads seed.bin from the disk to hash it, as after a reboot
   const started = performance.now()
   const a = startDsync({ folder: dirA, port: portA, peerPort: portB, name: "bench-a", configHome })
   const b = startDsync({ folder: dirB, port: portB, peerPort: portA, name: "bench-b", configHome })
@@ -140,8 +136,10 @@ const main = async () => {
       initial_start_to_finish_seconds: round(initialStartToFinish),
       sync_seconds: round(syncSeconds),
       sync_mb_per_s: round(mb / syncSeconds, 1),
-      cp_seconds: round(cpSeconds),
+      cp_seconds: cpSeconds,
       cp_mb_per_s: round(mb / cpSeconds, 1),
+      rsync_seconds: rsyncSeconds,
+      cold_cache: cold,
       small_file_latency_ms: {
         median: round(median, 1),
         p90: round(percentile(sorted, 90), 1),
