@@ -110,6 +110,53 @@ describe("RootedFs: no call leaves the folder", () => {
   })
 })
 
+describe("RootedFs: the folder's own descriptor", () => {
+  const openFds = () => fs.readdirSync("/proc/self/fd").length
+
+  it.runIf(fs.existsSync("/proc/self/fd"))("is opened once for many calls, and closed by close()", () => {
+    const t = scratch()
+    try {
+      const disk = new RootedFs(t.root)
+      disk.mkdirs("a")
+      const before = openFds()
+      for (let i = 0; i < 200; i++) {
+        fs.closeSync(disk.createExclusive(`a/f${i}`, 0o600))
+        disk.lstat(`a/f${i}`)
+        disk.rename(`a/f${i}`, `g${i}`)
+      }
+      expect(openFds()).toBe(before)
+      disk.close()
+      expect(openFds()).toBe(before - 1)
+      expect(disk.lstat("g0")?.isFile()).toBe(true) // used again: opened again
+      disk.close()
+    } finally {
+      t.done()
+    }
+  })
+
+  it("follows a folder replaced while in use, within a second; a call in flight keeps the old one open", async () => {
+    const t = scratch()
+    try {
+      const disk = new RootedFs(t.root)
+      fs.writeFileSync(path.join(t.root, "old.txt"), "in the first folder")
+      expect(disk.lstat("old.txt")?.isFile()).toBe(true)
+      const creating = disk.createExclusiveAsync("made-in-old.txt", 0o600) // holds the first folder open
+      fs.renameSync(t.root, path.join(t.base, "moved"))
+      fs.mkdirSync(t.root)
+      fs.closeSync(await creating)
+      expect(fs.existsSync(path.join(t.base, "moved", "made-in-old.txt"))).toBe(true)
+      await new Promise((r) => setTimeout(r, 1100))
+      expect(disk.lstat("old.txt")).toBeUndefined()
+      fs.closeSync(disk.createExclusive("new.txt", 0o600))
+      expect(fs.existsSync(path.join(t.root, "new.txt"))).toBe(true)
+      expect(fs.existsSync(path.join(t.base, "moved", "new.txt"))).toBe(false)
+      disk.close()
+    } finally {
+      t.done()
+    }
+  })
+})
+
 describe("printable: peer text in logs", () => {
   it("escapes controls, separators, bidi overrides and invisible format characters", () => {
     expect(printable("admin\u202egnp.exe")).toBe("admin\\u202egnp.exe")

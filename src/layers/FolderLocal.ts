@@ -17,14 +17,15 @@ const stripeOf = (relPath: string): number => {
 
 /** A folder on the local disk; `.dsyncignore` is created on first run and read with the `-e` excludes. */
 export const layer = (root: string, excludes: ReadonlyArray<string>): Layer.Layer<Folder, FsError> =>
-  Layer.effect(
+  Layer.scoped(
     Folder,
     Effect.gen(function*() {
+      const disk = yield* Effect.acquireRelease(Effect.sync(() => new RootedFs(root)), (d) => Effect.sync(() => d.close()))
       const matcher = yield* Ref.make(yield* loadIgnore(root, excludes))
       const locks = yield* Effect.forEach(Array.from({ length: STRIPES }), () => Effect.makeSemaphore(1))
       const api: FolderApi = {
         root,
-        fs: new RootedFs(root),
+        fs: disk,
         isIgnored: (relPath, isDir) => Effect.map(Ref.get(matcher), (m) => m(relPath, isDir)),
         reloadIgnore: loadIgnore(root, excludes).pipe(
           Effect.flatMap((m) => Ref.set(matcher, m)),
