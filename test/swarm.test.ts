@@ -85,6 +85,15 @@ describe("swarm: a file pulled from every peer that has it", () => {
       expect(peers.reduce((n, p) => n + p.sent(), 0)).toBeLessThan(BLOCKS * 1.5)
     }))
 
+  it.effect("asks at most 8 peers for one file", () =>
+    Effect.gen(function*() {
+      const peers = Array.from({ length: 12 }, (_, i) => fakePeer(`p${i}`, { kind: "serves" }))
+      const { sink, taken } = countingSink()
+      yield* fetchFrom(peers.map((p) => p.source), sink)
+      expect(everyBlockOnce(taken)).toBe(true)
+      expect(peers.filter((p) => p.asked.length > 0).length).toBe(8)
+    }))
+
   it.effect("a peer without the version is asked once and the rest come from the others", () =>
     Effect.gen(function*() {
       const [a, b] = [fakePeer("a", { kind: "serves" }), fakePeer("b", { kind: "lacks" })]

@@ -14,6 +14,8 @@ import { type BlockRequest, type BlockSink, type BlockSource, BlockUnavailable }
 const MAX_CHUNK_BLOCKS = 16
 /** Requests open at once to each peer within one file: the next is asked while one arrives. */
 const PER_PEER = 2
+/** Peers asked for one file at most (the announcing one and 7 others): beyond that, more requests than speed. */
+const MAX_PEERS_PER_FILE = 8
 /** Fewer blocks than this are asked of the announcing peer alone, in one request. */
 const MIN_SWARM_BLOCKS = 4
 
@@ -108,8 +110,8 @@ export const fetchFromAll = (
       return undefined
     }
     const missingOf = (chunk: Chunk) => chunk.blocks.filter((b) => !got.has(b))
-    const others = peers.current().filter((p) => p.peerId !== primary.peerId).length
-    const size = Math.min(MAX_CHUNK_BLOCKS, Math.max(1, Math.ceil(wanted.size / ((others + 1) * PER_PEER * 2))))
+    const askable = Math.min(MAX_PEERS_PER_FILE, 1 + peers.current().filter((p) => p.peerId !== primary.peerId).length)
+    const size = Math.min(MAX_CHUNK_BLOCKS, Math.max(1, Math.ceil(wanted.size / (askable * PER_PEER * 2))))
     const blocks = [...wanted]
     const queue: Array<Chunk> = []
     for (let at = 0; at < blocks.length; at += size) queue.push({ blocks: blocks.slice(at, at + size), fetchers: new Set() })
@@ -156,7 +158,7 @@ export const fetchFromAll = (
     let running = 0
     const start = (source: BlockSource) =>
       Effect.suspend(() => {
-        if (asked.has(source.peerId)) return Effect.void
+        if (asked.has(source.peerId) || asked.size >= MAX_PEERS_PER_FILE) return Effect.void
         asked.add(source.peerId)
         running += PER_PEER
         const loop = worker(source).pipe(
