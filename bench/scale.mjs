@@ -9,12 +9,13 @@
 //   all_received_s    B started, until it holds every file (unless --no-transfer)
 //   restart_new_file_s  then A restarted, a file saved in its folder once it runs: from the
 //                       restart until B holds it (unless --no-transfer)
-// and each process's peak RSS. Prints one JSON object and writes bench/results/scale.json.
+// and each process's peak RSS. The first index and the rescan start from a cold page cache
+// where it can be dropped (root). Prints one JSON object and writes bench/results/scale.json.
 // SAFETY: dsync runs only with `--no-discovery -a 127.0.0.1:PORT`.
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { countLines, cpuSeconds, freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
+import { countLines, cpuSeconds, dropCaches, freePort, here, mainJs, peakRssMib, round, runBench, startDsync, stop, tempDirs, waitFor } from "./harness.mjs"
 
 const TIMEOUT_MS = 900_000
 /** A node's log line once its first scan is done (it listens before). */
@@ -65,11 +66,13 @@ const main = async () => {
     return round((performance.now() - t0) / 1000)
   }
   try {
+    const cold = dropCaches() // the first index reads every file from the disk, as after a reboot
     let a = startA()
     procs.push(a)
     const firstIndex = await timed("A to index the tree", a, () => INDEXED.test(a.stderr))
     const firstPeak = peakRssMib(a.pid)
     await stop(a, 30_000)
+    dropCaches()
     a = startA()
     procs.splice(0, procs.length, a)
     const rescan = await timed("A to rescan the tree", a, () => INDEXED.test(a.stderr))
@@ -108,6 +111,7 @@ const main = async () => {
       index_received_s: indexReceived,
       all_received_s: allReceived,
       restart_new_file_s: restartNewFile,
+      cold_cache: cold,
       peak_rss_mib: { first_index: firstPeak, sender: senderPeak ?? peakRssMib(a.pid), receiver: peakRssMib(b.pid) },
       cpu_s: { sender: cpuSeconds(a.pid), receiver: cpuSeconds(b.pid) }
     }
