@@ -168,15 +168,28 @@ describe("swarm: a file pulled from every peer that has it", () => {
   it.live("a peer that joins mid-file is asked for part of what is left", () =>
     Effect.gen(function*() {
       const swarm = makeSwarm()
-      const [a, b] = [fakePeer("a", { kind: "serves", perBlock: "3 millis" }), fakePeer("b", { kind: "serves" })]
-      yield* swarm.join(a.source)
+      const peers = ["a", "b", "c"].map((id) => fakePeer(id, { kind: "serves", perBlock: "3 millis" }))
+      const [a, b, c] = peers
+      yield* swarm.join(a!.source)
+      yield* swarm.join(b!.source)
       const { sink, taken } = countingSink()
-      const download = yield* Effect.fork(swarm.via(a.source).fetchBlocks(request, sink))
-      yield* Effect.sleep("30 millis")
-      expect(b.asked.length).toBe(0)
-      yield* swarm.join(b.source)
+      const download = yield* Effect.fork(swarm.via(a!.source).fetchBlocks(request, sink))
+      yield* Effect.sleep("20 millis")
+      expect(c!.asked.length).toBe(0)
+      yield* swarm.join(c!.source)
       yield* download.await
       expect(everyBlockOnce(taken)).toBe(true)
-      expect(b.sent()).toBeGreaterThan(0)
+      expect(c!.sent()).toBeGreaterThan(0)
+    }).pipe(Effect.scoped))
+
+  it.effect("alone, the announcing peer is asked for the whole file in one request", () =>
+    Effect.gen(function*() {
+      const swarm = makeSwarm()
+      const a = fakePeer("a", { kind: "serves" })
+      yield* swarm.join(a.source)
+      const { sink, taken } = countingSink()
+      yield* swarm.via(a.source).fetchBlocks(request, sink)
+      expect(everyBlockOnce(taken)).toBe(true)
+      expect(a.asked).toEqual([request.blocks])
     }).pipe(Effect.scoped))
 })

@@ -27,7 +27,10 @@ const MIN_SWARM_BLOCKS = 4
 export interface Swarm {
   /** Offer `source` (a session's peer) to every download while the scope lasts. */
   readonly join: (source: BlockSource) => Effect.Effect<void, never, Scope.Scope>
-  /** `primary`, with the blocks of a large file also asked of every other peer in the swarm. */
+  /**
+   * `primary`, with the blocks of a large file also asked of every other peer in the
+   * swarm when there is one (and of those joining while it downloads).
+   */
   readonly via: (primary: BlockSource) => BlockSource
 }
 
@@ -67,10 +70,14 @@ export const makeSwarm = (): Swarm => {
     via: (primary) => ({
       peerId: primary.peerId,
       fetchFiles: primary.fetchFiles,
+      // alone, one request for the whole file: chunking it measured 13% slower start to
+      // finish on 512 MiB (5.8 s against 6.7 s, three alternating pairs)
       fetchBlocks: (request, sink) =>
-        request.blocks.length < MIN_SWARM_BLOCKS
-          ? primary.fetchBlocks(request, sink)
-          : fetchFromAll(primary, swarmPeers, request, sink)
+        Effect.suspend(() =>
+          request.blocks.length < MIN_SWARM_BLOCKS || swarmPeers.current().every((p) => p.peerId === primary.peerId)
+            ? primary.fetchBlocks(request, sink)
+            : fetchFromAll(primary, swarmPeers, request, sink)
+        )
     })
   }
 }
