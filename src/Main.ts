@@ -14,6 +14,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
+import { setFlagsFromString } from "node:v8"
 import { completionScript, helpText, parseArgs } from "./cli/Command.js"
 import { flushLog, stderrLogger } from "./cli/Log.js"
 import { ConfigError, TransportError } from "./domain/Errors.js"
@@ -66,6 +67,13 @@ const reported = program.pipe(
   }),
   Effect.provide(Logger.replace(Logger.defaultLogger, stderrLogger))
 )
+
+// Between full collections V8 lets the old generation grow to about 4x what is live: with
+// a node's steady churn of short-lived records that was 100 MB of a receiver's 190 MB
+// peak RSS for 10,000 files (22 MB live after each full GC). Growing by 1.5x instead
+// keeps that peak near 140 MB; a full GC of so small a heap takes about 10 ms. Set here,
+// for the CLI only: a library does not change its host's heap.
+setFlagsFromString("--heap-growing-percent=50")
 
 // The first Ctrl-C stops the node gracefully (goodbyes, index closed); a second one
 // while that runs exits at once.
