@@ -190,18 +190,19 @@ export const dropCaches = () => {
 }
 
 /**
- * A reference copy into `to` with `command args` (cp, rsync), from a cold cache when it can
- * be had, until the command exits (its writes may still be in the page cache, where dsync
- * fsyncs each file): seconds, or null when the command is not installed. `to` is removed after.
+ * A reference copy with `command args` (cp, rsync; the destination last), from a cold cache
+ * when it can be had, until the command exits (its writes may still be in the page cache,
+ * where dsync fsyncs each file): seconds, or null when the command is not installed. The
+ * copy is removed after.
  */
-export const timeReference = (command, args, to, timeoutMs) => {
+export const timeReference = (command, args, timeoutMs) => {
   if (spawnSync("sh", ["-c", `command -v ${command}`]).status !== 0) return null
   dropCaches()
   const t0 = performance.now()
   const r = spawnSync(command, args, { stdio: ["ignore", "ignore", "pipe"], timeout: timeoutMs })
   if (r.status !== 0) throw new Error(`${command} failed: ${r.error?.message ?? r.stderr?.toString()}`)
   const seconds = (performance.now() - t0) / 1000
-  fs.rmSync(to, { recursive: true, force: true })
+  fs.rmSync(args[args.length - 1], { recursive: true, force: true })
   return round(seconds)
 }
 

@@ -85,11 +85,12 @@ const main = async () => {
     const indexReceived = round((performance.now() - t0) / 1000)
     let allReceived = null
     let restartNewFile = null
-    let senderPeak = null
+    // the sender's figures up to here: A is restarted below
+    let sender = null
     if (transfer) {
       await waitFor(`B to receive ${files} files`, () => received.n >= files, TIMEOUT_MS, procs, 50)
       allReceived = round((performance.now() - t0) / 1000)
-      senderPeak = peakRssMib(a.pid)
+      sender = { peak: peakRssMib(a.pid), cpu: cpuSeconds(a.pid) }
       await stop(a, 30_000)
       const r0 = performance.now()
       a = startA()
@@ -112,8 +113,8 @@ const main = async () => {
       all_received_s: allReceived,
       restart_new_file_s: restartNewFile,
       cold_cache: cold,
-      peak_rss_mib: { first_index: firstPeak, sender: senderPeak ?? peakRssMib(a.pid), receiver: peakRssMib(b.pid) },
-      cpu_s: { sender: cpuSeconds(a.pid), receiver: cpuSeconds(b.pid) }
+      peak_rss_mib: { first_index: firstPeak, sender: sender?.peak ?? peakRssMib(a.pid), receiver: peakRssMib(b.pid) },
+      cpu_s: { sender: sender?.cpu ?? cpuSeconds(a.pid), receiver: cpuSeconds(b.pid) }
     }
     const stops = await Promise.all([stop(a, 30_000), stop(b, 30_000)])
     result.exit_codes = { sender: stops[0].code, receiver: stops[1].code }

@@ -40,8 +40,8 @@ const main = async () => {
   }
 
   // the references on the same data in the same run: a local copy of the tree
-  const cpSeconds = timeReference("cp", ["-r", dirA, path.join(tmpRoot, "cp")], path.join(tmpRoot, "cp"), TIMEOUT_MS)
-  const rsyncSeconds = timeReference("rsync", ["-a", `${dirA}/`, path.join(tmpRoot, "rsync")], path.join(tmpRoot, "rsync"), TIMEOUT_MS)
+  const cpSeconds = timeReference("cp", ["-r", dirA, path.join(tmpRoot, "cp")], TIMEOUT_MS)
+  const rsyncSeconds = timeReference("rsync", ["-a", `${dirA}/`, path.join(tmpRoot, "rsync")], TIMEOUT_MS)
 
   // Start to finish, as a user waits: both nodes started together (A's first scan of the
   // tree counts), until B holds every file; also from their connection on.

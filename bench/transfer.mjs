@@ -44,8 +44,8 @@ const main = async () => {
   spawnSync("sync")
 
   // ---- references: cp (and rsync, where installed) of the same file, from a cold cache ----
-  const cpSeconds = timeReference("cp", [src, path.join(cpRoot, "big.bin")], path.join(cpRoot, "big.bin"), BIG_TIMEOUT_MS)
-  const rsyncSeconds = timeReference("rsync", ["--whole-file", src, path.join(cpRoot, "rsync.bin")], path.join(cpRoot, "rsync.bin"), BIG_TIMEOUT_MS)
+  const cpSeconds = timeReference("cp", [src, path.join(cpRoot, "big.bin")], BIG_TIMEOUT_MS)
+  const rsyncSeconds = timeReference("rsync", ["--whole-file", src, path.join(cpRoot, "rsync.bin")], BIG_TIMEOUT_MS)
   fs.rmSync(cpRoot, { recursive: true, force: true })
 
   // ---- two nodes ----

@@ -163,8 +163,7 @@ export class RootedFs {
     const dir = `${PROC_FD}/${fd}`
     if (fd === root.fd) return { at: (name) => `${dir}/${name}`, close: () => this.releaseRoot(root) }
     this.releaseRoot(root) // a directory inside holds on by itself
-    const held = fd
-    return { at: (name) => `${dir}/${name}`, close: () => fs.closeSync(held) }
+    return { at: (name) => `${dir}/${name}`, close: () => fs.closeSync(fd) }
   }
 
   private openDirByCheck(segments: ReadonlyArray<string>, create: boolean): DirRef {
