@@ -9,7 +9,7 @@ import { readdirSync } from "node:fs"
 import { realpath } from "node:fs/promises"
 import * as path from "node:path"
 import { FsError } from "../domain/Errors.js"
-import { PART_FILE } from "../lib/PartFile.js"
+import { PART_FILE, PART_FILE_PATH } from "../lib/PartFile.js"
 import { toRelative } from "../lib/SafePath.js"
 import { RESCAN_ALL, Watcher } from "../services/Watcher.js"
 
@@ -69,9 +69,11 @@ export const layer: Layer.Layer<Watcher> = Layer.succeed(Watcher, {
           if (failure !== undefined || pending.size > 0) Queue.unsafeOffer(wakeup, undefined)
         }
 
-        // `ignore` keeps the native side from even watching .dsync/ (the filter above stays as a guard).
+        // `ignore` keeps the native side from even watching .dsync/, and from a stat and an
+        // event per block written to our part files (2,048 for a 1 GiB download); the
+        // filter above stays as a guard.
         const subscribe = Effect.tryPromise({
-          try: () => parcel.subscribe(base, onEvents, { ignore: [".dsync"] }),
+          try: () => parcel.subscribe(base, onEvents, { ignore: [".dsync", PART_FILE_PATH] }),
           catch: (cause) => new FsError({ op: "watch", path: root, cause })
         })
         const unsubscribe = (s: parcel.AsyncSubscription) => Effect.tryPromise(() => s.unsubscribe()).pipe(Effect.ignore)

@@ -8,10 +8,20 @@ import type { RootedFs } from "./RootedFs.js"
 /** The name of our own temporary download files: `.dsync-<hex>-<hex>.part`. */
 export const PART_FILE = /^\.dsync-[0-9a-f]+-[0-9a-f]+\.part$/
 
-/** A part file's path next to its target `relPath`. */
+/** A path (relative, `/`-separated) whose last component is a part file: for matchers that see whole paths. */
+export const PART_FILE_PATH = /(?:^|\/)\.dsync-[0-9a-f]+-[0-9a-f]+\.part$/
+
+/**
+ * This process's part files: a random prefix (another run's leftovers never collide) and
+ * a counter. Random bytes per file cost 30 us each (OpenSSL checks for a fork every call).
+ */
+const partPrefix = randomBytes(4).toString("hex")
+let partCounter = 0
+
+/** A part file's path next to its target `relPath`, a name no other part file of this run has. */
 export const partName = (relPath: string, tag: string) => {
   const dir = path.posix.dirname(relPath)
-  const name = `.dsync-${tag}-${randomBytes(4).toString("hex")}.part`
+  const name = `.dsync-${tag}-${partPrefix}${(partCounter++).toString(16)}.part`
   return dir === "." ? name : `${dir}/${name}`
 }
 
