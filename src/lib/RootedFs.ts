@@ -43,22 +43,6 @@ const procFdWorks = (() => {
 const errno = (code: string, message: string): NodeJS.ErrnoException =>
   Object.assign(new Error(`${code}: ${message}`), { code })
 
-/** Open the real directory `name` inside directory `fd` (made first when missing and `create`). */
-const openChild = (fd: number, name: string, create: boolean): number => {
-  const entry = `${PROC_FD}/${fd}/${name}`
-  try {
-    return fs.openSync(entry, DIR_FLAGS)
-  } catch (e) {
-    if (!create || (e as NodeJS.ErrnoException).code !== "ENOENT") throw e
-    try {
-      fs.mkdirSync(entry, 0o755)
-    } catch (m) {
-      if ((m as NodeJS.ErrnoException).code !== "EEXIST") throw m
-    }
-    return fs.openSync(entry, DIR_FLAGS)
-  }
-}
-
 /** The path's segments; anything that could step outside (`..`, absolute, NUL) is refused. */
 const segmentsOf = (rel: string): Array<string> => {
   if (rel === "") return []
@@ -85,122 +69,101 @@ interface DirRef {
   readonly close: () => void
 }
 
-/**
- * A directory of the folder held open (the folder itself is ""): by the cache while it
- * is fresh, and by each call using it. A handle dropped from the cache is closed once
- * no call uses it (its descriptor number could otherwise be reused under that call).
- */
-interface DirHandle {
+/** The folder itself, held open: `users` walks start from it now; a replaced one is closed once they are done. */
+interface RootHandle {
   readonly fd: number
-  openedAt: number
   users: number
   retired: boolean
 }
 
 /**
- * How long a directory's descriptor is used before its path is walked again: a folder
- * (or a directory in it) moved or replaced by another program is followed within this
- * long. A directory dsync itself renames or removes is forgotten at once. Opening every
- * directory of a path for each call was most of each call's cost (18 opens per file
- * received; a walk through /proc/self/fd is several path lookups). A descriptor still
- * points at a real directory that was inside the folder when opened through no link:
- * a link put in its place later is never followed.
+ * How long the folder's own descriptor is used before its path is looked up again: a
+ * folder moved or replaced is followed within this long. Opening it for every call was
+ * a third of each call's cost (a path walk and a descriptor; 18 opens per file received).
  */
-const RECHECK_MS = 1000
-/** Directories held open at most (the folder's descriptor budget is the process's). */
-const MAX_HELD_DIRS = 64
+const ROOT_RECHECK_MS = 1000
 
 /** Filesystem calls on `/`-separated paths relative to `root` that cannot leave it (see above). */
 export class RootedFs {
-  /** Fresh handles by relative path, oldest first. */
-  private readonly held = new Map<string, DirHandle>()
+  private rootHandle: RootHandle | undefined
+  private rootCheckedAt = 0
 
   constructor(
     /** Absolute path of the folder (the folder itself may be reached through links: the user chose it). */
     readonly root: string
   ) {}
 
-  /** Close every held directory (once no call uses it); a later call opens them again. */
+  /** Close the folder's descriptor (once no call uses it); a later call opens it again. */
   close(): void {
-    for (const key of [...this.held.keys()]) this.drop(key)
+    const handle = this.rootHandle
+    this.rootHandle = undefined
+    if (handle) this.retire(handle)
   }
 
-  private drop(key: string): void {
-    const handle = this.held.get(key)
-    if (handle === undefined) return
-    this.held.delete(key)
+  private retire(handle: RootHandle): void {
     handle.retired = true
     if (handle.users === 0) fs.closeSync(handle.fd)
   }
 
-  /** Forget `rel` and everything under it: dsync renamed or removed it. */
-  private forget(rel: string): void {
-    const prefix = `${rel}/`
-    for (const key of [...this.held.keys()]) if (key === rel || key.startsWith(prefix)) this.drop(key)
-  }
-
-  private release(handle: DirHandle): void {
-    if (--handle.users === 0 && handle.retired) fs.closeSync(handle.fd)
-  }
-
-  private hold(key: string, fd: number, now: number): DirHandle {
-    const handle: DirHandle = { fd, openedAt: now, users: 0, retired: false }
-    this.held.set(key, handle)
-    if (this.held.size > MAX_HELD_DIRS) {
-      for (const oldest of this.held.keys()) {
-        if (oldest !== "") { // the folder's own is kept: it tells a replaced folder
-          this.drop(oldest)
-          break
-        }
-      }
-    }
-    return handle
-  }
-
-  /** The folder's descriptor, looked up by its path again: a replaced folder drops every directory held in the old one. */
-  private openRoot(now: number): DirHandle {
-    const fd = fs.openSync(this.root, C.O_RDONLY | C.O_DIRECTORY)
-    const held = this.held.get("")
-    if (held !== undefined && sameFile(fs.fstatSync(held.fd), fs.fstatSync(fd))) {
-      fs.closeSync(fd)
-      held.openedAt = now
-      return held
-    }
-    if (held !== undefined) this.close()
-    return this.hold("", fd, now)
-  }
-
-  /** Directory `segments` (every component a real directory, walked from the nearest held one), for one call: `release` after. */
-  private acquire(segments: ReadonlyArray<string>, create: boolean): DirHandle {
-    const key = segments.join("/")
+  /** The folder's descriptor, for one walk (`releaseRoot` after): opened again when stale or replaced. */
+  private acquireRoot(): RootHandle {
     const now = Date.now()
-    let handle = this.held.get(key)
-    if (handle !== undefined && now - handle.openedAt >= RECHECK_MS) {
-      if (key !== "") this.drop(key)
-      handle = undefined
-    }
-    if (handle === undefined) {
-      if (key === "") {
-        handle = this.openRoot(now)
+    if (this.rootHandle === undefined || now - this.rootCheckedAt >= ROOT_RECHECK_MS) {
+      const fd = fs.openSync(this.root, C.O_RDONLY | C.O_DIRECTORY)
+      const held = this.rootHandle
+      if (held !== undefined && sameFile(fs.fstatSync(held.fd), fs.fstatSync(fd))) {
+        fs.closeSync(fd)
       } else {
-        const parent = this.acquire(segments.slice(0, -1), create)
-        try {
-          handle = this.hold(key, openChild(parent.fd, segments[segments.length - 1]!, create), now)
-        } finally {
-          this.release(parent)
-        }
+        // a descriptor still in use is never closed under its user: its number could be reused
+        if (held !== undefined) this.retire(held)
+        this.rootHandle = { fd, users: 0, retired: false }
       }
+      this.rootCheckedAt = now
     }
+    const handle = this.rootHandle!
     handle.users++
     return handle
   }
 
+  private releaseRoot(handle: RootHandle): void {
+    if (--handle.users === 0 && handle.retired) fs.closeSync(handle.fd)
+  }
+
   /** Open directory `rel` (every component a real directory); `create` makes missing ones. */
   private openDir(segments: ReadonlyArray<string>, create: boolean): DirRef {
-    if (!procFdWorks) return this.openDirByCheck(segments, create)
-    const handle = this.acquire(segments, create)
-    const dir = `${PROC_FD}/${handle.fd}`
-    return { at: (name) => `${dir}/${name}`, close: () => this.release(handle) }
+    return procFdWorks ? this.openDirByFd(segments, create) : this.openDirByCheck(segments, create)
+  }
+
+  private openDirByFd(segments: ReadonlyArray<string>, create: boolean): DirRef {
+    const root = this.acquireRoot()
+    let fd = root.fd
+    try {
+      for (const segment of segments) {
+        const entry = `${PROC_FD}/${fd}/${segment}`
+        let next: number
+        try {
+          next = fs.openSync(entry, DIR_FLAGS)
+        } catch (e) {
+          if (!create || (e as NodeJS.ErrnoException).code !== "ENOENT") throw e
+          try {
+            fs.mkdirSync(entry, 0o755)
+          } catch (m) {
+            if ((m as NodeJS.ErrnoException).code !== "EEXIST") throw m
+          }
+          next = fs.openSync(entry, DIR_FLAGS)
+        }
+        if (fd !== root.fd) fs.closeSync(fd)
+        fd = next
+      }
+    } catch (e) {
+      if (fd !== root.fd) fs.closeSync(fd)
+      this.releaseRoot(root)
+      throw e
+    }
+    const dir = `${PROC_FD}/${fd}`
+    if (fd === root.fd) return { at: (name) => `${dir}/${name}`, close: () => this.releaseRoot(root) }
+    this.releaseRoot(root) // a directory inside holds on by itself
+    return { at: (name) => `${dir}/${name}`, close: () => fs.closeSync(fd) }
   }
 
   private openDirByCheck(segments: ReadonlyArray<string>, create: boolean): DirRef {
@@ -314,7 +277,6 @@ export class RootedFs {
 
   rmdir(rel: string): void {
     this.inParent(rel, (entry) => fs.rmdirSync(entry))
-    this.forget(rel)
   }
 
   unlink(rel: string): void {
@@ -328,8 +290,6 @@ export class RootedFs {
   /** Rename `from` to `to` (replacing `to` if it is a file or link); neither is followed. */
   rename(from: string, to: string): void {
     this.inParent(from, (source) => this.inParent(to, (target) => fs.renameSync(source, target), true))
-    this.forget(from) // a directory moved: its old path (and what was under it) is walked again
-    this.forget(to)
   }
 
   /**
