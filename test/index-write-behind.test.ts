@@ -9,6 +9,8 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { MIN_BLOCK_SIZE } from "../src/domain/FileRecord.js"
 import * as IndexSqlite from "../src/layers/IndexSqlite.js"
@@ -20,13 +22,25 @@ const dir = (p: string): NewRecord => ({
   deleted: false, inode: 1
 })
 
-/** Sequence numbers on disk, read through a connection of its own (what survives a crash). */
+/**
+ * Sequence numbers on disk: what a crash now would leave behind (the index and its WAL,
+ * copied and opened afresh; the running index holds its file locked).
+ */
 const onDisk = (root: string): Array<number> => {
-  const db = new Database(path.join(root, ".dsync", "index.db"), { readonly: true })
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), "dsync-crash-"))
   try {
-    return db.prepare<[], { sequence: number }>("SELECT sequence FROM files ORDER BY sequence").all().map((r) => r.sequence)
+    for (const suffix of ["", "-wal"]) {
+      const from = path.join(root, ".dsync", `index.db${suffix}`)
+      if (fs.existsSync(from)) fs.copyFileSync(from, path.join(copy, `index.db${suffix}`))
+    }
+    const db = new Database(path.join(copy, "index.db"))
+    try {
+      return db.prepare<[], { sequence: number }>("SELECT sequence FROM files ORDER BY sequence").all().map((r) => r.sequence)
+    } finally {
+      db.close()
+    }
   } finally {
-    db.close()
+    fs.rmSync(copy, { recursive: true, force: true })
   }
 }
 
@@ -85,4 +99,16 @@ describe("index write-behind", () => {
       const next = yield* withIndex(root, Effect.flatMap(FileIndex, (index) => index.put(dir("w"))))
       expect(next.sequence).toBe(4)
     }).pipe(Effect.scoped))
+
+  it.live("the index is this process's alone: a second one on the same folder is refused, saying why", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      yield* withIndex(root, Effect.gen(function*() {
+        const index = yield* FileIndex
+        yield* index.put(dir("a"))
+        const second = yield* Effect.flip(withIndex(root, FileIndex))
+        expect(second.message).toContain("is dsync already running on this folder?")
+        expect(Option.isSome(yield* index.get("a"))).toBe(true) // the first goes on
+      }))
+    }).pipe(Effect.scoped), { timeout: 15_000 })
 })
