@@ -33,7 +33,8 @@ describe("RootedFs: no call leaves the folder", () => {
       fs.closeSync(fd)
       expect(fs.readFileSync(path.join(t.root, "a/b/new.txt"), "utf8")).toBe("hello")
       expect(disk.readBlock("a/b/new.txt", 1, 3).toString()).toBe("ell")
-      disk.rename("a/b/new.txt", "a/moved.txt")
+      disk.rename("a/b/new.txt", "a/b/same-folder.txt")
+      disk.rename("a/b/same-folder.txt", "a/moved.txt")
       expect(disk.lstat("a/moved.txt")?.isFile()).toBe(true)
       expect(disk.lstat("a/b/new.txt")).toBeUndefined()
       expect(disk.linkUnique("a/moved.txt", (n) => (n === 0 ? "a/moved.txt" : `a/copy${n}.txt`))).toBe("a/copy1.txt")
@@ -65,7 +66,9 @@ describe("RootedFs: no call leaves the folder", () => {
         () => disk.symlink("/etc", "d/l"),
         () => disk.unlink("d/secret"),
         () => disk.rename("d/secret", "stolen"),
+        () => disk.rename("d/secret", "d/renamed"), // both in one (linked) directory: one walk, still refused
         () => disk.linkNew("d/secret", "stolen"),
+        () => disk.linkNew("d/secret", "d/linked"),
         () => disk.readdir("d"),
         () => disk.chmodDir("d", 0o777),
         () => disk.openRead("f") // a final link is not opened

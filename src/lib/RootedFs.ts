@@ -190,6 +190,21 @@ export class RootedFs {
     }
   }
 
+  /**
+   * Run `f` on entries `from` and `to`, their parents held open (`to`'s made first): one
+   * walk when both are in the same directory (a part file and its target always are).
+   */
+  private inParents<A>(from: string, to: string, f: (source: string, target: string) => A): A {
+    const parent = (rel: string) => rel.slice(0, Math.max(0, rel.lastIndexOf("/")))
+    if (parent(from) !== parent(to)) return this.inParent(from, (source) => this.inParent(to, (target) => f(source, target), true))
+    const { dir, name } = this.openParent(from, false)
+    try {
+      return f(dir.at(name), dir.at(segmentsOf(to).pop()!))
+    } finally {
+      dir.close()
+    }
+  }
+
   /** The parent of entry `rel`, held open (the caller closes it), and the entry's name in it. */
   private openParent(rel: string, create: boolean): { readonly dir: DirRef; readonly name: string } {
     const segments = segmentsOf(rel)
@@ -289,7 +304,7 @@ export class RootedFs {
 
   /** Rename `from` to `to` (replacing `to` if it is a file or link); neither is followed. */
   rename(from: string, to: string): void {
-    this.inParent(from, (source) => this.inParent(to, (target) => fs.renameSync(source, target), true))
+    this.inParents(from, to, (source, target) => fs.renameSync(source, target))
   }
 
   /**
@@ -297,17 +312,16 @@ export class RootedFs {
    * anything. A link is linked as a link. Filesystems without hard links get a copy.
    */
   linkNew(from: string, to: string): void {
-    this.inParent(from, (source) =>
-      this.inParent(to, (target) => {
-        try {
-          fs.linkSync(source, target)
-        } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code
-          if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV") throw e
-          if (fs.lstatSync(source).isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(source), target)
-          else fs.copyFileSync(source, target, C.COPYFILE_EXCL)
-        }
-      }, true))
+    this.inParents(from, to, (source, target) => {
+      try {
+        fs.linkSync(source, target)
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code
+        if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV") throw e
+        if (fs.lstatSync(source).isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(source), target)
+        else fs.copyFileSync(source, target, C.COPYFILE_EXCL)
+      }
+    })
   }
 
   /**
