@@ -14,8 +14,8 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
-import { setFlagsFromString } from "node:v8"
 import { completionScript, helpText, parseArgs } from "./cli/Command.js"
+import { tuneHeapGrowth } from "./cli/HeapGrowth.js"
 import { flushLog, stderrLogger } from "./cli/Log.js"
 import { ConfigError, TransportError } from "./domain/Errors.js"
 
@@ -68,13 +68,7 @@ const reported = program.pipe(
   Effect.provide(Logger.replace(Logger.defaultLogger, stderrLogger))
 )
 
-// Between full collections V8 lets the old generation grow to about 4x what is live: with
-// a node's steady churn of short-lived records that was 100 MB of a receiver's 190 MB
-// peak RSS for 10,000 small files (22 MB live after each full GC). Doubling at most keeps
-// that peak near 150 MB (and 100,000 files at 229 MB, from 329) in the same time; 1.5x
-// or 1.75x cost 15% more CPU on 100,000 files. For the CLI only: a library leaves its
-// host's heap alone.
-setFlagsFromString("--heap-growing-percent=100")
+tuneHeapGrowth()
 
 // The first Ctrl-C stops the node gracefully (goodbyes, index closed); a second one
 // while that runs exits at once.
