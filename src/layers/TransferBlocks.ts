@@ -135,7 +135,6 @@ const fetchInto = (remote: FileRecord, source: BlockSource) =>
 /** Part files of one batch written at once, in the thread pool. */
 const BATCH_WRITES = 4
 
-
 /**
  * `fetchInto` for many small files (at most one block each): blocks found locally are
  * copied, the rest asked for in one request and verified as they arrive; then each file
