@@ -82,15 +82,15 @@ const toRow = (r: LocalRecord): FileRow => ({
   inode: r.inode
 })
 
-/**
- * SQLite through better-sqlite3: synchronous, prepared statements, WAL. Each call is a
- * short local query, cheaper inline than through a connection pool or a worker.
- */
 /** How long a start waits for the index of a dsync that is stopping on the same folder. */
 const BUSY_TIMEOUT_MS = 2000
 
 const isBusy = (e: unknown) => /^SQLITE_(BUSY|LOCKED)/.test(String((e as { code?: unknown } | undefined)?.code))
 
+/**
+ * SQLite through better-sqlite3: synchronous, prepared statements, WAL. Each call is a
+ * short local query, cheaper inline than through a connection pool or a worker.
+ */
 const open = (file: string) =>
   Effect.acquireRelease(
     Effect.try({

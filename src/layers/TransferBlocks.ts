@@ -39,6 +39,12 @@ const verifiedBlock = (hasher: HasherApi, received: Uint8Array, compressed: bool
   return data && data.length === size && hasher.hash(data) === hash ? data : undefined
 }
 
+/** Give a downloaded part file the peer's mtime and permission bits, through its descriptor. */
+const setTimesAndMode = (fd: number, remote: FileRecord) => {
+  fs.futimesSync(fd, new Date(), remote.mtimeMs / 1000)
+  fs.fchmodSync(fd, remote.mode & 0o777) // never setuid, setgid or sticky from a peer
+}
+
 /** Local block copies made between two turns of the event loop: sessions and keepalives keep running. */
 const COPY_BYTES_PER_TURN = 16 * 1024 * 1024
 
@@ -125,10 +131,7 @@ const fetchInto = (remote: FileRecord, source: BlockSource) =>
     // fsyncs of files finishing together reach the disk in one journal commit. Not
     // interrupted halfway: the descriptor stays open until the fsync is done with it.
     yield* Effect.uninterruptible(fsTry("sync", part, () => fsync(fd)))
-    yield* fsSync("set mtime and mode", part, () => {
-      fs.futimesSync(fd, new Date(), remote.mtimeMs / 1000)
-      fs.fchmodSync(fd, remote.mode & 0o777) // never setuid, setgid or sticky from a peer
-    })
+    yield* fsSync("set mtime and mode", part, () => setTimesAndMode(fd, remote))
     return { part, fetched: missing.length, fetchedBytes: fetchBytes }
   })
 
@@ -192,8 +195,7 @@ const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource)
       const part = partOf[i] = parts.reserve(remote.path, remote.hash.slice(0, 8))
       const fd = fds[i] = await disk.createExclusiveAsync(part, 0o600)
       if (data.length > 0 && fs.writeSync(fd, data, 0, data.length, 0) !== data.length) throw new Error("short write")
-      fs.futimesSync(fd, new Date(), remote.mtimeMs / 1000)
-      fs.fchmodSync(fd, remote.mode & 0o777) // never setuid, setgid or sticky from a peer
+      setTimesAndMode(fd, remote)
       await fsync(fd)
       stats[i] = fs.fstatSync(fd)
     }
