@@ -54,7 +54,7 @@ export const nodeLayer = <E>(transport: Layer.Layer<Transport, E>, settings: Fol
     }),
     transport,
     RateLimiterTokenBucket.layer({ ...defaultLimits, ...settings.limits }),
-    HasherBlake3.layer,
+    HasherBlake3.layerWithWorkers(),
     IndexSqlite.layer(settings.root),
     FolderLocal.layer(settings.root, settings.excludes),
     WatcherParcel.layer,

@@ -1,12 +1,24 @@
 import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type { HashReadError } from "../lib/BlockHashing.js"
 
-/** BLAKE3, synchronous for the hot path. */
+/** BLAKE3: synchronous for blocks on the hot path; files' blocks possibly off the main thread. */
 export interface HasherApi {
   /** Hex digest (32 bytes) of `data`. */
   readonly hash: (data: Uint8Array) => string
   /** Hash several parts as one message, without concatenating them. */
   readonly hashParts: (parts: ReadonlyArray<Uint8Array>) => string
+  /**
+   * Hex hashes of the `blockSize` blocks of the first `size` bytes of the open file
+   * `fd` (fails if it is shorter). `fd` must stay open until this ends: an
+   * interruption returns only once nothing reads it any more.
+   */
+  readonly hashFileBlocks: (fd: number, size: number, blockSize: number) => Effect.Effect<ReadonlyArray<string>, HashReadError>
 }
 
-/** The hasher for blocks, files and link targets. The default layer is `HasherBlake3`. */
+/**
+ * The hasher for blocks, files and link targets. The layers are in `HasherBlake3`:
+ * `layer` hashes on the calling thread, `layerWithWorkers` hashes large files on a
+ * pool of worker threads (the node's).
+ */
 export class Hasher extends Context.Tag("dsync/Hasher")<Hasher, HasherApi>() {}

@@ -1,0 +1,209 @@
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import { createRequire } from "node:module"
+import { Worker } from "node:worker_threads"
+import { chunkFor, hashChunk, HashReadError } from "./BlockHashing.js"
+
+/** A worker could not be started or died: the caller may hash on its own thread instead. */
+export class HashPoolError extends Data.TaggedError("HashPoolError")<{ readonly message: string }> {}
+
+/** Hashing files' blocks on worker threads. */
+export interface HashWorkers {
+  readonly workers: number
+  /** Workers running now (started on demand, gone after IDLE_MS). */
+  readonly live: () => number
+  /** Workers hashing now. */
+  readonly busy: () => number
+  /**
+   * Hex hashes of the `blockSize` blocks of the first `size` bytes of the open file
+   * `fd`, read and hashed by the workers in parallel slices. `fd` must stay open until
+   * this ends; an interruption waits for the workers to let go of it.
+   */
+  readonly hashBlocks: (fd: number, size: number, blockSize: number) => Effect.Effect<ReadonlyArray<string>, HashReadError | HashPoolError>
+}
+
+/** A slice is at least this large: a job's round trip (~0.1 ms) stays small beside its hashing. */
+const MIN_SLICE = 32 * 1024 * 1024
+/** Bytes a worker reads per step: between two steps it checks whether it was cancelled. */
+const WORKER_CHUNK = 1024 * 1024
+/** Workers idle this long exit: their memory (an isolate, a read buffer) is given back. */
+const IDLE_MS = 250
+
+type Reply =
+  | { readonly hashes: Array<string> }
+  | { readonly readError: string }
+  | { readonly cancelled: true }
+
+interface Job {
+  readonly message: { fd: number; start: number; end: number; blockSize: number; chunk: number; cancel: Int32Array }
+  started: boolean
+  settle: (reply: Reply | HashPoolError) => void
+}
+
+/**
+ * The worker's program, as source (an `eval` worker needs no file of its own, so the
+ * same code runs from the library's modules, the bundled CLI and the tests): the main
+ * thread's `hashChunk`, over hash-wasm's BLAKE3 resolved from this module.
+ */
+const workerSource = (hashWasmPath: string) => `"use strict"
+const { parentPort } = require("node:worker_threads")
+const fs = require("node:fs")
+const { createBLAKE3 } = require(${JSON.stringify(hashWasmPath)})
+const hashChunk = ${hashChunk.toString()}
+const ready = createBLAKE3()
+let buffer = Buffer.alloc(0)
+parentPort.on("message", async ({ fd, start, end, blockSize, chunk, cancel }) => {
+  try {
+    const blake3 = await ready
+    const hashBlock = (data) => blake3.init().update(data).digest("hex")
+    if (buffer.length < Math.min(chunk, end - start)) buffer = Buffer.allocUnsafe(Math.min(chunk, end - start))
+    const hashes = []
+    for (let position = start; position < end; position += chunk) {
+      if (Atomics.load(cancel, 0) !== 0) return parentPort.postMessage({ cancelled: true })
+      const want = Math.min(chunk, end - position)
+      if (!hashChunk(fs.readSync, hashBlock, fd, buffer, position, want, blockSize, hashes)) {
+        return parentPort.postMessage({ readError: "file shrank while reading" })
+      }
+    }
+    parentPort.postMessage({ hashes })
+  } catch (e) {
+    parentPort.postMessage({ readError: e instanceof Error ? e.message : String(e) })
+  }
+})
+`
+
+/** Block-aligned slices of [0, size): about one per worker, more for a large file so a slow worker holds back less. */
+const slicesOf = (size: number, blockSize: number, workers: number): Array<readonly [number, number]> => {
+  const blocks = Math.ceil(size / blockSize)
+  const wanted = Math.min(blocks, Math.max(workers, Math.min(workers * 4, Math.floor(size / MIN_SLICE))))
+  const perSlice = Math.ceil(blocks / wanted)
+  const slices: Array<readonly [number, number]> = []
+  for (let first = 0; first < blocks; first += perSlice) {
+    slices.push([first * blockSize, Math.min(size, (first + perSlice) * blockSize)])
+  }
+  return slices
+}
+
+/**
+ * A pool of up to `workers` hash workers, started on first use and stopped after a few
+ * idle seconds (unref'd: they never keep the process alive); all stopped with the scope.
+ */
+export const make = (workers: number, idleMs = IDLE_MS): Effect.Effect<HashWorkers, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (!(Number.isInteger(workers) && workers >= 1)) return yield* Effect.dieMessage(`hash workers: need 1 or more, got ${workers}`)
+    const source = workerSource(createRequire(import.meta.url).resolve("hash-wasm"))
+    const idle: Array<Worker> = []
+    const busy = new Map<Worker, Job>()
+    const queue: Array<Job> = []
+    let closed = false
+    let idleTimer: ReturnType<typeof setTimeout> | undefined
+
+    const retire = (worker: Worker) => {
+      const at = idle.indexOf(worker)
+      if (at >= 0) idle.splice(at, 1)
+      busy.delete(worker)
+      void worker.terminate()
+    }
+
+    const stopIdleLater = () => {
+      if (idleTimer !== undefined) clearTimeout(idleTimer)
+      if (busy.size > 0 || queue.length > 0 || idle.length === 0) return
+      idleTimer = setTimeout(() => idle.slice().forEach(retire), idleMs)
+      idleTimer.unref()
+    }
+
+    const spawn = (): Worker => {
+      const worker = new Worker(source, { eval: true })
+      worker.unref()
+      worker.on("message", (reply: Reply) => {
+        const job = busy.get(worker)
+        busy.delete(worker)
+        idle.push(worker)
+        job?.settle(reply)
+        dispatch()
+      })
+      const lost = (why: string) => {
+        const job = busy.get(worker)
+        retire(worker)
+        job?.settle(new HashPoolError({ message: `hash worker ${why}` }))
+        dispatch()
+      }
+      worker.on("error", (e) => lost(`failed: ${e.message}`))
+      worker.on("exit", (code) => {
+        if (busy.has(worker)) lost(`exited (${code})`)
+      })
+      return worker
+    }
+
+    const dispatch = () => {
+      while (queue.length > 0 && !closed) {
+        let worker = idle.pop()
+        if (worker === undefined && busy.size < workers) {
+          try {
+            worker = spawn()
+          } catch (e) {
+            queue.shift()!.settle(new HashPoolError({ message: `cannot start a hash worker: ${e instanceof Error ? e.message : String(e)}` }))
+            continue
+          }
+        }
+        if (worker === undefined) break
+        const job = queue.shift()!
+        job.started = true
+        busy.set(worker, job)
+        worker.postMessage(job.message)
+      }
+      stopIdleLater()
+    }
+
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+        if (idleTimer !== undefined) clearTimeout(idleTimer)
+        const stopped = new HashPoolError({ message: "hash workers stopped" })
+        for (const job of [...queue.splice(0), ...busy.values()]) job.settle(stopped)
+        for (const worker of [...idle, ...busy.keys()]) retire(worker)
+      })
+    )
+
+    const runSlice = (fd: number, start: number, end: number, blockSize: number) =>
+      Effect.async<Array<string>, HashReadError | HashPoolError>((resume) => {
+        const cancel = new Int32Array(new SharedArrayBuffer(4))
+        const job: Job = {
+          message: { fd, start, end, blockSize, chunk: chunkFor(blockSize, WORKER_CHUNK), cancel },
+          started: false,
+          settle: (reply) =>
+            resume(
+              reply instanceof HashPoolError
+                ? Effect.fail(reply)
+                : "hashes" in reply
+                ? Effect.succeed(reply.hashes)
+                : Effect.fail(new HashReadError({ message: "readError" in reply ? reply.readError : "cancelled" }))
+            )
+        }
+        if (closed) return job.settle(new HashPoolError({ message: "hash workers stopped" }))
+        queue.push(job)
+        dispatch()
+        // Interrupted: a queued slice is dropped; a running one is told to stop, and
+        // waited for, so the caller closes `fd` only once no worker reads it.
+        return Effect.async<void>((resumeCancel) => {
+          if (!job.started) {
+            queue.splice(queue.indexOf(job), 1)
+            return resumeCancel(Effect.void)
+          }
+          Atomics.store(cancel, 0, 1)
+          job.settle = () => resumeCancel(Effect.void)
+        })
+      })
+
+    return {
+      workers,
+      live: () => idle.length + busy.size,
+      busy: () => busy.size,
+      hashBlocks: (fd, size, blockSize) =>
+        Effect.map(
+          Effect.forEach(slicesOf(size, blockSize, workers), ([start, end]) => runSlice(fd, start, end, blockSize), { concurrency: "unbounded" }),
+          (parts) => parts.flat()
+        )
+    } satisfies HashWorkers
+  })
