@@ -46,7 +46,7 @@ describe("hash workers", () => {
   it.live("stop once idle, and start again when needed", () =>
     Effect.gen(function*() {
       const file = yield* randomFile(3 * BLOCK)
-      const pool = yield* HashWorkers.make(1, 50)
+      const pool = yield* HashWorkers.make(1, { idleMs: 50 })
       const size = fs.statSync(file).size
       const first = yield* withOpen(file, (fd) => pool.hashBlocks(fd, size, BLOCK))
       expect(pool.live()).toBe(1)
@@ -79,6 +79,17 @@ describe("hash workers", () => {
       expect(yield* withOpen(file, (fd) => pool.hashBlocks(fd, 96 * MiB, BLOCK))).toEqual(yield* expectedBlocks(file))
     }).pipe(Effect.scoped))
 
+  it.live("fail the slices of a worker that dies, and let it go", () =>
+    Effect.gen(function*() {
+      const file = yield* randomFile(BLOCK)
+      const source = `require("node:worker_threads").parentPort.on("message", () => process.exit(3))`
+      const pool = yield* HashWorkers.make(1, { source })
+      const error = yield* withOpen(file, (fd) => pool.hashBlocks(fd, BLOCK, BLOCK)).pipe(Effect.flip)
+      expect(error._tag).toBe("HashPoolError")
+      expect(error.message).toMatch(/exited \(3\)/)
+      expect(pool.live()).toBe(0)
+    }).pipe(Effect.scoped))
+
   it.live("refuse work once their scope is closed", () =>
     Effect.gen(function*() {
       const file = yield* randomFile(BLOCK)
@@ -101,5 +112,16 @@ describe("HasherBlake3 with workers", () => {
         expect(yield* hashes(HasherBlake3.layerWithWorkers(2))).toEqual(onThread)
         expect(onThread).toEqual(size === 0 ? [] : yield* expectedBlocks(file))
       }
+    }).pipe(Effect.scoped))
+  it.live("hash on the calling thread when a worker dies", () =>
+    Effect.gen(function*() {
+      const size = 20 * MiB
+      const file = yield* randomFile(size)
+      const source = `require("node:worker_threads").parentPort.on("message", () => process.exit(3))`
+      const hashes = yield* Effect.provide(
+        Effect.flatMap(Hasher, (h) => withOpen(file, (fd) => h.hashFileBlocks(fd, size, BLOCK))),
+        HasherBlake3.layerWithWorkers(1, { source })
+      )
+      expect(hashes).toEqual(yield* expectedBlocks(file))
     }).pipe(Effect.scoped))
 })

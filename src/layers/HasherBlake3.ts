@@ -60,12 +60,15 @@ const WORKER_MIN_SIZE = 8 * 1024 * 1024
  * 4): a large file is hashed in parallel slices, and the main thread keeps serving
  * peers meanwhile. A worker that cannot start or dies leaves the file to this thread.
  */
-export const layerWithWorkers = (workers = Math.min(4, availableParallelism())): Layer.Layer<Hasher> =>
+export const layerWithWorkers = (
+  workers = Math.min(4, availableParallelism()),
+  options?: Parameters<typeof HashWorkers.make>[1]
+): Layer.Layer<Hasher> =>
   Layer.scoped(
     Hasher,
     Effect.gen(function*() {
       const local = yield* makeHasher
-      const pool = yield* HashWorkers.make(workers)
+      const pool = yield* HashWorkers.make(workers, options)
       return {
         ...local,
         hashFileBlocks: (fd, size, blockSize) =>

@@ -27,6 +27,7 @@ export interface HashWorkers {
 const MIN_SLICE = 32 * 1024 * 1024
 /** Bytes a worker reads per step: between two steps it checks whether it was cancelled. */
 const WORKER_CHUNK = 1024 * 1024
+const WORKER_HEAP = { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 }
 /** Workers idle this long exit: their memory (an isolate, a read buffer) is given back. */
 const IDLE_MS = 250
 
@@ -89,10 +90,19 @@ const slicesOf = (size: number, blockSize: number, workers: number): Array<reado
  * A pool of up to `workers` hash workers, started on first use and stopped after a few
  * idle seconds (unref'd: they never keep the process alive); all stopped with the scope.
  */
-export const make = (workers: number, idleMs = IDLE_MS): Effect.Effect<HashWorkers, never, Scope.Scope> =>
+export const make = (
+  workers: number,
+  options: {
+    /** How long idle workers stay (default IDLE_MS). */
+    readonly idleMs?: number
+    /** The workers' program (default: the hashing one above); tests give one that fails. */
+    readonly source?: string
+  } = {}
+): Effect.Effect<HashWorkers, never, Scope.Scope> =>
   Effect.gen(function*() {
     if (!(Number.isInteger(workers) && workers >= 1)) return yield* Effect.dieMessage(`hash workers: need 1 or more, got ${workers}`)
-    const source = workerSource(createRequire(import.meta.url).resolve("hash-wasm"))
+    const idleMs = options.idleMs ?? IDLE_MS
+    const source = options.source ?? workerSource(createRequire(import.meta.url).resolve("hash-wasm"))
     const idle: Array<Worker> = []
     const busy = new Map<Worker, Job>()
     const queue: Array<Job> = []
@@ -114,7 +124,10 @@ export const make = (workers: number, idleMs = IDLE_MS): Effect.Effect<HashWorke
     }
 
     const spawn = (): Worker => {
-      const worker = new Worker(source, { eval: true })
+      // A worker's heap holds a slice's hex hashes only: small limits keep its isolate
+      // small (-6 MB of peak RSS for two workers, measured); past them it dies, and the
+      // file is hashed on the main thread.
+      const worker = new Worker(source, { eval: true, resourceLimits: WORKER_HEAP })
       worker.unref()
       worker.on("message", (reply: Reply) => {
         const job = busy.get(worker)
