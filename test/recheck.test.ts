@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Stream } from "effect"
+import { makeRecheck } from "../src/programs/Recheck.js"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { makeNetwork } from "../src/Testing.js"
@@ -25,4 +26,21 @@ describe("a local change right after a peer's write", () => {
       yield* eventually("the deletion reaches a", () => !fs.existsSync(path.join(a, "arrives.txt")), 10_000)
       expect(readOr(path.join(b, "arrives.txt"))).toBe("<missing>")
     }).pipe(Effect.scoped), { timeout: 60_000 })
+})
+
+describe("the recheck of written paths", () => {
+  it.live("holds a path as pending until it has been looked at again, so its watcher event can be left to it", () =>
+    Effect.gen(function*() {
+      const checked: Array<ReadonlyArray<string>> = []
+      const recheck = yield* makeRecheck((paths) => Effect.sync(() => void checked.push(paths)))
+      expect(recheck.pending("a.txt")).toBe(false)
+      yield* recheck.add("a.txt")
+      yield* recheck.add("dir/b.txt")
+      expect(recheck.pending("a.txt")).toBe(true)
+      expect(recheck.pending("dir/b.txt")).toBe(true)
+      expect(recheck.pending("c.txt")).toBe(false)
+      yield* eventually("the recheck runs", () => checked.length > 0, 5_000)
+      expect(checked).toEqual([["a.txt", "dir/b.txt"]])
+      expect(recheck.pending("a.txt")).toBe(false) // an event from now on is scanned at once
+    }).pipe(Effect.scoped))
 })

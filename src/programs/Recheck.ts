@@ -14,6 +14,12 @@ const RECHECK_DELAY = Duration.millis(750)
  */
 export interface Recheck {
   readonly add: (path: string) => Effect.Effect<void>
+  /**
+   * Will `path` be looked at again, later than now? A watcher event for it can then be
+   * left to that look: it finds whatever the event reports, and a received file is
+   * not looked at twice for its own write.
+   */
+  readonly pending: (path: string) => boolean
 }
 
 /** Runs `check` on the paths added, in batches, RECHECK_DELAY after the first of each batch. Scoped. */
@@ -37,7 +43,8 @@ export const makeRecheck = <E, R>(check: (paths: ReadonlyArray<string>) => Effec
         Effect.suspend(() => {
           pending.add(path)
           return Queue.offer(wake, undefined)
-        })
+        }),
+      pending: (path) => pending.has(path)
     }
     return recheck
   })

@@ -154,8 +154,12 @@ export const startNode = (options: NodeOptions) =>
         paths.length === 0
           ? Effect.asVoid(Deferred.succeed(live, undefined))
           // not held until the first scan ends: a file saved meanwhile reaches peers at once
-          // (scanning is per path under its lock, so this and the scan never race on one)
-          : Effect.asVoid(onLocalChanges(paths))
+          // (scanning is per path under its lock, so this and the scan never race on one);
+          // a path a peer's change was just written to is left to its recheck
+          : Effect.suspend(() => {
+            const changed = paths.filter((p) => !recheck.pending(p))
+            return changed.length === 0 ? Effect.void : Effect.asVoid(onLocalChanges(changed))
+          })
       ),
       Effect.tapError((e) => Effect.logError(`file watcher failed, restarting it: ${e.message}`)),
       Effect.zipRight(Effect.fail(new FsError({ op: "watch", path: folder.root, cause: "stream ended" }))),
