@@ -16,7 +16,7 @@ import { makePathLocks } from "../src/programs/PathLocks.js"
 import { Hasher, type HasherApi } from "../src/services/Hasher.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
 
-const noRecheck = { add: () => Effect.void, pending: () => false }
+const noRecheck = { add: () => Effect.void, writing: () => <A, E, R>(effect: Effect.Effect<A, E, R>) => effect, pending: () => false }
 
 /** A folder and the services a puller applies into it with. */
 const folderServices = Effect.gen(function*() {

@@ -43,4 +43,20 @@ describe("the recheck of written paths", () => {
       expect(checked).toEqual([["a.txt", "dir/b.txt"]])
       expect(recheck.pending("a.txt")).toBe(false) // an event from now on is scanned at once
     }).pipe(Effect.scoped))
+  it.live("holds paths being written as pending from the start of the write, and rechecks them after it", () =>
+    Effect.gen(function*() {
+      const checked: Array<ReadonlyArray<string>> = []
+      const recheck = yield* makeRecheck((paths) => Effect.sync(() => void checked.push(paths)))
+      const during = yield* recheck.writing(["x.txt", "y.txt"])(
+        Effect.sync(() => [recheck.pending("x.txt"), recheck.pending("y.txt"), recheck.pending("z.txt")])
+      )
+      expect(during).toEqual([true, true, false])
+      expect(recheck.pending("x.txt")).toBe(true) // written: its recheck is due
+      yield* eventually("the recheck runs", () => checked.length > 0, 5_000)
+      expect(checked).toEqual([["x.txt", "y.txt"]])
+      expect(recheck.pending("x.txt")).toBe(false)
+      // a write that fails is rechecked all the same (a skipped event may have been a user's)
+      yield* recheck.writing(["w.txt"])(Effect.fail("disk full")).pipe(Effect.ignore)
+      expect(recheck.pending("w.txt")).toBe(true)
+    }).pipe(Effect.scoped))
 })

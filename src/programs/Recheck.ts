@@ -15,6 +15,12 @@ const RECHECK_DELAY = Duration.millis(750)
 export interface Recheck {
   readonly add: (path: string) => Effect.Effect<void>
   /**
+   * Run `effect`, which writes `paths` (quickly: a batch of small files), with them
+   * `pending` from its start: the watcher's events for the first written come before the
+   * last is. All are added when it ends, written or not.
+   */
+  readonly writing: (paths: ReadonlyArray<string>) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /**
    * Will `path` be looked at again, later than now? A watcher event for it can then be
    * left to that look: it finds whatever the event reports, and a received file is
    * not looked at twice for its own write.
@@ -38,13 +44,28 @@ export const makeRecheck = <E, R>(check: (paths: ReadonlyArray<string>) => Effec
         })
       )
     ))
+    // paths being written now, with how many writers each
+    const inWrite = new Map<string, number>()
+    const add = (path: string) =>
+      Effect.suspend(() => {
+        pending.add(path)
+        return Queue.offer(wake, undefined)
+      })
     const recheck: Recheck = {
-      add: (path) =>
-        Effect.suspend(() => {
-          pending.add(path)
-          return Queue.offer(wake, undefined)
-        }),
-      pending: (path) => pending.has(path)
+      add,
+      writing: (paths) => (effect) =>
+        Effect.acquireUseRelease(
+          Effect.sync(() => paths.forEach((p) => inWrite.set(p, (inWrite.get(p) ?? 0) + 1))),
+          () => effect,
+          () =>
+            Effect.forEach(paths, (p) => {
+              const writers = inWrite.get(p)! - 1
+              if (writers === 0) inWrite.delete(p)
+              else inWrite.set(p, writers)
+              return add(p)
+            }, { discard: true })
+        ),
+      pending: (path) => pending.has(path) || inWrite.has(path)
     }
     return recheck
   })
