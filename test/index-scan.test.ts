@@ -60,6 +60,44 @@ describe("index and scanner", () => {
       }))
     }).pipe(Effect.scoped))
 
+  it.live("records as deleted, at the next start, trees removed and folders replaced by a file or a link", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      const old = new Date(2020, 0, 1)
+      write(root, "keep/k.txt", "stays", old)
+      write(root, "gone/x.txt", "x", old)
+      write(root, "gone/deep/er/y.txt", "y", old)
+      // more than one page of a vanished folder's entries (read 500 at a time)
+      for (let i = 0; i < 520; i++) write(root, `big/f${i}.txt`, String(i), old)
+      write(root, "tofile/a.txt", "a", old)
+      write(root, "tolink/b.txt", "b", old)
+      yield* withIndex(root, scanAll)
+
+      fs.rmSync(path.join(root, "gone"), { recursive: true })
+      fs.rmSync(path.join(root, "big"), { recursive: true })
+      fs.rmSync(path.join(root, "tofile"), { recursive: true })
+      write(root, "tofile", "a file now", old)
+      fs.rmSync(path.join(root, "tolink"), { recursive: true })
+      fs.symlinkSync("keep", path.join(root, "tolink"))
+      yield* withIndex(root, Effect.gen(function*() {
+        const index = yield* FileIndex
+        const before = yield* index.sequence
+        yield* scanAll
+        const deleted = ["gone", "gone/x.txt", "gone/deep", "gone/deep/er", "gone/deep/er/y.txt", "big", "big/f0.txt", "big/f519.txt", "tofile/a.txt", "tolink/b.txt"]
+        for (const p of deleted) expect((yield* get(p))?.deleted, p).toBe(true)
+        expect(yield* get("tofile")).toMatchObject({ kind: "file", deleted: false })
+        expect(yield* get("tolink")).toMatchObject({ kind: "symlink", deleted: false })
+        expect(yield* get("keep/k.txt")).toMatchObject({ deleted: false })
+        // each deletion once, and a folder's contents before the folder
+        const changes = yield* index.since(before, 2000)
+        expect(changes).toHaveLength(5 + 521 + 2 + 2)
+        const at = (p: string) => changes.findIndex((r) => r.path === p)
+        expect(at("gone/deep/er/y.txt")).toBeLessThan(at("gone/deep/er"))
+        expect(at("gone/deep")).toBeLessThan(at("gone"))
+        expect(at("big/f0.txt")).toBeLessThan(at("big"))
+      }))
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   it.live("makes a new version for a content or mode change, not for a touch", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()

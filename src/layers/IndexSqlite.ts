@@ -9,9 +9,8 @@ import { randomBytes } from "node:crypto"
 import { mkdirSync } from "node:fs"
 import * as path from "node:path"
 import { FsError } from "../domain/Errors.js"
-import type { FileKind } from "../domain/FileRecord.js"
 import type { VersionVector } from "../domain/VersionVector.js"
-import { type BlockLocation, FileIndex, type FileIndexApi, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
+import { type BlockLocation, FileIndex, type FileIndexApi, type LiveEntry, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 
 interface FileRow {
   readonly path: string
@@ -141,7 +140,14 @@ const make = (file: string) =>
       addBlock: db.prepare<[string, string, number, number]>("INSERT INTO blocks (hash, path, offset, size) VALUES (?, ?, ?, ?)"),
       touch: db.prepare<[number, number, string]>("UPDATE files SET mtime_ms = ?, inode = ? WHERE path = ?"),
       since: db.prepare<[number, number], FileRow>("SELECT * FROM files WHERE sequence > ? ORDER BY sequence LIMIT ?"),
-      livePaths: db.prepare<[], { path: string; kind: FileKind }>("SELECT path, kind FROM files WHERE deleted = 0 ORDER BY path"),
+      // a folder's entries are the paths between "dir/" and "dir0" ('0' follows '/'), by the primary key
+      liveTop: db.prepare<[], LiveEntry>("SELECT path, kind FROM files WHERE deleted = 0 AND instr(path, '/') = 0 ORDER BY path"),
+      liveChildren: db.prepare<[string, string, number], LiveEntry>(
+        "SELECT path, kind FROM files WHERE path > ? AND path < ? AND deleted = 0 AND instr(substr(path, ?), '/') = 0 ORDER BY path"
+      ),
+      liveUnder: db.prepare<[string, string, number], LiveEntry>(
+        "SELECT path, kind FROM files WHERE path > ? AND path < ? AND deleted = 0 ORDER BY path DESC LIMIT ?"
+      ),
       findBlock: db.prepare<[string], BlockLocation>("SELECT path, offset, size FROM blocks WHERE hash = ? LIMIT 1"),
       moveBlocks: db.prepare<[string, string]>("UPDATE blocks SET path = ? WHERE path = ?"),
       dropTombstones: db.prepare<[number]>("DELETE FROM files WHERE deleted = 1 AND mtime_ms < ?"),
@@ -244,7 +250,18 @@ const make = (file: string) =>
           recent.delete(p)
         }),
       since: (after, limit) => committed(() => q.since.all(after, limit).map(fromRow)),
-      livePaths: committed(() => q.livePaths.all()),
+      // Read beside the puts held back, not after committing them: a scan asks once per
+      // folder, and a commit each time cost a first index of 100,000 files 20%.
+      liveChildren: (dir) =>
+        Effect.sync(() => {
+          const stored = dir === "" ? q.liveTop.all() : q.liveChildren.all(`${dir}/`, `${dir}0`, dir.length + 2)
+          const held = pending.filter((r) => r.path.slice(0, Math.max(0, r.path.lastIndexOf("/"))) === dir)
+          if (held.length === 0) return stored
+          const byPath = new Map(stored.map((r) => [r.path, r]))
+          for (const r of held) r.deleted ? byPath.delete(r.path) : byPath.set(r.path, { path: r.path, kind: r.kind })
+          return [...byPath.values()]
+        }),
+      liveUnder: (dir, limit, before) => committed(() => q.liveUnder.all(`${dir}/`, before ?? `${dir}0`, limit)),
       relocateBlocks: (from, to) => committed(() => void q.moveBlocks.run(to, from)),
       dropTombstones: (beforeMs) =>
         committed(() => {

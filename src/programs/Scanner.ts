@@ -1,13 +1,14 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import type { Stats } from "node:fs"
+import type { Dirent, Stats } from "node:fs"
 import type { FsError } from "../domain/Errors.js"
 import { fsSync } from "../lib/FsTry.js"
 import { printable, showPath } from "../lib/Printable.js"
 import { asTombstone, type FileKind, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
 import { bump } from "../domain/VersionVector.js"
-import { FileIndex, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
+import { FileIndex, type LiveEntry, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher } from "../services/Hasher.js"
 import { letEventLoopTurn } from "../lib/EventLoop.js"
@@ -135,13 +136,23 @@ export const scanPath = (relPath: string): Effect.Effect<ScanOutcome, never, Fil
     return yield* scanOnce(relPath, false)
   })
 
-/** Tombstone everything the index holds under a directory that is gone. */
+/** Entries of the index read at once when a vanished folder's contents are looked at. */
+const MISSING_PAGE = 500
+
+/**
+ * Look again at everything the index holds under a directory that is gone (each
+ * becomes a tombstone if it is gone too), a page at a time, an entry before the folders
+ * holding it: memory stays flat whatever the size of the subtree.
+ */
 export const scanMissingUnder = (dirPath: string) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
-    const prefix = `${dirPath}/`
-    const under = (yield* index.livePaths).filter((r) => r.path.startsWith(prefix))
-    yield* Effect.forEach(under.reverse(), (r) => scanPath(r.path), { discard: true })
+    for (let before: string | undefined; ;) {
+      const page = yield* index.liveUnder(dirPath, MISSING_PAGE, before)
+      yield* Effect.forEach(page, (r) => scanPath(r.path), { discard: true })
+      if (page.length < MISSING_PAGE) return
+      before = page[page.length - 1]!.path
+    }
   })
 
 const removeStalePart = (rel: string) =>
@@ -151,46 +162,67 @@ const removeStalePart = (rel: string) =>
   )
 
 /**
- * Walk the folder (never following symlinks), skipping ignored paths, adding the paths
- * seen to `seen`. Our partial downloads that no download is writing are removed (left by
- * a previous run, or by a download whose folder was moved).
+ * Look again at what the index held in a folder (`known`, read before its entries were
+ * scanned) that its listing `entries` lacks, each becoming a tombstone if it is gone;
+ * and at the contents of a folder that is no folder any more (the walk did not go into
+ * it). A folder's contents come before the folder. Ignored ones are left as they are.
  */
-const walk = (relDir: string, seen: Set<string>): Effect.Effect<void, never, FileIndex | Folder | Hasher> =>
+const scanVanished = (known: ReadonlyArray<LiveEntry>, entries: ReadonlyArray<Dirent>) =>
   Effect.gen(function*() {
     const folder = yield* Folder
+    const isFolder = new Map(entries.map((entry) => [entry.name, entry.isDirectory()]))
+    for (const record of known) {
+      const onDisk = isFolder.get(record.path.slice(record.path.lastIndexOf("/") + 1))
+      if (onDisk === true || (onDisk === false && record.kind !== "dir")) continue // walked
+      if (yield* folder.isIgnored(record.path, record.kind === "dir")) continue
+      if (record.kind === "dir") yield* scanMissingUnder(record.path)
+      if (onDisk === undefined) yield* scanPath(record.path)
+    }
+  })
+
+/**
+ * Walk the folder (never following symlinks), skipping ignored paths, counting the
+ * entries seen in `seen`; what the index held in a folder and its listing lacks is looked
+ * at again (deletions while we were away). A walker holds one folder's listing and
+ * index entries at a time, whatever the size of the tree. Our partial downloads that no
+ * download is writing are removed (left by a previous run, or by a download whose
+ * folder was moved).
+ */
+const walk = (relDir: string, seen: { count: number }): Effect.Effect<void, never, FileIndex | Folder | Hasher> =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const index = yield* FileIndex
     // never through a link: a folder replaced by a symlink is not read at all
-    const entries = yield* fsSync("read folder", relDir, () => folder.fs.readdir(relDir)).pipe(
-      Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot read folder ${showPath(relDir || ".")}: ${printable(e.message)}`), []))
-    )
-    yield* Effect.forEach(entries, (entry) =>
+    const listed = yield* fsSync("read folder", relDir, () => folder.fs.readdir(relDir)).pipe(Effect.either)
+    if (Either.isLeft(listed)) {
+      // not read: nothing in it is taken for deleted
+      return yield* Effect.logWarning(`cannot read folder ${showPath(relDir || ".")}: ${printable(listed.left.message)}`)
+    }
+    const known = yield* index.liveChildren(relDir)
+    yield* Effect.forEach(listed.right, (entry) =>
       Effect.gen(function*() {
         const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
         if (entry.isFile() && PART_FILE.test(entry.name)) {
           return partInProgress(folder.fs, rel) ? undefined : yield* removeStalePart(rel)
         }
         if (yield* folder.isIgnored(rel, entry.isDirectory())) return
-        seen.add(rel)
+        seen.count++
         yield* letEventLoopTurn // peers are served while a long scan runs
         yield* scanPath(rel)
         if (entry.isDirectory()) yield* walk(rel, seen)
       }), { discard: true, concurrency: 4 })
+    yield* scanVanished(known, listed.right)
   })
 
 /** Scan a directory that appeared (created or moved in): its contents may bring no events of their own. */
-export const scanTree = (relDir: string) => walk(relDir, new Set())
+export const scanTree = (relDir: string) => walk(relDir, { count: 0 })
 
 /**
  * Full scan: index everything on disk, and record as deleted what vanished while we were
  * away (or since the last scan). Returns the number of entries seen.
  */
 export const scanAll: Effect.Effect<number, never, FileIndex | Folder | Hasher> = Effect.gen(function*() {
-  const index = yield* FileIndex
-  const folder = yield* Folder
-  const seen = new Set<string>()
+  const seen = { count: 0 }
   yield* walk("", seen)
-  const gone = (yield* index.livePaths).filter((r) => !seen.has(r.path))
-  for (const record of gone.reverse()) {
-    if (!(yield* folder.isIgnored(record.path, record.kind === "dir"))) yield* scanPath(record.path)
-  }
-  return seen.size
+  return seen.count
 })

@@ -23,6 +23,12 @@ export interface BlockLocation {
  * The folder's index: one record per path ever seen (deleted ones stay as tombstones),
  * numbered by a local sequence so peers can be sent "everything since N".
  */
+/** An index entry that is not a tombstone, without its block list. */
+export interface LiveEntry {
+  readonly path: string
+  readonly kind: FileKind
+}
+
 export interface FileIndexApi {
   /** Random id of this folder replica, kept in the index across runs. */
   readonly replicaId: string
@@ -33,8 +39,14 @@ export interface FileIndexApi {
   readonly touch: (path: string, mtimeMs: number, inode: number) => Effect.Effect<void>
   /** Records with sequence > `after`, oldest first, at most `limit`. */
   readonly since: (after: number, limit: number) => Effect.Effect<ReadonlyArray<LocalRecord>>
-  /** Path and kind of every entry that is not a tombstone (cheap: no block lists). */
-  readonly livePaths: Effect.Effect<ReadonlyArray<{ readonly path: string; readonly kind: FileKind }>>
+  /** Path and kind of the entries directly in folder `dir` ("" for the top) that are not tombstones. */
+  readonly liveChildren: (dir: string) => Effect.Effect<ReadonlyArray<LiveEntry>>
+  /**
+   * Up to `limit` entries below folder `dir` (not the top) that are not tombstones, in descending
+   * path order (an entry before the folders holding it), those before `before` when
+   * given: a subtree is read a page at a time, whatever its size.
+   */
+  readonly liveUnder: (dir: string, limit: number, before?: string) => Effect.Effect<ReadonlyArray<LiveEntry>>
   /** The blocks of `from` are now in `to` (a file moved into the trash stays a block source). */
   readonly relocateBlocks: (from: string, to: string) => Effect.Effect<void>
   /** Drop tombstones whose deletion (their mtime) is older than `beforeMs`; returns how many. */
