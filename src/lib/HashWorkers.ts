@@ -102,7 +102,8 @@ export const make = (
   Effect.gen(function*() {
     if (!(Number.isInteger(workers) && workers >= 1)) return yield* Effect.dieMessage(`hash workers: need 1 or more, got ${workers}`)
     const idleMs = options.idleMs ?? IDLE_MS
-    const source = options.source ?? workerSource(createRequire(import.meta.url).resolve("hash-wasm"))
+    // resolved when a worker starts: a failure there is the pool's (the main thread hashes)
+    const source = () => options.source ?? workerSource(createRequire(import.meta.url).resolve("hash-wasm"))
     const idle: Array<Worker> = []
     const busy = new Map<Worker, Job>()
     const queue: Array<Job> = []
@@ -127,7 +128,7 @@ export const make = (
       // A worker's heap holds a slice's hex hashes only: small limits keep its isolate
       // small (-6 MB of peak RSS for two workers, measured); past them it dies, and the
       // file is hashed on the main thread.
-      const worker = new Worker(source, { eval: true, resourceLimits: WORKER_HEAP })
+      const worker = new Worker(source(), { eval: true, resourceLimits: WORKER_HEAP })
       worker.unref()
       worker.on("message", (reply: Reply) => {
         const job = busy.get(worker)
