@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto"
 import { mkdirSync } from "node:fs"
 import * as path from "node:path"
 import { FsError } from "../domain/Errors.js"
+import { parentOf } from "../lib/SafePath.js"
 import type { VersionVector } from "../domain/VersionVector.js"
 import { type BlockLocation, FileIndex, type FileIndexApi, type LiveEntry, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 
@@ -255,7 +256,7 @@ const make = (file: string) =>
       liveChildren: (dir) =>
         Effect.sync(() => {
           const stored = dir === "" ? q.liveTop.all() : q.liveChildren.all(`${dir}/`, `${dir}0`, dir.length + 2)
-          const held = pending.filter((r) => r.path.slice(0, Math.max(0, r.path.lastIndexOf("/"))) === dir)
+          const held = pending.filter((r) => parentOf(r.path) === dir)
           if (held.length === 0) return stored
           const byPath = new Map(stored.map((r) => [r.path, r]))
           for (const r of held) r.deleted ? byPath.delete(r.path) : byPath.set(r.path, { path: r.path, kind: r.kind })

@@ -10,7 +10,6 @@ export class HashPoolError extends Data.TaggedError("HashPoolError")<{ readonly 
 
 /** Hashing files' blocks on worker threads. */
 export interface HashWorkers {
-  readonly workers: number
   /** Workers running now (started on demand, gone after IDLE_MS). */
   readonly live: () => number
   /** Workers hashing now. */
@@ -87,8 +86,8 @@ const slicesOf = (size: number, blockSize: number, workers: number): Array<reado
 }
 
 /**
- * A pool of up to `workers` hash workers, started on first use and stopped after a few
- * idle seconds (unref'd: they never keep the process alive); all stopped with the scope.
+ * A pool of up to `workers` hash workers, started on first use and stopped once idle for
+ * `idleMs` (unref'd: they never keep the process alive); all stopped with the scope.
  */
 export const make = (
   workers: number,
@@ -144,9 +143,8 @@ export const make = (
         dispatch()
       }
       worker.on("error", (e) => lost(`failed: ${e.message}`))
-      worker.on("exit", (code) => {
-        if (busy.has(worker)) lost(`exited (${code})`)
-      })
+      // one that exits while idle is dropped too: a job posted to it would never be answered
+      worker.on("exit", (code) => busy.has(worker) ? lost(`exited (${code})`) : retire(worker))
       return worker
     }
 
@@ -211,7 +209,6 @@ export const make = (
       })
 
     return {
-      workers,
       live: () => idle.length + busy.size,
       busy: () => busy.size,
       hashBlocks: (fd, size, blockSize) =>

@@ -19,6 +19,7 @@
 import * as fs from "node:fs"
 import type { Dirent, Stats } from "node:fs"
 import * as path from "node:path"
+import { parentOf } from "./SafePath.js"
 
 const C = fs.constants
 const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW
@@ -195,8 +196,7 @@ export class RootedFs {
    * walk when both are in the same directory (a part file and its target always are).
    */
   private inParents<A>(from: string, to: string, f: (source: string, target: string) => A): A {
-    const parent = (rel: string) => rel.slice(0, Math.max(0, rel.lastIndexOf("/")))
-    if (parent(from) !== parent(to)) return this.inParent(from, (source) => this.inParent(to, (target) => f(source, target), true))
+    if (parentOf(from) !== parentOf(to)) return this.inParent(from, (source) => this.inParent(to, (target) => f(source, target), true))
     const { dir, name } = this.openParent(from, false)
     try {
       return f(dir.at(name), dir.at(segmentsOf(to).pop()!))

@@ -13,6 +13,9 @@ export const MAX_SEGMENT_BYTES = 255
 /** Folders nested deeper than this are refused (each level costs a directory open per call). */
 export const MAX_DEPTH = 64
 
+/** The folder holding entry `rel` (folder-relative, `/`-separated): "" for a top-level entry. */
+export const parentOf = (rel: string): string => rel.slice(0, Math.max(0, rel.lastIndexOf("/")))
+
 const utf8Length = (s: string) => Buffer.byteLength(s, "utf8")
 
 /**

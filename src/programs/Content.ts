@@ -37,7 +37,7 @@ export const hashFileContent = (disk: RootedFs, rel: string, size: number) =>
       Effect.try({ try: () => disk.openRead(rel), catch: fail("open") }),
       (fd) =>
         Effect.gen(function*() {
-          const blocks = yield* Effect.mapError(hasher.hashFileBlocks(fd, size, blockSize), (e) => fail("read")(new Error(e.message)))
+          const blocks = yield* Effect.mapError(hasher.hashFileBlocks(fd, size, blockSize), fail("read"))
           // what the file is now, through the descriptor read (no second path walk)
           const after = yield* Effect.try({ try: () => fs.fstatSync(fd), catch: fail("stat") })
           return { blocks, after }

@@ -3,6 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type { Dirent, Stats } from "node:fs"
+import * as path from "node:path"
 import type { FsError } from "../domain/Errors.js"
 import { fsSync } from "../lib/FsTry.js"
 import { printable, showPath } from "../lib/Printable.js"
@@ -172,7 +173,7 @@ const scanVanished = (known: ReadonlyArray<LiveEntry>, entries: ReadonlyArray<Di
     const folder = yield* Folder
     const isFolder = new Map(entries.map((entry) => [entry.name, entry.isDirectory()]))
     for (const record of known) {
-      const onDisk = isFolder.get(record.path.slice(record.path.lastIndexOf("/") + 1))
+      const onDisk = isFolder.get(path.posix.basename(record.path))
       if (onDisk === true || (onDisk === false && record.kind !== "dir")) continue // walked
       if (yield* folder.isIgnored(record.path, record.kind === "dir")) continue
       if (record.kind === "dir") yield* scanMissingUnder(record.path)

@@ -19,15 +19,16 @@ export interface BlockLocation {
   readonly size: number
 }
 
-/**
- * The folder's index: one record per path ever seen (deleted ones stay as tombstones),
- * numbered by a local sequence so peers can be sent "everything since N".
- */
 /** An index entry that is not a tombstone, without its block list. */
 export interface LiveEntry {
   readonly path: string
   readonly kind: FileKind
 }
+
+/**
+ * The folder's index: one record per path ever seen (deleted ones stay as tombstones),
+ * numbered by a local sequence so peers can be sent "everything since N".
+ */
 
 export interface FileIndexApi {
   /** Random id of this folder replica, kept in the index across runs. */
