@@ -21,7 +21,7 @@ import { SecureChannel } from "../services/SecureChannel.js"
 import { Transport, type Connection } from "../services/Transport.js"
 import { RESCAN_ALL, Watcher } from "../services/Watcher.js"
 import { defaultTiming, runSession, type SessionOptions, type SessionServices, type SessionTiming } from "./PeerSession.js"
-import { diskState, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
+import { diskState, scanAll, scanMissingUnder, scanPath, scanTree, statMatches } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { makeBacklog } from "./Backlog.js"
 import { makePathLocks } from "./PathLocks.js"
@@ -92,21 +92,27 @@ const onLocalChanges = (paths: ReadonlyArray<string>) =>
     }
     if (paths.includes(IGNORE_FILE_NAME) || paths.includes(RESCAN_ALL)) return yield* scanAll
     const entries = yield* Effect.forEach(paths, (rel) =>
-      Effect.map(diskState(rel).pipe(Effect.orElseSucceed(() => undefined)), (present) => ({ rel, present })))
+      Effect.zipWith(
+        diskState(rel).pipe(Effect.orElseSucceed(() => undefined)),
+        index.get(rel),
+        (present, known) => ({ rel, present, known: Option.getOrUndefined(known) })
+      ))
     // What exists first, then what vanished: after a rename the new path is announced
     // before the old one's deletion, so a peer can reuse the blocks it already has.
-    const existing = entries.filter((e) => e.present !== undefined)
-    const vanished = entries.filter((e) => e.present === undefined)
+    // A file or link that the disk shows as indexed needs no scan (a scan would find
+    // nothing): most paths of a recheck are files we just received. A folder is always
+    // walked (its contents may be new), and whatever differs is scanned under its lock.
+    const existing = entries.filter((e) => e.present !== undefined && !(e.known && !e.present.isDirectory() && statMatches(e.known, e.present)))
+    const vanished = entries.filter((e) => e.present === undefined && e.known !== undefined && !e.known.deleted)
     yield* Effect.forEach(existing, ({ rel, present }) =>
       Effect.gen(function*() {
         const outcome = yield* scanPath(rel)
         if (present?.isDirectory() && outcome !== "ignored") yield* scanTree(rel)
       }), { concurrency: 4, discard: true })
-    yield* Effect.forEach(vanished, ({ rel }) =>
+    yield* Effect.forEach(vanished, ({ rel, known }) =>
       Effect.gen(function*() {
-        const before = Option.getOrUndefined(yield* index.get(rel))
         // children first, so peers see a folder's contents go before the folder itself
-        if (before?.kind === "dir" && !before.deleted) yield* scanMissingUnder(rel)
+        if (known?.kind === "dir") yield* scanMissingUnder(rel)
         yield* scanPath(rel)
       }), { concurrency: 4, discard: true })
   })
