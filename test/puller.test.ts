@@ -12,7 +12,7 @@ import type { BlockSource } from "../src/services/Transfer.js"
 import { fileHash } from "../src/programs/Content.js"
 import { makePuller, SMALL_BATCH } from "../src/programs/Puller.js"
 import { makeTransferSlots } from "../src/programs/TransferSlots.js"
-import { makePathLocks } from "../src/programs/PathLocks.js"
+import { makePathLocks } from "../src/lib/PathLocks.js"
 import { Hasher, type HasherApi } from "../src/services/Hasher.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
 

@@ -174,9 +174,13 @@ const planFor = (remote: FileRecord) =>
 
 /** A downloaded part file (or new symlink) goes into place under the path's lock; then say so. */
 const commitReceived = (remote: FileRecord, source: BlockSource, fetched: Fetched, started: number) =>
+  Effect.flatMap(Folder, (folder) => folder.withPathLock(remote.path)(commitPart(remote, fetched.part, fetched.stat))).pipe(
+    Effect.flatMap((conflictCopy) => reportReceived(remote, source, fetched, started, conflictCopy))
+  )
+
+/** Say that a received file is in place (and index the conflict copy kept, if any). */
+const reportReceived = (remote: FileRecord, source: BlockSource, fetched: Fetched, started: number, conflictCopy: string | undefined) =>
   Effect.gen(function*() {
-    const folder = yield* Folder
-    const conflictCopy = yield* folder.withPathLock(remote.path)(commitPart(remote, fetched.part, fetched.stat))
     if (conflictCopy) yield* scanPath(conflictCopy)
     yield* Effect.logInfo(
       `received: ${showPath(remote.path)}` +
@@ -259,12 +263,19 @@ export const applyRemoteFiles = (
       batched.has(i) ? Effect.succeed(true) : applyPlanned(remote, plans[i]!, source))
     if (batch.length === 0) return outcomes
     const fetched = yield* (yield* Transfer).fetchFiles(batch.map((i) => remotes[i]!), source)
+    // into place one after another under their paths' locks, taken once for the batch
+    type Committed = Either.Either<{ readonly part: Fetched; readonly conflictCopy: string | undefined }, FsError | UnsafePath | BlockUnavailable>
+    const commit = (i: number, at: number): Effect.Effect<Committed, never, ApplyServices> => {
+      const part = fetched[at]!
+      return Either.isLeft(part)
+        ? Effect.succeed(Either.left(part.left))
+        : Effect.either(Effect.map(commitPart(remotes[i]!, part.right.part, part.right.stat), (conflictCopy) => ({ part: part.right, conflictCopy })))
+    }
+    const committed = yield* (yield* Folder).withPathLocks(batch.map((i) => remotes[i]!.path))(Effect.forEach(batch, commit))
     yield* Effect.forEach(batch, (i, at) => {
       const remote = remotes[i]!
-      const apply = Either.match(fetched[at]!, {
-        onLeft: (e) => Effect.fail(e),
-        onRight: (part) => commitReceived(remote, source, part, started)
-      })
+      const done = committed[at]!
+      const apply = Either.isLeft(done) ? Effect.fail(done.left) : reportReceived(remote, source, done.right.part, started, done.right.conflictCopy)
       return apply.pipe(
         Effect.as(true),
         Effect.catchAll((e) => failed(remote, source, e)),

@@ -41,7 +41,7 @@ import { type BlockSink, BlockUnavailable, type BlockSource, type ServedBlock, T
 import { admitRecord, recordCost } from "./IncomingRecords.js"
 import { type ProgressTicket, trackPeerProgress } from "./IndexProgress.js"
 import type { Backlog } from "./Backlog.js"
-import type { PathLocks } from "./PathLocks.js"
+import type { PathLocks } from "../lib/PathLocks.js"
 import type { Recheck } from "./Recheck.js"
 import { makePuller } from "./Puller.js"
 import type { Swarm } from "./Swarm.js"

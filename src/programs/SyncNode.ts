@@ -24,7 +24,7 @@ import { defaultTiming, runSession, type SessionOptions, type SessionServices, t
 import { diskState, scanAll, scanMissingUnder, scanPath, scanTree, statMatches } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { makeBacklog } from "./Backlog.js"
-import { makePathLocks } from "./PathLocks.js"
+import { makePathLocks } from "../lib/PathLocks.js"
 import { makeRecheck } from "./Recheck.js"
 import { makeSwarm } from "./Swarm.js"
 import { makeDialers } from "./Dialers.js"

@@ -19,6 +19,8 @@ export interface FolderApi {
    * change to the same path never interleave.
    */
   readonly withPathLock: (relPath: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** `withPathLock` for several paths, taken all at once (a batch of received files). */
+  readonly withPathLocks: (relPaths: ReadonlyArray<string>) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }
 
 /** The synced folder. The default layer is `FolderLocal`. */
