@@ -14,6 +14,7 @@ import { makePuller, SMALL_BATCH } from "../src/programs/Puller.js"
 import { makeTransferSlots } from "../src/programs/TransferSlots.js"
 import { makePathLocks } from "../src/lib/PathLocks.js"
 import { Hasher, type HasherApi } from "../src/services/Hasher.js"
+import { FileIndex } from "../src/services/FileIndex.js"
 import { eventually, readOr, tempDir } from "./support/fs.js"
 
 const noRecheck = { add: () => Effect.void, writing: () => <A, E, R>(effect: Effect.Effect<A, E, R>) => effect, pending: () => false }
@@ -133,5 +134,34 @@ describe("puller", () => {
       yield* eventually("written", () => readOr(path.join(root, "new.txt")) === content.toString())
       yield* Effect.sleep("300 millis")
       expect(fetches).toBe(1)
+    }).pipe(Effect.scoped))
+
+  it.live("records of versions held here are settled at once: no slot, no request, no recheck", () =>
+    Effect.gen(function*() {
+      const { services, hasher } = yield* folderServices
+      const index = yield* Effect.provide(FileIndex, services)
+      // what the peer echoes after receiving from us: our own records, same versions
+      const records = Array.from({ length: 40 }, (_, i) => fileRecordOf(hasher, `have${i}.txt`, Buffer.from(`have ${i}`), i + 1))
+      for (const record of records) yield* index.put({ ...record, inode: 0 })
+      let requests = 0
+      let slotsTaken = 0
+      const rechecked: Array<string> = []
+      let settled = 0
+      const source: BlockSource = {
+        peerId: "p",
+        fetchBlocks: () => Effect.sync(() => void requests++),
+        fetchFiles: () => Effect.sync(() => void requests++)
+      }
+      const puller = yield* makePuller(source, {
+        withSlot: (effect) => Effect.zipRight(Effect.sync(() => void slotsTaken++), effect),
+        release: (_item, done) => Effect.sync(() => void (done && settled++)),
+        backlog: { adjust: () => Effect.void },
+        paths: makePathLocks(),
+        recheck: { ...noRecheck, add: (p) => Effect.sync(() => void rechecked.push(p)) }
+      })
+      yield* Effect.forkScoped(Effect.provide(puller.run, services))
+      yield* puller.offer(records.map((record) => ({ record, cost: 1 })))
+      yield* eventually("every record settled", () => settled === records.length)
+      expect({ requests, slotsTaken, rechecked }).toEqual({ requests: 0, slotsTaken: 0, rechecked: [] })
     }).pipe(Effect.scoped))
 })

@@ -172,6 +172,13 @@ const planFor = (remote: FileRecord) =>
     return remote.kind === "dir" ? "dir" : "fetch"
   })
 
+/**
+ * Does a peer's record ask anything of this folder now? One of a version we hold, or an
+ * older one (a peer announcing what it just received from us), asks nothing.
+ */
+export const needsApply = (remote: FileRecord): Effect.Effect<boolean, never, Folder | FileIndex> =>
+  Effect.map(planFor(remote), (plan) => plan !== "nothing")
+
 /** A downloaded part file (or new symlink) goes into place under the path's lock; then say so. */
 const commitReceived = (remote: FileRecord, source: BlockSource, fetched: Fetched, started: number) =>
   Effect.flatMap(Folder, (folder) => folder.withPathLock(remote.path)(commitPart(remote, fetched.part, fetched.stat))).pipe(

@@ -8,7 +8,7 @@ import type { BlockSource } from "../services/Transfer.js"
 import type { ProgressTicket } from "./IndexProgress.js"
 import type { PathLocks } from "../lib/PathLocks.js"
 import type { Recheck } from "./Recheck.js"
-import { applyRemote, applyRemoteFiles, isSmallFile } from "./ApplyRemote.js"
+import { applyRemote, applyRemoteFiles, isSmallFile, needsApply } from "./ApplyRemote.js"
 import type { Backlog } from "./Backlog.js"
 
 /** Files applied at once within one session (the node-wide limit is the transfer slots). */
@@ -175,7 +175,14 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
     const round = Effect.gen(function*() {
       const byPath = new Map([...incoming.values()].map((item) => [item.record, item]))
       incoming.clear()
-      const batch = applyOrder([...byPath.keys()])
+      // what asks nothing here is done at once, without a slot, a lock or a recheck: after
+      // a first sync, the peer's index echoes every file it received from us
+      const wanted: Array<FileRecord> = []
+      for (const [record, item] of byPath) {
+        if (yield* needsApply(record)) wanted.push(record)
+        else yield* done(item)
+      }
+      const batch = applyOrder(wanted)
       const items = (records: ReadonlyArray<FileRecord>) => records.map((r) => byPath.get(r)!)
       yield* applyEach(items(batch.dirs), 1)
       yield* applyFiles(items(batch.files))
