@@ -175,12 +175,14 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
     const round = Effect.gen(function*() {
       const byPath = new Map([...incoming.values()].map((item) => [item.record, item]))
       incoming.clear()
-      // what asks nothing here is done at once, without a slot, a lock or a recheck: after
-      // a first sync, the peer's index echoes every file it received from us
+      // what asks nothing here is settled at once, without a slot, a lock or a request:
+      // after a first sync, the peer's index echoes every file it received from us (its
+      // path is still looked at again, as an applied one is: a folder's contents that
+      // our watcher missed are found then)
       const wanted: Array<FileRecord> = []
       for (const [record, item] of byPath) {
         if (yield* needsApply(record)) wanted.push(record)
-        else yield* done(item)
+        else yield* settle(item, true)
       }
       const batch = applyOrder(wanted)
       const items = (records: ReadonlyArray<FileRecord>) => records.map((r) => byPath.get(r)!)
