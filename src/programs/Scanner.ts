@@ -50,6 +50,22 @@ export const statMatches = (record: LocalRecord, st: Stats | undefined): boolean
   return st.size === record.size && st.mtimeMs === record.mtimeMs && st.ino === record.inode
 }
 
+/** A file or link that the disk shows just as the index holds it: a scan would find nothing. */
+export const indexedAsIs = (known: LocalRecord | undefined, st: Stats | undefined): boolean =>
+  known !== undefined && st !== undefined && !st.isDirectory() && statMatches(known, st)
+
+/**
+ * `indexedAsIs` for `relPath`, read without the path's lock: a commit halfway through
+ * shows as a difference (its new file beside the old record, or the reverse), and a
+ * difference is scanned under the lock. A path the index lacks is not even stat'ed.
+ */
+const unchangedOnDisk = (relPath: string) =>
+  Effect.gen(function*() {
+    const known = Option.getOrUndefined(yield* (yield* FileIndex).get(relPath))
+    if (known === undefined || known.deleted || known.kind === "dir") return false
+    return indexedAsIs(known, yield* diskState(relPath).pipe(Effect.orElseSucceed(() => undefined)))
+  })
+
 /** Record a local deletion of `existing`: a tombstone with a new version. */
 const tombstone = (existing: LocalRecord) =>
   Effect.gen(function*() {
@@ -128,6 +144,8 @@ const scanOnce = (relPath: string, settle: boolean): Effect.Effect<ScanOutcome, 
  */
 export const scanPath = (relPath: string): Effect.Effect<ScanOutcome, never, FileIndex | Folder | Hasher> =>
   Effect.gen(function*() {
+    // most paths of a rescan, and of a folder walked again, are as indexed: no lock, no fiber
+    if (yield* unchangedOnDisk(relPath)) return "unchanged"
     const deadline = Date.now() + SETTLE_LIMIT_MS
     while (Date.now() < deadline) {
       const outcome = yield* scanOnce(relPath, true)

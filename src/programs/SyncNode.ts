@@ -21,7 +21,7 @@ import { SecureChannel } from "../services/SecureChannel.js"
 import { Transport, type Connection } from "../services/Transport.js"
 import { RESCAN_ALL, Watcher } from "../services/Watcher.js"
 import { defaultTiming, runSession, type SessionOptions, type SessionServices, type SessionTiming } from "./PeerSession.js"
-import { diskState, scanAll, scanMissingUnder, scanPath, scanTree, statMatches } from "./Scanner.js"
+import { diskState, indexedAsIs, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { makeBacklog } from "./Backlog.js"
 import { makePathLocks } from "../lib/PathLocks.js"
@@ -102,7 +102,7 @@ const onLocalChanges = (paths: ReadonlyArray<string>) =>
     // A file or link that the disk shows as indexed needs no scan (a scan would find
     // nothing): most paths of a recheck are files we just received. A folder is always
     // walked (its contents may be new), and whatever differs is scanned under its lock.
-    const existing = entries.filter((e) => e.present !== undefined && !(e.known && !e.present.isDirectory() && statMatches(e.known, e.present)))
+    const existing = entries.filter((e) => e.present !== undefined && !indexedAsIs(e.known, e.present))
     const vanished = entries.filter((e) => e.present === undefined && e.known !== undefined && !e.known.deleted)
     yield* Effect.forEach(existing, ({ rel, present }) =>
       Effect.gen(function*() {
