@@ -79,7 +79,10 @@ export interface SessionOptions {
   readonly name: string
   /** Shared by all sessions: what is left to pull. */
   readonly backlog: Backlog
-  /** Shared by all sessions: one apply per path at a time. */
+  /**
+   * Shared by all sessions: one apply per path at a time. When two peers announce one new
+   * version, the second waits for the first and finds it here: it is fetched once.
+   */
   readonly paths: PathLocks
   /** Shared by all sessions: written paths looked at again. */
   readonly recheck: Recheck
