@@ -36,4 +36,3 @@ export function hashChunk(
 
 /** Bytes read per step while hashing: large reads are cheap; a multiple of the block size. */
 export const chunkFor = (blockSize: number, chunkBytes: number): number => Math.max(blockSize, chunkBytes - (chunkBytes % blockSize))
-

@@ -144,8 +144,6 @@ const scanOnce = (relPath: string, settle: boolean): Effect.Effect<ScanOutcome, 
  */
 export const scanPath = (relPath: string): Effect.Effect<ScanOutcome, never, FileIndex | Folder | Hasher> =>
   Effect.gen(function*() {
-    // most paths of a rescan, and of a folder walked again, are as indexed: no lock, no fiber
-    if (yield* unchangedOnDisk(relPath)) return "unchanged"
     const deadline = Date.now() + SETTLE_LIMIT_MS
     while (Date.now() < deadline) {
       const outcome = yield* scanOnce(relPath, true)
@@ -227,7 +225,8 @@ const walk = (relDir: string, seen: { count: number }): Effect.Effect<void, neve
         if (yield* folder.isIgnored(rel, entry.isDirectory())) return
         seen.count++
         yield* letEventLoopTurn // peers are served while a long scan runs
-        yield* scanPath(rel)
+        // most files of a rescan, and of a folder walked again, are as indexed: no lock taken
+        if (!(yield* unchangedOnDisk(rel))) yield* scanPath(rel)
         if (entry.isDirectory()) yield* walk(rel, seen)
       }), { discard: true, concurrency: 4 })
     yield* scanVanished(known, listed.right)

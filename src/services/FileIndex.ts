@@ -29,7 +29,6 @@ export interface LiveEntry {
  * The folder's index: one record per path ever seen (deleted ones stay as tombstones),
  * numbered by a local sequence so peers can be sent "everything since N".
  */
-
 export interface FileIndexApi {
   /** Random id of this folder replica, kept in the index across runs. */
   readonly replicaId: string
