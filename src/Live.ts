@@ -9,6 +9,7 @@ import * as CurvesNode from "./layers/CurvesNode.js"
 import * as DiscoveryMdns from "./layers/DiscoveryMdns.js"
 import * as DiscoveryStatic from "./layers/DiscoveryStatic.js"
 import * as EventsPubSub from "./layers/EventsPubSub.js"
+import * as UpcomingPubSub from "./layers/UpcomingPubSub.js"
 import * as FolderLocal from "./layers/FolderLocal.js"
 import * as RateLimiterTokenBucket from "./layers/RateLimiterTokenBucket.js"
 import * as HasherBlake3 from "./layers/HasherBlake3.js"
@@ -59,7 +60,8 @@ export const nodeLayer = <E>(transport: Layer.Layer<Transport, E>, settings: Fol
     FolderLocal.layer(settings.root, settings.excludes),
     WatcherParcel.layer,
     settings.discovery ?? DiscoveryStatic.layer(settings.peers),
-    EventsPubSub.layer
+    EventsPubSub.layer,
+    UpcomingPubSub.layer
   )), Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer).pipe(Layer.provideMerge(CurvesNode.layer))))
 
 const defaultLimits: RateLimits = {

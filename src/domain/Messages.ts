@@ -1,8 +1,8 @@
 import * as Schema from "effect/Schema"
-import { MAX_BLOCKS } from "./FileRecord.js"
+import { MAX_BLOCKS, MAX_FILE_SIZE } from "./FileRecord.js"
 
 /** Application protocol spoken inside the encrypted channel. */
-export const PROTOCOL = "dsync/3"
+export const PROTOCOL = "dsync/4"
 
 const ReplicaId = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{16}$/))
 
@@ -80,6 +80,18 @@ export class FilesRequest extends Schema.TaggedClass<FilesRequest>()("FilesReque
   })).pipe(Schema.minItems(1), Schema.maxItems(MAX_REQUEST_FILES))
 }) {}
 
+/**
+ * A new file being hashed here, before its record exists: the peer may fetch its blocks
+ * now, with `token` standing for the content hash in a FileRequest, and keep each block
+ * it has verified by its own hash; the record that follows says which are right. Valid
+ * while the hashing lasts.
+ */
+export class Upcoming extends Schema.TaggedClass<Upcoming>()("Upcoming", {
+  token: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/)),
+  path: Schema.String.pipe(Schema.maxLength(4096)),
+  size: Schema.Int.pipe(Schema.between(1, MAX_FILE_SIZE))
+}) {}
+
 /** The sender is done with a stream: all blocks sent, or `error` says why it stopped. */
 export class StreamEnd extends Schema.TaggedClass<StreamEnd>()("StreamEnd", {
   stream: StreamId,
@@ -98,7 +110,7 @@ export class Bye extends Schema.TaggedClass<Bye>()("Bye", {}) {}
 export class Ping extends Schema.TaggedClass<Ping>()("Ping", {}) {}
 
 /** Every JSON message of the protocol (blocks travel as binary BlockData frames instead). */
-export const Message = Schema.Union(Hello, IndexFrom, IndexBatch, IndexAck, FileRequest, FilesRequest, StreamEnd, StreamCancel, Ping, Bye)
+export const Message = Schema.Union(Hello, IndexFrom, IndexBatch, IndexAck, FileRequest, FilesRequest, Upcoming, StreamEnd, StreamCancel, Ping, Bye)
 /** One decoded protocol message. */
 export type Message = typeof Message.Type
 

@@ -1,13 +1,17 @@
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import { promisify } from "node:util"
-import { blockLength, type FileRecord } from "../domain/FileRecord.js"
+import { blockLength, blockSizeFor, type FileRecord } from "../domain/FileRecord.js"
 import { fsSync, fsTry } from "../lib/FsTry.js"
 import { letEventLoopTurn } from "../lib/EventLoop.js"
 import { decompressBlock } from "../lib/Lz4Block.js"
@@ -19,6 +23,9 @@ import { type BlockLocation, FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
 import { type BlockRequest, type BlockSource, BlockUnavailable, type Fetched, type FileVersion, Transfer, type TransferApi } from "../services/Transfer.js"
+import { Upcoming, type UpcomingApi, type UpcomingFile } from "../services/Upcoming.js"
+import { parentOf } from "../lib/SafePath.js"
+import { showPath } from "../lib/Printable.js"
 
 const fsync = promisify(fs.fsync)
 
@@ -64,28 +71,72 @@ const ensureSpace = (disk: RootedFs, size: number) =>
   )
 
 /**
+ * A download begun from a peer's `Upcoming` announcement, before the file's record: its
+ * part file (owned by `scope`), and the hash of each block written, computed here. The
+ * record's `fetchInto` keeps the blocks whose hash it lists and fetches the rest.
+ */
+interface HeadStart {
+  readonly path: string
+  readonly size: number
+  readonly part: string
+  readonly fd: number
+  readonly hashes: Array<string | undefined>
+  /** Its stream has ended, however. */
+  readonly done: Deferred.Deferred<void>
+  readonly scope: Scope.CloseableScope
+  fiber?: Fiber.RuntimeFiber<void>
+}
+
+/** How long a head start that has ended waits for its record before its part file goes. */
+const HEAD_START_CLAIM_WINDOW = Duration.seconds(30)
+
+/** A file the size of an announced one, its blocks counted: what serving and fetching it need. */
+const announcedShape = (size: number) => {
+  const blockSize = blockSizeFor(size)
+  return { size, blockSize, count: Math.ceil(size / blockSize) }
+}
+
+/**
  * Download `remote` into a `.part` file next to its target: blocks found locally are
  * copied, the rest fetched from the peer; every block is hash-checked, the file fsynced,
  * its mode and mtime set through the descriptor. The part file is removed if anything
- * fails or the fiber is interrupted.
+ * fails or the fiber is interrupted. With a head start for it, its part file is taken
+ * over once its stream ends, and only the blocks it lacks or got wrong are fetched.
  */
-const fetchInto = (remote: FileRecord, source: BlockSource) =>
+const fetchInto = (remote: FileRecord, source: BlockSource, head: HeadStart | undefined) =>
   Effect.gen(function*() {
     const hasher = yield* Hasher
     const index = yield* FileIndex
     const disk = (yield* Folder).fs
-    yield* ensureSpace(disk, remote.size)
     let fd = -1
-    const part = yield* createPart(disk, remote.path, remote.hash.slice(0, 8), (p) => void (fd = disk.createExclusive(p, 0o600)))
-    yield* Effect.addFinalizer(() => Effect.sync(() => fs.closeSync(fd)))
+    let part: string
+    if (head) {
+      // its stream stopped before its descriptor closes (a sink never writes to a closed one)
+      yield* Effect.addFinalizer((exit) =>
+        Effect.zipRight(head.fiber ? Fiber.interrupt(head.fiber) : Effect.void, Scope.close(head.scope, exit)))
+      yield* Deferred.await(head.done)
+      fd = head.fd
+      part = head.part
+    } else {
+      yield* ensureSpace(disk, remote.size)
+      part = yield* createPart(disk, remote.path, remote.hash.slice(0, 8), (p) => void (fd = disk.createExclusive(p, 0o600)))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fs.closeSync(fd)))
+    }
     const writeAt = (index: number, data: Uint8Array) => fs.writeSync(fd, data, 0, data.length, index * remote.blockSize)
     // blocks we already have (old version, a copy, a renamed file, the trash) are not fetched;
     // the copies are bounded by the file's size and yield to the event loop as they go
     const local = yield* index.findBlocks(remote.blocks)
     const missing: Array<number> = []
+    let headStarted = 0
+    let headStartedBytes = 0
     let sinceYield = 0
     for (let i = 0; i < remote.blocks.length; i++) {
       const size = blockLength(remote, i)
+      if (head?.hashes[i] === remote.blocks[i]) {
+        headStarted++
+        headStartedBytes += size
+        continue
+      }
       const data = readLocalBlock(disk, local.get(remote.blocks[i]!), hasher, remote.blocks[i]!, size)
       if (!data) {
         missing.push(i)
@@ -132,8 +183,57 @@ const fetchInto = (remote: FileRecord, source: BlockSource) =>
     // interrupted halfway: the descriptor stays open until the fsync is done with it.
     yield* Effect.uninterruptible(fsTry("sync", part, () => fsync(fd)))
     yield* fsSync("set mtime and mode", part, () => setTimesAndMode(fd, remote))
-    return { part, fetched: missing.length, fetchedBytes: fetchBytes }
+    if (head) yield* Effect.logDebug(`${showPath(remote.path)}: ${headStarted} of ${remote.blocks.length} blocks fetched before its record`)
+    return { part, fetched: missing.length + headStarted, fetchedBytes: fetchBytes + headStartedBytes }
   })
+
+/**
+ * Fetch the blocks of `file`, announced by `source` while it hashes it, into a part file
+ * next to its target, each block's hash computed as it is written (see HeadStart). Only
+ * for a path where nothing is, in a folder that exists: no folder is made, and nothing
+ * of ours is replaced or looked at, before the record is there to be checked.
+ */
+const startHeadStart = (file: UpcomingFile, source: BlockSource) =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const index = yield* FileIndex
+    const hasher = yield* Hasher
+    const disk = folder.fs
+    if (yield* folder.isIgnored(file.path, false)) return undefined
+    if (Option.exists(yield* index.get(file.path), (known) => !known.deleted)) return undefined
+    const parent = parentOf(file.path)
+    const free = yield* fsSync("stat", file.path, () => disk.lstat(file.path) === undefined && (parent === "" || disk.lstat(parent)?.isDirectory() === true))
+    if (!free) return undefined
+    yield* ensureSpace(disk, file.size)
+    const shape = announcedShape(file.size)
+    const scope = yield* Scope.make()
+    let fd = -1
+    const made = yield* Effect.either(Scope.extend(
+      Effect.gen(function*() {
+        const part = yield* createPart(disk, file.path, file.token.slice(0, 8), (p) => void (fd = disk.createExclusive(p, 0o600, false)))
+        yield* Scope.addFinalizer(scope, Effect.sync(() => fs.closeSync(fd)))
+        return part
+      }),
+      scope
+    ))
+    if (Either.isLeft(made)) return yield* Effect.as(Scope.close(scope, Exit.void), undefined)
+    const head: HeadStart = { path: file.path, size: file.size, part: made.right, fd, hashes: [], done: yield* Deferred.make<void>(), scope }
+    const sink = (i: number, received: Uint8Array, compressed: boolean) => {
+      const size = blockLength(shape, i)
+      const data = compressed ? decompressBlock(received, size) : received
+      if (!data || data.length !== size) return `block ${i} is not the ${size} bytes announced`
+      try {
+        fs.writeSync(fd, data, 0, size, i * shape.blockSize)
+      } catch (cause) {
+        return `cannot write ${head.part}: ${cause instanceof Error ? cause.message : String(cause)}`
+      }
+      head.hashes[i] = hasher.hash(data)
+      return undefined
+    }
+    const blocks = Array.from({ length: shape.count }, (_, i) => i)
+    const stream = Effect.ignore(source.fetchBlocks({ path: file.path, hash: file.token, blocks }, sink))
+    return { head, stream }
+  }).pipe(Effect.orElseSucceed(() => undefined))
 
 /** Part files of one batch written at once, in the thread pool. */
 const BATCH_WRITES = 4
@@ -255,12 +355,16 @@ const PROGRESS_INTERVAL = Duration.millis(250)
  * opened once, never through a link. A short read means the file changed meanwhile (the
  * receiver's hash check catches any other change).
  */
-const serveFrom = (request: BlockRequest, into: (index: number, size: number) => Uint8Array) =>
+const serveFrom = (request: BlockRequest, into: (index: number, size: number) => Uint8Array, upcoming: UpcomingApi | undefined) =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const index = yield* FileIndex
     const folder = yield* Folder
-    const record = Option.getOrUndefined(yield* index.get(request.path))
-    if (!record || record.deleted || record.kind !== "file" || record.hash !== request.hash) {
+    const indexed = Option.getOrUndefined(yield* index.get(request.path))
+    const announced = upcoming?.find(request.hash, request.path)
+    const record = indexed && !indexed.deleted && indexed.kind === "file" && indexed.hash === request.hash
+      ? { size: indexed.size, blockSize: indexed.blockSize, count: indexed.blocks.length }
+      : announced && announcedShape(announced.size)
+    if (!record) {
       return yield* new BlockUnavailable({ reason: "no such file version here (changed since?)" })
     }
     const fd = yield* Effect.acquireRelease(
@@ -268,7 +372,7 @@ const serveFrom = (request: BlockRequest, into: (index: number, size: number) =>
       (fd) => Effect.sync(() => fs.closeSync(fd))
     )
     const readBlock = (i: number) => {
-      if (i >= record.blocks.length) return Effect.fail(new BlockUnavailable({ reason: `no block ${i}` }))
+      if (i >= record.count) return Effect.fail(new BlockUnavailable({ reason: `no block ${i}` }))
       const size = blockLength(record, i)
       const data = into(i, size)
       let read = -1
@@ -289,14 +393,64 @@ const serveFrom = (request: BlockRequest, into: (index: number, size: number) =>
 export const make = Effect.gen(function*() {
   // only these: the build's own Scope must not stand in for the caller's (part files are scoped)
   const context = Context.pick(Folder, FileIndex, Hasher, Events)(yield* Effect.context<Folder | FileIndex | Hasher | Events>())
+  const upcoming = Option.getOrUndefined(yield* Effect.serviceOption(Upcoming))
+  const nodeScope = yield* Effect.scope
+  // one head start at a time: a peer's announcements cannot make more downloads than that
+  let current: HeadStart | undefined
+  let starting = false
+  /**
+   * The head start for `record`, taken over by its caller (undefined: none). One for its
+   * path that cannot be (the file changed size meanwhile) is stopped, its part file removed.
+   */
+  const claim = (record: FileRecord) => {
+    const head = current
+    if (head === undefined || head.path !== record.path) return Effect.succeed(undefined)
+    current = undefined
+    if (head.size === record.size && record.blockSize === blockSizeFor(record.size)) return Effect.succeed(head)
+    return Effect.as(Effect.zipRight(head.fiber ? Fiber.interrupt(head.fiber) : Effect.void, Scope.close(head.scope, Exit.fail("changed"))), undefined)
+  }
+  const begin = (file: UpcomingFile, source: BlockSource) =>
+    Effect.gen(function*() {
+      const started = yield* startHeadStart(file, source)
+      if (started === undefined) return
+      const { head, stream } = started
+      current = head
+      // not taken over by a record in time (or the node stops): its part file goes
+      const expire = Effect.suspend(() => {
+        if (current !== head) return Effect.void
+        current = undefined
+        return Scope.close(head.scope, Exit.fail("no record came for it"))
+      })
+      yield* Effect.logDebug(`fetching ${showPath(file.path)} while its peer hashes it`)
+      head.fiber = yield* Effect.forkIn(
+        stream.pipe(
+          Effect.ensuring(Deferred.succeed(head.done, undefined)),
+          Effect.zipRight(Effect.sleep(HEAD_START_CLAIM_WINDOW)),
+          Effect.ensuring(expire),
+          Effect.interruptible // (forked from an uninterruptible region)
+        ),
+        nodeScope
+      )
+    })
+  const headStart = (file: UpcomingFile, source: BlockSource) =>
+    Effect.suspend(() => {
+      if (current !== undefined || starting) return Effect.void
+      starting = true
+      return Effect.ensuring(begin(file, source), Effect.sync(() => void (starting = false)))
+    }).pipe(Effect.provide(context), Effect.uninterruptible)
   const api: TransferApi = {
-    serve: (request, into) => serveFrom(request, into).pipe(Stream.provideContext(context)),
-    fetch: (record, source) => fetchInto(record, source).pipe(Effect.provide(context)),
+    serve: (request, into) => serveFrom(request, into, upcoming).pipe(Stream.provideContext(context)),
+    fetch: (record, source) => Effect.flatMap(claim(record), (head) => fetchInto(record, source, head)).pipe(Effect.provide(context)),
     serveFiles: (files, into) => serveFilesFrom(files, into).pipe(Stream.provideContext(context)),
-    fetchFiles: (records, source) => fetchFilesInto(records, source).pipe(Effect.provide(context))
+    fetchFiles: (records, source) => fetchFilesInto(records, source).pipe(Effect.provide(context)),
+    headStart
   }
   return api
 })
 
-/** The Transfer service (`make`) over the node's Folder, FileIndex, Hasher and Events. */
-export const layer: Layer.Layer<Transfer, never, Folder | FileIndex | Hasher | Events> = Layer.effect(Transfer, make)
+/**
+ * The Transfer service (`make`) over the node's Folder, FileIndex, Hasher and Events; with
+ * `Upcoming` in the context, announced files are served too. Scoped: a head start that
+ * runs when it closes stops, and its part file goes.
+ */
+export const layer: Layer.Layer<Transfer, never, Folder | FileIndex | Hasher | Events> = Layer.scoped(Transfer, make)

@@ -253,9 +253,9 @@ export class RootedFs {
     }
   }
 
-  /** Create a new file `rel` for writing (never an existing one, never through a link); parents are made. */
-  createExclusive(rel: string, mode: number): number {
-    return this.inParent(rel, (entry) => fs.openSync(entry, CREATE_FLAGS, mode), true)
+  /** Create a new file `rel` for writing (never an existing one, never through a link); parents are made unless `makeParents` is false. */
+  createExclusive(rel: string, mode: number, makeParents = true): number {
+    return this.inParent(rel, (entry) => fs.openSync(entry, CREATE_FLAGS, mode), makeParents)
   }
 
   /**

@@ -25,7 +25,8 @@ import {
   Ping,
   PROTOCOL,
   StreamCancel,
-  StreamEnd
+  StreamEnd,
+  Upcoming as UpcomingMessage
 } from "../domain/Messages.js"
 import { compressBlock } from "../lib/Lz4Block.js"
 import { printable, showPath } from "../lib/Printable.js"
@@ -46,6 +47,9 @@ import type { Recheck } from "./Recheck.js"
 import { makePuller } from "./Puller.js"
 import type { Swarm } from "./Swarm.js"
 import { makeSentFiles, type SentFiles } from "./SentFiles.js"
+import { Upcoming } from "../services/Upcoming.js"
+import { validatePeerPath } from "../lib/SafePath.js"
+import * as Either from "effect/Either"
 
 /** How a session notices a dead or stuck peer. */
 export interface SessionTiming {
@@ -497,6 +501,11 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
           return serve(frame.stream, serveFiles(frame, channel.peerId, sendFrame))
         case "StreamCancel":
           return FiberMap.remove(outgoing, frame.stream)
+        case "Upcoming":
+          // a path it may not name is ignored: the record that follows is refused and logged
+          return Either.isRight(validatePeerPath(frame.path))
+            ? Effect.flatMap(Transfer, (transfer) => transfer.headStart(frame, source))
+            : Effect.void
         case "IndexBatch":
           return receiveIndex(frame)
         case "IndexAck":
@@ -512,6 +521,10 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       }
     }
 
+    // files we are hashing, told as they start, so the peer can fetch them meanwhile
+    const upcoming = yield* Effect.serviceOption(Upcoming)
+    const hashing = Option.isNone(upcoming) ? Stream.empty : yield* upcoming.value.subscribe
+    const announce = Stream.runForEach(hashing, ({ token, path, size }) => send(new UpcomingMessage({ token, path, size })))
     const keepalive = send(new Ping()).pipe(
       Effect.repeat(Schedule.spaced(options.timing.keepalive)),
       Effect.asVoid
@@ -519,7 +532,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     // All run forever; the first to fail (peer gone, idle, stalled) ends them all.
     // (Not raceAll: it waits for a success, so a failing watchdog would go unnoticed.)
     const background = yield* Effect.forkScoped(
-      Effect.all([sendIndex(send, window, Deferred.await(peerFrom), options.indexed), keepalive, watchdog, creditFlusher, progressSaver, puller.run], {
+      Effect.all([sendIndex(send, window, Deferred.await(peerFrom), options.indexed), announce, keepalive, watchdog, creditFlusher, progressSaver, puller.run], {
         concurrency: "unbounded",
         discard: true
       })

@@ -12,6 +12,7 @@ import { bump } from "../domain/VersionVector.js"
 import { FileIndex, type LiveEntry, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher } from "../services/Hasher.js"
+import { Upcoming } from "../services/Upcoming.js"
 import { letEventLoopTurn } from "../lib/EventLoop.js"
 import { PART_FILE, partInProgress } from "../lib/PartFile.js"
 import { hashFileContent } from "./Content.js"
@@ -66,6 +67,25 @@ const unchangedOnDisk = (relPath: string) =>
     return indexedAsIs(known, yield* diskState(relPath).pipe(Effect.orElseSucceed(() => undefined)))
   })
 
+/**
+ * Smallest new file announced to peers while it is hashed (`Upcoming`), so its blocks
+ * start moving before its record exists: below it, hashing takes a few milliseconds.
+ */
+export const ANNOUNCE_MIN_SIZE = 16 * 1024 * 1024
+
+/**
+ * Hash the file `relPath`; a new one of ANNOUNCE_MIN_SIZE or more is announced meanwhile
+ * (where the node announces: a bare scan does not).
+ */
+const fileContent = (relPath: string, size: number, isNew: boolean) =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const hashing = hashFileContent(folder.fs, relPath, size)
+    const upcoming = yield* Effect.serviceOption(Upcoming)
+    if (!isNew || size < ANNOUNCE_MIN_SIZE || Option.isNone(upcoming)) return yield* hashing
+    return yield* upcoming.value.announcing({ path: relPath, size })(hashing)
+  })
+
 /** Record a local deletion of `existing`: a tombstone with a new version. */
 const tombstone = (existing: LocalRecord) =>
   Effect.gen(function*() {
@@ -79,7 +99,7 @@ const tombstone = (existing: LocalRecord) =>
  * what is there once read (undefined: gone); a file is stat'ed through the descriptor it
  * was hashed from, not by walking its path again.
  */
-const readEntry = (relPath: string, st: Stats, kind: FileKind) =>
+const readEntry = (relPath: string, st: Stats, kind: FileKind, isNew: boolean) =>
   Effect.gen(function*() {
     const hasher = yield* Hasher
     const folder = yield* Folder
@@ -93,7 +113,7 @@ const readEntry = (relPath: string, st: Stats, kind: FileKind) =>
       const entry = { ...base, size: 0, mode: 0, hash: hasher.hash(Buffer.from(target)), target, blockSize: MIN_BLOCK_SIZE, blocks: [] }
       return { entry, after: yield* diskState(relPath) }
     }
-    const { content, after } = yield* hashFileContent(folder.fs, relPath, st.size)
+    const { content, after } = yield* fileContent(relPath, st.size, isNew)
     return { entry: { ...base, size: st.size, mode: st.mode & 0o777, ...content, blocks: [...content.blocks] }, after }
   })
 
@@ -117,7 +137,8 @@ export const scanLocked = (relPath: string, settle = true): Effect.Effect<ScanOu
     if (kind === undefined || (yield* folder.isIgnored(relPath, kind === "dir"))) return "ignored" as const
     if (existing && statMatches(existing, st)) return "unchanged" as const
     if (settle && kind === "file" && Date.now() - st.mtimeMs < SETTLE_MS) return "unstable" as const
-    const { entry, after } = yield* readEntry(relPath, st, kind)
+    const isNew = existing === undefined || existing.deleted || existing.kind !== "file"
+    const { entry, after } = yield* readEntry(relPath, st, kind, isNew)
     if (after === undefined || after.size !== st.size || after.mtimeMs !== st.mtimeMs) return "unstable" as const
     if (
       existing && !existing.deleted && existing.kind === entry.kind && existing.hash === entry.hash &&

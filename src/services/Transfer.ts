@@ -7,6 +7,7 @@ import type * as Stream from "effect/Stream"
 import type { Stats } from "node:fs"
 import type { FsError } from "../domain/Errors.js"
 import type { FileRecord } from "../domain/FileRecord.js"
+import type { UpcomingFile } from "./Upcoming.js"
 
 /** A block could not be had from the peer (gone, changed while sent, timed out, bad data). */
 export class BlockUnavailable extends Data.TaggedError("BlockUnavailable")<{ readonly reason: string }> {}
@@ -111,6 +112,13 @@ export interface TransferApi {
     records: ReadonlyArray<FileRecord>,
     source: BlockSource
   ) => Effect.Effect<ReadonlyArray<Either.Either<Fetched, BlockUnavailable | FsError>>, never, Scope.Scope>
+  /**
+   * Start fetching `file`, which `source` announced while hashing it (`Upcoming`), into a
+   * part file, before its record exists; `fetch` of its record takes it over. Only one at
+   * a time, only for a path where nothing is, in a folder that exists; otherwise nothing
+   * happens. Returns at once.
+   */
+  readonly headStart: (file: UpcomingFile, source: BlockSource) => Effect.Effect<void>
 }
 
 /**
