@@ -47,6 +47,7 @@ import type { Recheck } from "./Recheck.js"
 import { makePuller } from "./Puller.js"
 import type { Swarm } from "./Swarm.js"
 import { makeSentFiles, type SentFiles } from "./SentFiles.js"
+import { type Echoes, makeEchoes } from "./Echoes.js"
 import { Upcoming } from "../services/Upcoming.js"
 import { validatePeerPath } from "../lib/SafePath.js"
 import * as Either from "effect/Either"
@@ -100,6 +101,8 @@ export interface SessionOptions {
 }
 
 const INDEX_BATCH = 500
+/** Paths of a peer's records remembered so as not to send them back (Echoes): ~2 MB at most. */
+const ECHO_MEMORY = 10_000
 /** JSON bytes per index message: a quarter of the frame limit, whatever the records hold. */
 const INDEX_FRAME_BUDGET = 4 * 1024 * 1024
 const HELLO_TIMEOUT = Duration.seconds(10)
@@ -118,7 +121,8 @@ const sendIndex = (
   send: (m: Message) => Effect.Effect<void, ConnectionClosed>,
   window: IndexWindow,
   from: Effect.Effect<number>,
-  indexed: Effect.Effect<void>
+  indexed: Effect.Effect<void>,
+  echoes: Echoes
 ) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
@@ -133,12 +137,12 @@ const sendIndex = (
       while (true) {
         const records = yield* index.since(sent, INDEX_BATCH)
         if (records.length === 0) break
-        for (const batch of byEncodedSize(records)) {
+        for (const batch of byEncodedSize(records.filter((r) => !echoes.isEcho(r)))) {
           yield* window.reserve(batch.cost)
           yield* send(new IndexBatch({ records: batch.records.map(toWire), initialDone: false }))
-          sent = batch.records[batch.records.length - 1]!.sequence
           count += batch.records.length
         }
+        sent = records[records.length - 1]!.sequence
       }
       if (!scanned || initialDone) return
       initialDone = true
@@ -431,6 +435,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     })
     const hasher = yield* Hasher
     let recordsReceived = 0
+    const echoes = makeEchoes(ECHO_MEMORY)
     const receiveIndex = (batch: IndexBatch) =>
       Effect.gen(function*() {
         recordsReceived += batch.records.length
@@ -447,7 +452,10 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         for (const a of admitted) if (a._tag === "Accepted") last = Math.max(last, a.record.sequence)
         const ticket = progress.open(last, admitted.filter((a) => a._tag === "Accepted").length)
         for (const a of admitted) {
-          if (a._tag === "Accepted") accepted.push({ record: a.record, cost: a.cost, ticket })
+          if (a._tag === "Accepted") {
+            accepted.push({ record: a.record, cost: a.cost, ticket })
+            echoes.heard(a.record)
+          }
           else if (a._tag === "Expired") yield* release(a.cost)
           else {
             yield* Effect.logWarning(`refused record from ${shortId(channel.peerId)}: ${showPath(a.path)}: ${a.reason}`)
@@ -532,7 +540,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     // All run forever; the first to fail (peer gone, idle, stalled) ends them all.
     // (Not raceAll: it waits for a success, so a failing watchdog would go unnoticed.)
     const background = yield* Effect.forkScoped(
-      Effect.all([sendIndex(send, window, Deferred.await(peerFrom), options.indexed), announce, keepalive, watchdog, creditFlusher, progressSaver, puller.run], {
+      Effect.all([sendIndex(send, window, Deferred.await(peerFrom), options.indexed, echoes), announce, keepalive, watchdog, creditFlusher, progressSaver, puller.run], {
         concurrency: "unbounded",
         discard: true
       })
