@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Layer, Stream } from "effect"
 import * as fs from "node:fs"
+import { blockSizeFor } from "../src/domain/FileRecord.js"
 import * as path from "node:path"
 import { type Frame, IndexBatch, StreamEnd, Upcoming as UpcomingMessage } from "../src/domain/Messages.js"
 import * as EventsPubSub from "../src/layers/EventsPubSub.js"
@@ -12,6 +13,7 @@ import * as UpcomingPubSub from "../src/layers/UpcomingPubSub.js"
 import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
 import { ANNOUNCE_MIN_SIZE, scanAll } from "../src/programs/Scanner.js"
 import type { Channel } from "../src/services/SecureChannel.js"
+import { Hasher } from "../src/services/Hasher.js"
 import { Transfer } from "../src/services/Transfer.js"
 import { Upcoming } from "../src/services/Upcoming.js"
 import { makeNetwork } from "../src/Testing.js"
@@ -48,7 +50,7 @@ describe("a head start (blocks fetched while the sender still hashes the file)",
       const network = makeNetwork()
       yield* memoryNode(network, "a", a, [])
       const { channel, hasher } = yield* hostileClient(network)
-      yield* channel.send(encodeMessage(new UpcomingMessage({ token: TOKEN, path: "big.bin", size: content.length })))
+      yield* channel.send(encodeMessage(new UpcomingMessage({ token: TOKEN, path: "big.bin", size: content.length, first: hasher.hash(blockOf(0)) })))
       const early = yield* answerRequest(channel, (i) => (i === 2 ? Buffer.alloc(BLOCK, 9) : blockOf(i)))
       expect(early.hash).toBe(TOKEN)
       expect(early.blocks).toEqual([0, 1, 2, 3, 4, 5])
@@ -65,20 +67,24 @@ describe("a head start (blocks fetched while the sender still hashes the file)",
     }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
   }, { timeout: 30_000 })
 
-  it.live("is not taken where a file or nothing is, outside the folder, or twice at once; its part file goes with the node", () =>
+  it.live("is not taken where a file or nothing is, for a copy of a file we have, outside the folder, or twice at once; its part file goes with the node", () =>
     Effect.gen(function*() {
       const parent = yield* tempDir()
       const a = path.join(parent, "folder")
       fs.mkdirSync(a)
       fs.writeFileSync(path.join(a, "mine.bin"), "keep")
+      fs.writeFileSync(path.join(a, "copied.bin"), content)
       const network = makeNetwork()
       const requests: Array<Frame> = []
       yield* Effect.gen(function*() {
         yield* memoryNode(network, "a", a, [])
-        const { channel } = yield* hostileClient(network)
-        const announce = (p: string) => channel.send(encodeMessage(new UpcomingMessage({ token: TOKEN, path: p, size: content.length })))
+        const { channel, hasher } = yield* hostileClient(network)
+        const announce = (p: string, first = "cd".repeat(32)) =>
+          channel.send(encodeMessage(new UpcomingMessage({ token: TOKEN, path: p, size: content.length, first })))
         // a file of ours (not indexed yet or indexed), a folder that does not exist, a path outside
         for (const p of ["mine.bin", "no/such/folder/x.bin", "../escape.bin", ".dsync/index.db"]) yield* announce(p)
+        // a copy (or a rename) of a file we have: its record will say what to copy here
+        yield* announce("copy.bin", hasher.hash(blockOf(0)))
         yield* announce("first.bin")
         yield* announce("second.bin") // one at a time
         const listen = Effect.flatMap(channel.receive, decodeFrame).pipe(
@@ -111,13 +117,13 @@ describe("a head start (blocks fetched while the sender still hashes the file)",
         const announced = yield* upcoming.subscribe
         yield* scanAll
         const [file] = Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(announced, 1)))
-        expect(file).toMatchObject({ path: "big.bin", size: big.length })
+        expect(file).toMatchObject({ path: "big.bin", size: big.length, first: (yield* Hasher).hash(big.subarray(0, blockSizeFor(big.length))) })
         expect(upcoming.find(file!.token, "big.bin")).toBeUndefined() // hashed: the token stands for nothing now
         const into = (_: number, size: number) => new Uint8Array(size)
         const serve = (blocks: Array<number>) => transfer.serve({ path: "big.bin", hash: file!.token, blocks }, into).pipe(Stream.runCollect)
         expect((yield* Effect.flip(serve([0]))).reason).toMatch(/no such file version/)
         // while announced, the file's blocks are served by the token
-        const served = yield* upcoming.announcing({ path: "small.bin", size: 5 })(
+        const served = yield* upcoming.announcing({ path: "small.bin", size: 5, first: "00".repeat(32) })(
           Effect.gen(function*() {
             const [again] = Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(announced, 1)))
             return yield* transfer.serve({ path: "small.bin", hash: again!.token, blocks: [0] }, into).pipe(Stream.runCollect)

@@ -84,12 +84,14 @@ export class FilesRequest extends Schema.TaggedClass<FilesRequest>()("FilesReque
  * A new file being hashed here, before its record exists: the peer may fetch its blocks
  * now, with `token` standing for the content hash in a FileRequest, and keep each block
  * it has verified by its own hash; the record that follows says which are right. Valid
- * while the hashing lasts.
+ * while the hashing lasts. `first` is the hash of its first block: a peer that has that
+ * block already (the file is a copy, or a rename) waits for the record and copies.
  */
 export class Upcoming extends Schema.TaggedClass<Upcoming>()("Upcoming", {
   token: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/)),
   path: Schema.String.pipe(Schema.maxLength(4096)),
-  size: Schema.Int.pipe(Schema.between(1, MAX_FILE_SIZE))
+  size: Schema.Int.pipe(Schema.between(1, MAX_FILE_SIZE)),
+  first: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/))
 }) {}
 
 /** The sender is done with a stream: all blocks sent, or `error` says why it stopped. */

@@ -191,7 +191,8 @@ const fetchInto = (remote: FileRecord, source: BlockSource, head: HeadStart | un
  * Fetch the blocks of `file`, announced by `source` while it hashes it, into a part file
  * next to its target, each block's hash computed as it is written (see HeadStart). Only
  * for a path where nothing is, in a folder that exists: no folder is made, and nothing
- * of ours is replaced or looked at, before the record is there to be checked.
+ * of ours is replaced or looked at, before the record is there to be checked. Not for
+ * a file whose first block we have: likely a copy or a rename, which costs no transfer.
  */
 const startHeadStart = (file: UpcomingFile, source: BlockSource) =>
   Effect.gen(function*() {
@@ -201,6 +202,7 @@ const startHeadStart = (file: UpcomingFile, source: BlockSource) =>
     const disk = folder.fs
     if (yield* folder.isIgnored(file.path, false)) return undefined
     if (Option.exists(yield* index.get(file.path), (known) => !known.deleted)) return undefined
+    if ((yield* index.findBlocks([file.first])).size > 0) return undefined // a copy or a rename: its record will say what to copy
     const parent = parentOf(file.path)
     const free = yield* fsSync("stat", file.path, () => disk.lstat(file.path) === undefined && (parent === "" || disk.lstat(parent)?.isDirectory() === true))
     if (!free) return undefined

@@ -532,7 +532,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     // files we are hashing, told as they start, so the peer can fetch them meanwhile
     const upcoming = yield* Effect.serviceOption(Upcoming)
     const hashing = Option.isNone(upcoming) ? Stream.empty : yield* upcoming.value.subscribe
-    const announce = Stream.runForEach(hashing, ({ token, path, size }) => send(new UpcomingMessage({ token, path, size })))
+    const announce = Stream.runForEach(hashing, ({ first, path, size, token }) => send(new UpcomingMessage({ token, path, size, first })))
     const keepalive = send(new Ping()).pipe(
       Effect.repeat(Schedule.spaced(options.timing.keepalive)),
       Effect.asVoid

@@ -7,7 +7,7 @@ import * as path from "node:path"
 import type { FsError } from "../domain/Errors.js"
 import { fsSync } from "../lib/FsTry.js"
 import { printable, showPath } from "../lib/Printable.js"
-import { asTombstone, type FileKind, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
+import { asTombstone, blockSizeFor, type FileKind, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
 import { bump } from "../domain/VersionVector.js"
 import { FileIndex, type LiveEntry, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
@@ -75,7 +75,7 @@ export const ANNOUNCE_MIN_SIZE = 16 * 1024 * 1024
 
 /**
  * Hash the file `relPath`; a new one of ANNOUNCE_MIN_SIZE or more is announced meanwhile
- * (where the node announces: a bare scan does not).
+ * (where the node announces: a bare scan does not), with its first block's hash.
  */
 const fileContent = (relPath: string, size: number, isNew: boolean) =>
   Effect.gen(function*() {
@@ -83,7 +83,9 @@ const fileContent = (relPath: string, size: number, isNew: boolean) =>
     const hashing = hashFileContent(folder.fs, relPath, size)
     const upcoming = yield* Effect.serviceOption(Upcoming)
     if (!isNew || size < ANNOUNCE_MIN_SIZE || Option.isNone(upcoming)) return yield* hashing
-    return yield* upcoming.value.announcing({ path: relPath, size })(hashing)
+    const head = yield* fsSync("read", relPath, () => folder.fs.readBlock(relPath, 0, blockSizeFor(size)))
+    const first = (yield* Hasher).hash(head)
+    return yield* upcoming.value.announcing({ path: relPath, size, first })(hashing)
   })
 
 /** Record a local deletion of `existing`: a tombstone with a new version. */

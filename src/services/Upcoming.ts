@@ -9,6 +9,8 @@ export interface UpcomingFile {
   readonly token: string
   readonly path: string
   readonly size: number
+  /** The hash of its first block (a peer that has it waits for the record, and copies). */
+  readonly first: string
 }
 
 /**
