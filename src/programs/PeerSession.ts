@@ -2,6 +2,7 @@ import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
@@ -50,7 +51,6 @@ import { makeSentFiles, type SentFiles } from "./SentFiles.js"
 import { type Echoes, makeEchoes } from "./Echoes.js"
 import { Upcoming } from "../services/Upcoming.js"
 import { validatePeerPath } from "../lib/SafePath.js"
-import * as Either from "effect/Either"
 
 /** How a session notices a dead or stuck peer. */
 export interface SessionTiming {
