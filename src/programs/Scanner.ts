@@ -15,6 +15,7 @@ import { Hasher } from "../services/Hasher.js"
 import { Upcoming } from "../services/Upcoming.js"
 import { letEventLoopTurn } from "../lib/EventLoop.js"
 import { PART_FILE, partInProgress } from "../lib/PartFile.js"
+import type { RootedFs } from "../lib/RootedFs.js"
 import { hashFileContent } from "./Content.js"
 
 /** What a scan of a path found: nothing new, a new version, a file still being written, an ignored path, or an error (logged). */
@@ -74,16 +75,15 @@ const unchangedOnDisk = (relPath: string) =>
 export const ANNOUNCE_MIN_SIZE = 16 * 1024 * 1024
 
 /**
- * Hash the file `relPath`; a new one of ANNOUNCE_MIN_SIZE or more is announced meanwhile
- * (where the node announces: a bare scan does not), with its first block's hash.
+ * Hash the new file `relPath` (of ANNOUNCE_MIN_SIZE or more) with it announced meanwhile,
+ * with its first block's hash, where the node announces (a bare scan does not).
  */
-const fileContent = (relPath: string, size: number, isNew: boolean) =>
+const announcedContent = (disk: RootedFs, relPath: string, size: number) =>
   Effect.gen(function*() {
-    const folder = yield* Folder
-    const hashing = hashFileContent(folder.fs, relPath, size)
+    const hashing = hashFileContent(disk, relPath, size)
     const upcoming = yield* Effect.serviceOption(Upcoming)
-    if (!isNew || size < ANNOUNCE_MIN_SIZE || Option.isNone(upcoming)) return yield* hashing
-    const head = yield* fsSync("read", relPath, () => folder.fs.readBlock(relPath, 0, blockSizeFor(size)))
+    if (Option.isNone(upcoming)) return yield* hashing
+    const head = yield* fsSync("read", relPath, () => disk.readBlock(relPath, 0, blockSizeFor(size)))
     const first = (yield* Hasher).hash(head)
     return yield* upcoming.value.announcing({ path: relPath, size, first })(hashing)
   })
@@ -115,7 +115,9 @@ const readEntry = (relPath: string, st: Stats, kind: FileKind, isNew: boolean) =
       const entry = { ...base, size: 0, mode: 0, hash: hasher.hash(Buffer.from(target)), target, blockSize: MIN_BLOCK_SIZE, blocks: [] }
       return { entry, after: yield* diskState(relPath) }
     }
-    const { content, after } = yield* fileContent(relPath, st.size, isNew)
+    const { content, after } = yield* (isNew && st.size >= ANNOUNCE_MIN_SIZE
+      ? announcedContent(folder.fs, relPath, st.size)
+      : hashFileContent(folder.fs, relPath, st.size))
     return { entry: { ...base, size: st.size, mode: st.mode & 0o777, ...content, blocks: [...content.blocks] }, after }
   })
 
