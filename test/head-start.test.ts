@@ -12,6 +12,7 @@ import * as TransferBlocks from "../src/layers/TransferBlocks.js"
 import * as UpcomingPubSub from "../src/layers/UpcomingPubSub.js"
 import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
 import { ANNOUNCE_MIN_SIZE, scanAll } from "../src/programs/Scanner.js"
+import type { NodeEvent } from "../src/services/Events.js"
 import type { Channel } from "../src/services/SecureChannel.js"
 import { Hasher } from "../src/services/Hasher.js"
 import { Transfer } from "../src/services/Transfer.js"
@@ -48,12 +49,17 @@ describe("a head start (blocks fetched while the sender still hashes the file)",
     return Effect.gen(function*() {
       const a = yield* tempDir()
       const network = makeNetwork()
-      yield* memoryNode(network, "a", a, [])
+      const node = yield* memoryNode(network, "a", a, [])
+      const started: Array<NodeEvent> = []
+      yield* Effect.forkScoped(Stream.runForEach(node.events, (e) => Effect.sync(() => e._tag === "TransferStarted" && started.push(e))))
       const { channel, hasher } = yield* hostileClient(network)
       yield* channel.send(encodeMessage(new UpcomingMessage({ token: TOKEN, path: "big.bin", size: content.length, first: hasher.hash(blockOf(0)) })))
       const early = yield* answerRequest(channel, (i) => (i === 2 ? Buffer.alloc(BLOCK, 9) : blockOf(i)))
       expect(early.hash).toBe(TOKEN)
       expect(early.blocks).toEqual([0, 1, 2, 3, 4, 5])
+      // shown as a transfer from its start (the progress view has something to show)
+      yield* eventually("the transfer reported", () => started.length === 1)
+      expect(started[0]).toMatchObject({ path: "big.bin", bytes: content.length, fetchBytes: content.length })
       // the part file holds them, the target does not exist yet: nothing is in place before its record
       expect(fs.existsSync(path.join(a, "big.bin"))).toBe(false)
       const record = fileRecord("big.bin", content, hasher)

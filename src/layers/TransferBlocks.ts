@@ -18,7 +18,7 @@ import { decompressBlock } from "../lib/Lz4Block.js"
 import { FsError } from "../domain/Errors.js"
 import { createPart, partFiles } from "../lib/PartFile.js"
 import type { RootedFs } from "../lib/RootedFs.js"
-import { Events, NodeEvent } from "../services/Events.js"
+import { Events, NodeEvent, publish as publishEvent } from "../services/Events.js"
 import { type BlockLocation, FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
@@ -76,6 +76,8 @@ const ensureSpace = (disk: RootedFs, size: number) =>
  * record's `fetchInto` keeps the blocks whose hash it lists and fetches the rest.
  */
 interface HeadStart {
+  /** The peer it comes from. */
+  readonly peerId: string
   readonly path: string
   readonly size: number
   readonly part: string
@@ -85,6 +87,8 @@ interface HeadStart {
   readonly done: Deferred.Deferred<void>
   readonly scope: Scope.CloseableScope
   fiber?: Fiber.RuntimeFiber<void>
+  /** Bytes written so far. */
+  received: number
 }
 
 /** How long a head start that has ended waits for its record before its part file goes. */
@@ -95,6 +99,29 @@ const announcedShape = (size: number) => {
   const blockSize = blockSizeFor(size)
   return { size, blockSize, count: Math.ceil(size / blockSize) }
 }
+
+/**
+ * Publish a download's start, and then (`ticking`) its progress every PROGRESS_INTERVAL
+ * while the scope lasts: from a ticker, not from the per-block hot path.
+ */
+const reportTransfer = (
+  report: { readonly path: string; readonly peerId: string },
+  bytes: number,
+  fetchBytes: number,
+  ticking: boolean,
+  received: () => number
+) =>
+  Effect.gen(function*() {
+    const events = yield* Events
+    yield* events.publish(NodeEvent.TransferStarted({ ...report, bytes, fetchBytes }))
+    if (!ticking) return
+    yield* Effect.forkScoped(
+      Effect.suspend(() => events.publish(NodeEvent.TransferProgress({ ...report, received: received(), fetchBytes }))).pipe(
+        Effect.delay(PROGRESS_INTERVAL),
+        Effect.forever
+      )
+    )
+  })
 
 /**
  * Download `remote` into a `.part` file next to its target: blocks found locally are
@@ -150,19 +177,10 @@ const fetchInto = (remote: FileRecord, source: BlockSource, head: HeadStart | un
       }
     }
     const fetchBytes = missing.reduce((sum, i) => sum + blockLength(remote, i), 0)
-    let received = 0
-    const events = yield* Events
-    const report = { path: remote.path, peerId: source.peerId }
-    yield* events.publish(NodeEvent.TransferStarted({ ...report, bytes: remote.size, fetchBytes }))
-    if (missing.length > 1) {
-      // progress from a ticker, not from the per-block hot path (a one-block file has none to report)
-      yield* Effect.forkScoped(
-        Effect.suspend(() => events.publish(NodeEvent.TransferProgress({ ...report, received, fetchBytes }))).pipe(
-          Effect.delay(PROGRESS_INTERVAL),
-          Effect.forever
-        )
-      )
-    }
+    // a head start's blocks count as fetched already
+    let received = headStartedBytes
+    // (a one-block file has no progress to report)
+    yield* reportTransfer({ path: remote.path, peerId: source.peerId }, remote.size, fetchBytes + headStartedBytes, missing.length > 1 || head !== undefined, () => received)
     if (missing.length > 0) {
       // Synchronous writes: measured faster here than a thread-pool round trip per block.
       yield* source.fetchBlocks({ path: remote.path, hash: remote.hash, blocks: missing }, (index, data0, compressed) => {
@@ -219,7 +237,7 @@ const startHeadStart = (file: UpcomingFile, source: BlockSource) =>
       scope
     ))
     if (Either.isLeft(made)) return yield* Effect.as(Scope.close(scope, Exit.void), undefined)
-    const head: HeadStart = { path: file.path, size: file.size, part: made.right, fd, hashes: [], done: yield* Deferred.make<void>(), scope }
+    const head: HeadStart = { peerId: source.peerId, path: file.path, size: file.size, part: made.right, fd, hashes: [], done: yield* Deferred.make<void>(), scope, received: 0 }
     const sink = (i: number, received: Uint8Array, compressed: boolean) => {
       const size = blockLength(shape, i)
       const data = compressed ? decompressBlock(received, size) : received
@@ -230,10 +248,14 @@ const startHeadStart = (file: UpcomingFile, source: BlockSource) =>
         return `cannot write ${head.part}: ${cause instanceof Error ? cause.message : String(cause)}`
       }
       head.hashes[i] = hasher.hash(data)
+      head.received += size
       return undefined
     }
     const blocks = Array.from({ length: shape.count }, (_, i) => i)
-    const stream = Effect.ignore(source.fetchBlocks({ path: file.path, hash: file.token, blocks }, sink))
+    const stream = Effect.scoped(Effect.zipRight(
+      reportTransfer({ path: file.path, peerId: source.peerId }, file.size, file.size, true, () => head.received),
+      Effect.ignore(source.fetchBlocks({ path: file.path, hash: file.token, blocks }, sink))
+    ))
     return { head, stream }
   }).pipe(Effect.orElseSucceed(() => undefined))
 
@@ -409,8 +431,14 @@ export const make = Effect.gen(function*() {
     if (head === undefined || head.path !== record.path) return Effect.succeed(undefined)
     current = undefined
     if (head.size === record.size && record.blockSize === blockSizeFor(record.size)) return Effect.succeed(head)
-    return Effect.as(Effect.zipRight(head.fiber ? Fiber.interrupt(head.fiber) : Effect.void, Scope.close(head.scope, Exit.fail("changed"))), undefined)
+    return Effect.as(drop(head, "the file changed while its peer hashed it"), undefined)
   }
+  /** Stop a head start no record takes over, its part file removed, and say so. */
+  const drop = (head: HeadStart, reason: string) =>
+    Effect.zipRight(head.fiber ? Fiber.interrupt(head.fiber) : Effect.void, Scope.close(head.scope, Exit.fail(reason))).pipe(
+      Effect.zipRight(publishEvent(NodeEvent.TransferFailed({ path: head.path, peerId: head.peerId, reason }))),
+      Effect.provide(context)
+    )
   const begin = (file: UpcomingFile, source: BlockSource) =>
     Effect.gen(function*() {
       const started = yield* startHeadStart(file, source)
@@ -421,7 +449,10 @@ export const make = Effect.gen(function*() {
       const expire = Effect.suspend(() => {
         if (current !== head) return Effect.void
         current = undefined
-        return Scope.close(head.scope, Exit.fail("no record came for it"))
+        return Effect.zipRight(
+          Scope.close(head.scope, Exit.fail("no record came")),
+          publishEvent(NodeEvent.TransferFailed({ path: head.path, peerId: head.peerId, reason: "fetched ahead, but no record came for it" }))
+        )
       })
       yield* Effect.logDebug(`fetching ${showPath(file.path)} while its peer hashes it`)
       head.fiber = yield* Effect.forkIn(
