@@ -17,11 +17,14 @@ export class Hello extends Schema.TaggedClass<Hello>()("Hello", {
 /**
  * A batch of index records; `initialDone` marks the end of the first full index. Each
  * record is decoded on its own (IncomingRecords): one bad record is refused alone
- * instead of ending the session.
+ * instead of ending the session. `through`: every record of the sender's numbered up to
+ * it has now been sent, or left out as the receiver's own (Echoes), so the receiver's
+ * count of what it took of this index moves past those left out too.
  */
 export class IndexBatch extends Schema.TaggedClass<IndexBatch>()("IndexBatch", {
   records: Schema.Array(Schema.Unknown).pipe(Schema.maxItems(1000)),
-  initialDone: Schema.Boolean
+  initialDone: Schema.Boolean,
+  through: Schema.optional(Schema.Int.pipe(Schema.between(0, Number.MAX_SAFE_INTEGER)))
 }) {}
 
 /**

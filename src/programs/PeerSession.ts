@@ -137,12 +137,17 @@ const sendIndex = (
       while (true) {
         const records = yield* index.since(sent, INDEX_BATCH)
         if (records.length === 0) break
-        for (const batch of byEncodedSize(records.filter((r) => !echoes.isEcho(r)))) {
+        const through = records[records.length - 1]!.sequence
+        const batches = byEncodedSize(records.filter((r) => !echoes.isEcho(r)))
+        // the last batch says how far this run goes (an empty one when all were left out)
+        if (batches.length === 0) batches.push({ records: [], cost: 0 })
+        for (const [i, batch] of batches.entries()) {
           yield* window.reserve(batch.cost)
-          yield* send(new IndexBatch({ records: batch.records.map(toWire), initialDone: false }))
+          const last = i === batches.length - 1 ? { through } : {}
+          yield* send(new IndexBatch({ records: batch.records.map(toWire), initialDone: false, ...last }))
           count += batch.records.length
         }
-        sent = records[records.length - 1]!.sequence
+        sent = through
       }
       if (!scanned || initialDone) return
       initialDone = true
@@ -448,7 +453,7 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
         }
         holding += cost
         const accepted = []
-        let last = 0
+        let last = batch.through ?? 0
         for (const a of admitted) if (a._tag === "Accepted") last = Math.max(last, a.record.sequence)
         const ticket = progress.open(last, admitted.filter((a) => a._tag === "Accepted").length)
         for (const a of admitted) {
