@@ -430,15 +430,17 @@ export const make = Effect.gen(function*() {
     const head = current
     if (head === undefined || head.path !== record.path) return Effect.succeed(undefined)
     current = undefined
-    if (head.size === record.size && record.blockSize === blockSizeFor(record.size)) return Effect.succeed(head)
-    return Effect.as(drop(head, "the file changed while its peer hashed it"), undefined)
+    // (a record's block size follows from its size: admitted records are checked for it)
+    if (head.size === record.size) return Effect.succeed(head)
+    const stopped = head.fiber ? Fiber.interrupt(head.fiber) : Effect.void
+    return Effect.as(Effect.zipRight(stopped, discard(head, "the file changed while its peer hashed it")), undefined)
   }
-  /** Stop a head start no record takes over, its part file removed, and say so. */
-  const drop = (head: HeadStart, reason: string) =>
-    Effect.zipRight(head.fiber ? Fiber.interrupt(head.fiber) : Effect.void, Scope.close(head.scope, Exit.fail(reason))).pipe(
-      Effect.zipRight(publishEvent(NodeEvent.TransferFailed({ path: head.path, peerId: head.peerId, reason }))),
-      Effect.provide(context)
-    )
+  /** A head start no record takes over: its part file is removed, and it is reported failed. */
+  const discard = (head: HeadStart, reason: string) =>
+    Effect.zipRight(
+      Scope.close(head.scope, Exit.fail(reason)),
+      publishEvent(NodeEvent.TransferFailed({ path: head.path, peerId: head.peerId, reason }))
+    ).pipe(Effect.provide(context))
   const begin = (file: UpcomingFile, source: BlockSource) =>
     Effect.gen(function*() {
       const started = yield* startHeadStart(file, source)
@@ -449,10 +451,7 @@ export const make = Effect.gen(function*() {
       const expire = Effect.suspend(() => {
         if (current !== head) return Effect.void
         current = undefined
-        return Effect.zipRight(
-          Scope.close(head.scope, Exit.fail("no record came")),
-          publishEvent(NodeEvent.TransferFailed({ path: head.path, peerId: head.peerId, reason: "fetched ahead, but no record came for it" }))
-        )
+        return discard(head, "fetched ahead, but no record came for it")
       })
       yield* Effect.logDebug(`fetching ${showPath(file.path)} while its peer hashes it`)
       head.fiber = yield* Effect.forkIn(
