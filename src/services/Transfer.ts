@@ -90,7 +90,8 @@ export interface TransferApi {
   /**
    * Fetch `record` from `source` into a new part file next to its target: every block
    * hash-checked, the file fsynced, its mode (permission bits only) and mtime set. The
-   * part file is removed if the scope closes with a failure.
+   * part file is removed if the scope closes with a failure. A head start for it
+   * (`headStart`) is taken over: its part file, and the blocks in it that hash as listed.
    */
   readonly fetch: (record: FileRecord, source: BlockSource) => Effect.Effect<Fetched, BlockUnavailable | FsError, Scope.Scope>
   /**
