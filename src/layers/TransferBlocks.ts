@@ -40,11 +40,26 @@ const readLocalBlock = (disk: RootedFs, location: BlockLocation | undefined, has
   }
 }
 
+/** A received block, decompressed, if it is `size` bytes; else undefined. */
+const receivedBlock = (received: Uint8Array, compressed: boolean, size: number) => {
+  const data = compressed ? decompressBlock(received, size) : received
+  return data && data.length === size ? data : undefined
+}
+
 /** A received block, decompressed, if it is the `size` bytes hashing to `hash`; else undefined. */
 const verifiedBlock = (hasher: HasherApi, received: Uint8Array, compressed: boolean, size: number, hash: string | undefined) => {
-  const data = compressed ? decompressBlock(received, size) : received
-  return data && data.length === size && hasher.hash(data) === hash ? data : undefined
+  const data = receivedBlock(received, compressed, size)
+  return data && hasher.hash(data) === hash ? data : undefined
 }
+
+/** A new part file next to `relPath`, open for writing, closed with the scope (see createPart). */
+const openPart = (disk: RootedFs, relPath: string, tag: string, makeParents = true) =>
+  Effect.gen(function*() {
+    let fd = -1
+    const part = yield* createPart(disk, relPath, tag, (p) => void (fd = disk.createExclusive(p, 0o600, makeParents)))
+    yield* Effect.addFinalizer(() => Effect.sync(() => fs.closeSync(fd)))
+    return { part, fd }
+  })
 
 /** Give a downloaded part file the peer's mtime and permission bits, through its descriptor. */
 const setTimesAndMode = (fd: number, remote: FileRecord) => {
@@ -91,6 +106,9 @@ interface HeadStart {
   received: number
 }
 
+/** Stop a head start's stream (and its wait for a record); its sink writes nothing after. */
+const stopStream = (head: HeadStart) => (head.fiber ? Fiber.interrupt(head.fiber) : Effect.void)
+
 /** How long a head start that has ended waits for its record before its part file goes. */
 const HEAD_START_CLAIM_WINDOW = Duration.seconds(30)
 
@@ -135,20 +153,17 @@ const fetchInto = (remote: FileRecord, source: BlockSource, head: HeadStart | un
     const hasher = yield* Hasher
     const index = yield* FileIndex
     const disk = (yield* Folder).fs
-    let fd = -1
-    let part: string
+    let opened: { readonly part: string; readonly fd: number }
     if (head) {
       // its stream stopped before its descriptor closes (a sink never writes to a closed one)
-      yield* Effect.addFinalizer((exit) =>
-        Effect.zipRight(head.fiber ? Fiber.interrupt(head.fiber) : Effect.void, Scope.close(head.scope, exit)))
+      yield* Effect.addFinalizer((exit) => Effect.zipRight(stopStream(head), Scope.close(head.scope, exit)))
       yield* Deferred.await(head.done)
-      fd = head.fd
-      part = head.part
+      opened = head
     } else {
       yield* ensureSpace(disk, remote.size)
-      part = yield* createPart(disk, remote.path, remote.hash.slice(0, 8), (p) => void (fd = disk.createExclusive(p, 0o600)))
-      yield* Effect.addFinalizer(() => Effect.sync(() => fs.closeSync(fd)))
+      opened = yield* openPart(disk, remote.path, remote.hash.slice(0, 8))
     }
+    const { part, fd } = opened
     const writeAt = (index: number, data: Uint8Array) => fs.writeSync(fd, data, 0, data.length, index * remote.blockSize)
     // blocks we already have (old version, a copy, a renamed file, the trash) are not fetched;
     // the copies are bounded by the file's size and yield to the event loop as they go
@@ -227,21 +242,14 @@ const startHeadStart = (file: UpcomingFile, source: BlockSource) =>
     yield* ensureSpace(disk, file.size)
     const shape = announcedShape(file.size)
     const scope = yield* Scope.make()
-    let fd = -1
-    const made = yield* Effect.either(Scope.extend(
-      Effect.gen(function*() {
-        const part = yield* createPart(disk, file.path, file.token.slice(0, 8), (p) => void (fd = disk.createExclusive(p, 0o600, false)))
-        yield* Scope.addFinalizer(scope, Effect.sync(() => fs.closeSync(fd)))
-        return part
-      }),
-      scope
-    ))
+    const made = yield* Effect.either(Scope.extend(openPart(disk, file.path, file.token.slice(0, 8), false), scope))
     if (Either.isLeft(made)) return yield* Effect.as(Scope.close(scope, Exit.void), undefined)
-    const head: HeadStart = { peerId: source.peerId, path: file.path, size: file.size, part: made.right, fd, hashes: [], done: yield* Deferred.make<void>(), scope, received: 0 }
-    const sink = (i: number, received: Uint8Array, compressed: boolean) => {
+    const { part, fd } = made.right
+    const head: HeadStart = { peerId: source.peerId, path: file.path, size: file.size, part, fd, hashes: [], done: yield* Deferred.make<void>(), scope, received: 0 }
+    const sink = (i: number, payload: Uint8Array, compressed: boolean) => {
       const size = blockLength(shape, i)
-      const data = compressed ? decompressBlock(received, size) : received
-      if (!data || data.length !== size) return `block ${i} is not the ${size} bytes announced`
+      const data = receivedBlock(payload, compressed, size)
+      if (!data) return `block ${i} is not the ${size} bytes announced`
       try {
         fs.writeSync(fd, data, 0, size, i * shape.blockSize)
       } catch (cause) {
@@ -432,8 +440,7 @@ export const make = Effect.gen(function*() {
     current = undefined
     // (a record's block size follows from its size: admitted records are checked for it)
     if (head.size === record.size) return Effect.succeed(head)
-    const stopped = head.fiber ? Fiber.interrupt(head.fiber) : Effect.void
-    return Effect.as(Effect.zipRight(stopped, discard(head, "the file changed while its peer hashed it")), undefined)
+    return Effect.as(Effect.zipRight(stopStream(head), discard(head, "the file changed while its peer hashed it")), undefined)
   }
   /** A head start no record takes over: its part file is removed, and it is reported failed. */
   const discard = (head: HeadStart, reason: string) =>
