@@ -1,6 +1,6 @@
 import { Arbitrary, Effect, Either, Exit, FastCheck as fc, Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { MAX_BLOCKS } from "../src/domain/FileRecord.js"
+import { MAX_BLOCKS, MAX_FILE_SIZE } from "../src/domain/FileRecord.js"
 import { BlockHeader, FileRequest, Hello, IndexBatch, Ping, PROTOCOL, StreamCancel, StreamEnd } from "../src/domain/Messages.js"
 import {
   BLOCK_HEADER,
@@ -80,6 +80,27 @@ describe("wire codec", () => {
     }
     expect(reason(json({ _tag: "IndexFrom" }))).toContain("invalid message")
     expect(Exit.isSuccess(decode(json({ _tag: "Bye" })))).toBe(true)
+  })
+
+  it("Upcoming: a 64-hex token and first-block hash, a bounded path, a size 1..the file cap; anything else is refused", () => {
+    const upcoming = { _tag: "Upcoming", token: "a".repeat(64), path: "d/big.bin", size: 1, first: "b".repeat(64) }
+    expect(Exit.isSuccess(decode(json(upcoming)))).toBe(true)
+    expect(Exit.isSuccess(decode(json({ ...upcoming, size: MAX_FILE_SIZE })))).toBe(true)
+    for (const size of [0, -1, 1.5, MAX_FILE_SIZE + 1, 2 ** 60, "12"]) {
+      expect(reason(json({ ...upcoming, size })), String(size)).toContain("invalid message")
+    }
+    for (const bad of [{ token: "a".repeat(63) }, { token: "A".repeat(64) }, { first: "../x" }, { path: "x".repeat(4097) }, { first: undefined }]) {
+      expect(reason(json({ ...upcoming, ...bad })), JSON.stringify(bad)).toContain("invalid message")
+    }
+  })
+
+  it("IndexBatch: `through` is absent or a sequence 0..2^53-1; anything else is refused", () => {
+    const batch = { _tag: "IndexBatch", records: [], initialDone: false }
+    expect(Exit.isSuccess(decode(json(batch)))).toBe(true)
+    expect(Exit.isSuccess(decode(json({ ...batch, through: Number.MAX_SAFE_INTEGER })))).toBe(true)
+    for (const through of [-1, 1.5, 2 ** 60, "12", null]) {
+      expect(reason(json({ ...batch, through })), String(through)).toContain("invalid message")
+    }
   })
 
   it("a peer's name with control characters is refused (it would forge log lines)", () => {
