@@ -29,6 +29,7 @@ const fakeNet = (hosts: Record<string, string | HandshakeError | TransportError>
       peerId,
       remoteLabel: peerId,
       send: () => Effect.void,
+      sendAll: () => Effect.void,
       receive: Effect.never,
       close: Effect.void
     })

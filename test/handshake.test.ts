@@ -132,6 +132,11 @@ describe("SecureChannel handshake", () => {
       yield* Effect.all(Array.from({ length: 20 }, (_, i) => initiator.send(bytes(100, i))), { concurrency: "unbounded" })
       const got = yield* Effect.all(Array.from({ length: 20 }, () => responder.receive))
       expect(got.map((g) => g[0]).sort((x, y) => x! - y!)).toEqual(Array.from({ length: 20 }, (_, i) => i))
+      // sendAll: several frames in one write, each sealed under the next nonce, in order
+      const batch = [bytes(10, 7), bytes(0, 8), bytes(70_000, 9), bytes(3, 10)]
+      yield* initiator.sendAll(batch)
+      yield* initiator.send(bytes(5, 11))
+      for (const frame of [...batch, bytes(5, 11)]) expect(same(yield* responder.receive, frame)).toBe(true)
       yield* initiator.close
       expect((yield* Effect.flip(responder.receive))._tag).toBe("ConnectionClosed")
     }))

@@ -97,8 +97,7 @@ describe("Transfer (TransferBlocks)", () => {
           { path: "big.bin", hash: yield* hashOf("big.bin") }, // more than one block
           { path: "c.txt", hash: yield* hashOf("c.txt") }
         ]
-        const served = yield* (yield* Transfer).serveFiles(files, (_, size) => new Uint8Array(size)).pipe(Stream.runCollect)
-        const got = Chunk.toReadonlyArray(served)
+        const got = yield* (yield* Transfer).serveFiles(files, (_, size) => new Uint8Array(size))
         expect(got.map((b) => b.index)).toEqual([0, 4])
         expect(Buffer.from(got[1]!.data).toString()).toBe("content of c.txt")
       }).pipe(Effect.provide(services(root)))

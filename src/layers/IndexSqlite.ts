@@ -201,6 +201,8 @@ const make = (file: string) =>
       pendingByPath.clear()
     }
     const flushWake = yield* Queue.sliding<void>(1)
+    /** A wake-up is on its way to the flusher: the puts before its commit need no other. */
+    let wakeSent = false
     const publish = Effect.suspend(() => {
       commitPending()
       return SubscriptionRef.set(sequence, assigned)
@@ -212,7 +214,8 @@ const make = (file: string) =>
         yield* Effect.yieldNow()
       }
     })
-    yield* Effect.forkScoped(Effect.forever(Queue.take(flushWake).pipe(Effect.zipRight(gather), Effect.zipRight(publish))))
+    const woken = Effect.zipRight(Queue.take(flushWake), Effect.sync(() => void (wakeSent = false)))
+    yield* Effect.forkScoped(Effect.forever(woken.pipe(Effect.zipRight(gather), Effect.zipRight(publish))))
     // (runs before the database closes: finalizers run in reverse order)
     yield* Effect.addFinalizer(() => Effect.sync(commitPending))
     /** A synchronous call on the database, after what is pending is committed. */
@@ -228,6 +231,8 @@ const make = (file: string) =>
         pendingByPath.set(stored.path, stored)
         remember(stored.path, Option.some(stored))
         if (pending.length >= WRITE_BATCH) commitPending() // memory stays bounded; published by the flusher
+        if (wakeSent) return Effect.succeed(stored)
+        wakeSent = true
         return Effect.as(Queue.offer(flushWake, undefined), stored)
       })
 

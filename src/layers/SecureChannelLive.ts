@@ -285,18 +285,23 @@ const makeChannel = (
     // seal+write under one lock so nonce order is wire order.
     const sendLock = yield* Effect.makeSemaphore(1)
 
-    const send = (plaintext: Uint8Array) =>
+    const sendAll = (plaintexts: ReadonlyArray<Uint8Array>) =>
       sendLock.withPermits(1)(Effect.suspend(() => {
-        if (plaintext.length > MAX_FRAME_PLAINTEXT) {
-          return Effect.dieMessage(`frame of ${plaintext.length} bytes exceeds MAX_FRAME_PLAINTEXT`)
+        const parts: Array<Uint8Array> = []
+        for (const plaintext of plaintexts) {
+          if (plaintext.length > MAX_FRAME_PLAINTEXT) {
+            return Effect.dieMessage(`frame of ${plaintext.length} bytes exceeds MAX_FRAME_PLAINTEXT`)
+          }
+          if (sendCounter >= NONCE_LIMIT) {
+            return Effect.zipRight(connection.close, Effect.fail(new ConnectionClosed({ reason: "nonce limit reached" })))
+          }
+          // The counter moves before the write: a nonce is never used twice, even if the write fails.
+          const [ciphertext, tag] = cipher.sealParts(keys.send, nonceFor(sendCounter++), plaintext)
+          parts.push(frameHeader(ciphertext.length + tag.length), ciphertext, tag)
         }
-        if (sendCounter >= NONCE_LIMIT) {
-          return Effect.zipRight(connection.close, Effect.fail(new ConnectionClosed({ reason: "nonce limit reached" })))
-        }
-        // The counter moves before the write: a nonce is never used twice, even if the write fails.
-        const [ciphertext, tag] = cipher.sealParts(keys.send, nonceFor(sendCounter++), plaintext)
-        return connection.write(frameHeader(ciphertext.length + tag.length), ciphertext, tag)
+        return connection.write(...parts)
       }))
+    const send = (plaintext: Uint8Array) => sendAll([plaintext])
 
     // The caller guarantees a single reader (the session's receive loop): no lock on this hot path.
     const receive = Effect.gen(function*() {
@@ -315,7 +320,7 @@ const makeChannel = (
       return plaintext
     })
 
-    const channel: Channel = { peerId, remoteLabel: connection.remoteLabel, send, receive, close: connection.close }
+    const channel: Channel = { peerId, remoteLabel: connection.remoteLabel, send, sendAll, receive, close: connection.close }
     return channel
   })
 

@@ -12,6 +12,7 @@ import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import { promisify } from "node:util"
 import { blockLength, blockSizeFor, type FileRecord } from "../domain/FileRecord.js"
+import { BlockWriter } from "../lib/BlockWriter.js"
 import { fsSync, fsTry } from "../lib/FsTry.js"
 import { letEventLoopTurn } from "../lib/EventLoop.js"
 import { decompressBlock } from "../lib/Lz4Block.js"
@@ -22,7 +23,7 @@ import { Events, NodeEvent, publish as publishEvent } from "../services/Events.j
 import { type BlockLocation, FileIndex } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
-import { type BlockRequest, type BlockSource, BlockUnavailable, type Fetched, type FileVersion, Transfer, type TransferApi } from "../services/Transfer.js"
+import { type BlockRequest, type BlockSource, BlockUnavailable, type Fetched, type FileVersion, type ServedBlock, Transfer, type TransferApi } from "../services/Transfer.js"
 import { Upcoming, type UpcomingApi, type UpcomingFile } from "../services/Upcoming.js"
 import { parentOf } from "../lib/SafePath.js"
 import { showPath } from "../lib/Printable.js"
@@ -52,13 +53,18 @@ const verifiedBlock = (hasher: HasherApi, received: Uint8Array, compressed: bool
   return data && hasher.hash(data) === hash ? data : undefined
 }
 
-/** A new part file next to `relPath`, open for writing, closed with the scope (see createPart). */
+/**
+ * A new part file next to `relPath`, open for writing, with a writer for its blocks;
+ * closed with the scope (see createPart), once the writes queued in it are done.
+ */
 const openPart = (disk: RootedFs, relPath: string, tag: string, makeParents = true) =>
   Effect.gen(function*() {
     let fd = -1
     const part = yield* createPart(disk, relPath, tag, (p) => void (fd = disk.createExclusive(p, 0o600, makeParents)))
     yield* Effect.addFinalizer(() => Effect.sync(() => fs.closeSync(fd)))
-    return { part, fd }
+    const writer = new BlockWriter(fd)
+    yield* Effect.addFinalizer(() => writer.drained) // (finalizers run last first: before the close)
+    return { part, fd, writer }
   })
 
 /** Give a downloaded part file the peer's mtime and permission bits, through its descriptor. */
@@ -97,6 +103,7 @@ interface HeadStart {
   readonly size: number
   readonly part: string
   readonly fd: number
+  readonly writer: BlockWriter
   readonly hashes: Array<string | undefined>
   /** Its stream has ended, however. */
   readonly done: Deferred.Deferred<void>
@@ -153,17 +160,18 @@ const fetchInto = (remote: FileRecord, source: BlockSource, head: HeadStart | un
     const hasher = yield* Hasher
     const index = yield* FileIndex
     const disk = (yield* Folder).fs
-    let opened: { readonly part: string; readonly fd: number }
+    let opened: { readonly part: string; readonly fd: number; readonly writer: BlockWriter }
     if (head) {
       // its stream stopped before its descriptor closes (a sink never writes to a closed one)
       yield* Effect.addFinalizer((exit) => Effect.zipRight(stopStream(head), Scope.close(head.scope, exit)))
       yield* Deferred.await(head.done)
+      yield* Effect.mapError(head.writer.settled, (cause) => new FsError({ op: "write", path: head.part, cause }))
       opened = head
     } else {
       yield* ensureSpace(disk, remote.size)
       opened = yield* openPart(disk, remote.path, remote.hash.slice(0, 8))
     }
-    const { part, fd } = opened
+    const { part, fd, writer } = opened
     const writeAt = (index: number, data: Uint8Array) => fs.writeSync(fd, data, 0, data.length, index * remote.blockSize)
     // blocks we already have (old version, a copy, a renamed file, the trash) are not fetched;
     // the copies are bounded by the file's size and yield to the event loop as they go
@@ -197,13 +205,12 @@ const fetchInto = (remote: FileRecord, source: BlockSource, head: HeadStart | un
     // (a one-block file has no progress to report)
     yield* reportTransfer({ path: remote.path, peerId: source.peerId }, remote.size, fetchBytes + headStartedBytes, missing.length > 1 || head !== undefined, () => received)
     if (missing.length > 0) {
-      // Synchronous writes: measured faster here than a thread-pool round trip per block.
       yield* source.fetchBlocks({ path: remote.path, hash: remote.hash, blocks: missing }, (index, data0, compressed) => {
         const size = blockLength(remote, index)
         const data = verifiedBlock(hasher, data0, compressed, size, remote.blocks[index])
         if (!data) return `block ${index} failed its hash check (changed while sent?)`
         try {
-          writeAt(index, data)
+          writer.write(data, index * remote.blockSize)
           received += size
           return undefined
         } catch (cause) {
@@ -211,6 +218,7 @@ const fetchInto = (remote: FileRecord, source: BlockSource, head: HeadStart | un
         }
       })
     }
+    yield* Effect.mapError(writer.settled, (cause) => new FsError({ op: "write", path: part, cause }))
     // In the thread pool: the event loop goes on with other files meanwhile, and the
     // fsyncs of files finishing together reach the disk in one journal commit. Not
     // interrupted halfway: the descriptor stays open until the fsync is done with it.
@@ -244,14 +252,16 @@ const startHeadStart = (file: UpcomingFile, source: BlockSource) =>
     const scope = yield* Scope.make()
     const made = yield* Effect.either(Scope.extend(openPart(disk, file.path, file.token.slice(0, 8), false), scope))
     if (Either.isLeft(made)) return yield* Effect.as(Scope.close(scope, Exit.void), undefined)
-    const { part, fd } = made.right
-    const head: HeadStart = { peerId: source.peerId, path: file.path, size: file.size, part, fd, hashes: [], done: yield* Deferred.make<void>(), scope, received: 0 }
+    const { part, fd, writer } = made.right
+    const head: HeadStart = {
+      peerId: source.peerId, path: file.path, size: file.size, part, fd, writer, hashes: [], done: yield* Deferred.make<void>(), scope, received: 0
+    }
     const sink = (i: number, payload: Uint8Array, compressed: boolean) => {
       const size = blockLength(shape, i)
       const data = receivedBlock(payload, compressed, size)
       if (!data) return `block ${i} is not the ${size} bytes announced`
       try {
-        fs.writeSync(fd, data, 0, size, i * shape.blockSize)
+        writer.write(data, i * shape.blockSize)
       } catch (cause) {
         return `cannot write ${head.part}: ${cause instanceof Error ? cause.message : String(cause)}`
       }
@@ -354,28 +364,29 @@ const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource)
  * Read whole one-block files, each into the buffer `into(position, size)` gives: those
  * still what the index holds for the version asked, opened once, never through a link.
  * Any other is left out (the receiver sees it missing); a short read means it changed.
+ * All at once, in order: a few small files are one step, not a stream of them.
  */
 const serveFilesFrom = (files: ReadonlyArray<FileVersion>, into: (index: number, size: number) => Uint8Array) =>
-  Stream.unwrap(Effect.gen(function*() {
+  Effect.gen(function*() {
     const index = yield* FileIndex
     const folder = yield* Folder
-    const readOne = (position: number) =>
-      Effect.map(index.get(files[position]!.path), (found) => {
-        const record = Option.getOrUndefined(found)
-        if (!record || record.deleted || record.kind !== "file" || record.hash !== files[position]!.hash || record.blocks.length !== 1) return []
-        const data = into(position, record.size)
-        let fd = -1
-        try {
-          fd = folder.fs.openRead(record.path)
-          return fs.readSync(fd, data, 0, record.size, 0) === record.size ? [{ index: position, data }] : []
-        } catch {
-          return []
-        } finally {
-          if (fd >= 0) fs.closeSync(fd)
-        }
-      })
-    return Stream.fromIterable(files.keys()).pipe(Stream.mapConcatEffect(readOne))
-  }))
+    const served: Array<ServedBlock> = []
+    for (const [position, file] of files.entries()) {
+      const record = Option.getOrUndefined(yield* index.get(file.path))
+      if (!record || record.deleted || record.kind !== "file" || record.hash !== file.hash || record.blocks.length !== 1) continue
+      const data = into(position, record.size)
+      let fd = -1
+      try {
+        fd = folder.fs.openRead(record.path)
+        if (fs.readSync(fd, data, 0, record.size, 0) === record.size) served.push({ index: position, data })
+      } catch {
+        // left out: the receiver sees it missing
+      } finally {
+        if (fd >= 0) fs.closeSync(fd)
+      }
+    }
+    return served as ReadonlyArray<ServedBlock>
+  })
 
 /** How often a download in progress reports its bytes. */
 const PROGRESS_INTERVAL = Duration.millis(250)
@@ -480,7 +491,7 @@ export const make = Effect.gen(function*() {
   const api: TransferApi = {
     serve: (request, into) => serveFrom(request, into, upcoming).pipe(Stream.provideContext(context)),
     fetch: (record, source) => Effect.flatMap(claim(record), (head) => fetchInto(record, source, head)).pipe(Effect.provide(context)),
-    serveFiles: (files, into) => serveFilesFrom(files, into).pipe(Stream.provideContext(context)),
+    serveFiles: (files, into) => serveFilesFrom(files, into).pipe(Effect.provide(context)),
     fetchFiles: (records, source) => fetchFilesInto(records, source).pipe(Effect.provide(context)),
     headStart
   }

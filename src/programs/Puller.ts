@@ -86,20 +86,25 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
     /** Done with `item`: its cost back to the peer, and out of the backlog. */
     const done = (item: Pending, settled = true) => Effect.zipRight(options.release(item, settled), adjust(-1, -bytesOf(item)))
 
-    const put = (item: Pending) =>
-      Effect.suspend(() => {
-        const replaced = incoming.get(item.record.path)
-        incoming.set(item.record.path, item)
-        return Effect.zipRight(adjust(1, bytesOf(item)), replaced ? done(replaced) : Effect.void)
-      })
-
+    /** Take `items` in (each replacing what was waiting for its path), counted in the backlog at once. */
     const offer = (items: Iterable<Pending>) =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
+        let files = 0
+        let bytes = 0
+        const replaced: Array<Pending> = []
         for (const item of items) {
-          yield* put(item)
+          const before = incoming.get(item.record.path)
+          if (before) replaced.push(before)
+          incoming.set(item.record.path, item)
           attempts.delete(item.record.path)
+          files++
+          bytes += bytesOf(item)
         }
-        if (incoming.size > 0) yield* Queue.offer(wake, undefined)
+        return Effect.all([
+          adjust(files, bytes),
+          Effect.forEach(replaced, (item) => done(item), { discard: true }),
+          incoming.size > 0 ? Queue.offer(wake, undefined) : Effect.void
+        ], { discard: true })
       })
 
     const retryLater = (item: Pending) =>

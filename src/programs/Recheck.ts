@@ -34,12 +34,15 @@ export const makeRecheck = <E, R>(check: (paths: ReadonlyArray<string>) => Effec
     // a set: bounded by the distinct paths written within one delay
     let pending = new Set<string>()
     const wake = yield* Queue.sliding<void>(1)
+    /** A batch is waiting for its delay: what is added meanwhile joins it, with no wake-up of its own. */
+    let scheduled = false
     yield* Effect.forkScoped(Stream.fromQueue(wake).pipe(
       Stream.runForEach(() =>
         Effect.gen(function*() {
           yield* Effect.sleep(RECHECK_DELAY)
           const paths = [...pending]
           pending = new Set()
+          scheduled = false
           yield* check(paths).pipe(Effect.catchAllCause((cause) => Effect.logWarning("rechecking written paths failed", cause)))
         })
       )
@@ -49,6 +52,8 @@ export const makeRecheck = <E, R>(check: (paths: ReadonlyArray<string>) => Effec
     const add = (path: string) =>
       Effect.suspend(() => {
         pending.add(path)
+        if (scheduled) return Effect.void
+        scheduled = true
         return Queue.offer(wake, undefined)
       })
     const recheck: Recheck = {

@@ -10,6 +10,8 @@ export interface Channel {
   readonly remoteLabel: string
   /** Seal and send one frame. Concurrent callers are serialised. `plaintext` may be reused once this completes. */
   readonly send: (plaintext: Uint8Array) => Effect.Effect<void, ConnectionClosed>
+  /** Seal and send several frames, in order, in one write (a batch of small files). */
+  readonly sendAll: (plaintexts: ReadonlyArray<Uint8Array>) => Effect.Effect<void, ConnectionClosed>
   /** Receive and open the next frame. Fails on tampering, oversize, or EOF. */
   readonly receive: Effect.Effect<Uint8Array, ConnectionClosed | ProtocolError>
   readonly close: Effect.Effect<void>

@@ -15,6 +15,7 @@ export class BlockUnavailable extends Data.TaggedError("BlockUnavailable")<{ rea
 /**
  * Takes each block of a stream as it arrives (synchronously, on the hot path). Returns
  * undefined when the block was taken, or why it was refused, which stops the stream.
+ * `data` is the sink's from then on (it may be written out later): never reused by the caller.
  */
 export type BlockSink = (index: number, data: Uint8Array, compressed: boolean) => string | undefined
 
@@ -95,14 +96,15 @@ export interface TransferApi {
    */
   readonly fetch: (record: FileRecord, source: BlockSource) => Effect.Effect<Fetched, BlockUnavailable | FsError, Scope.Scope>
   /**
-   * Serve several whole one-block files (`FileVersion`s), each read into `into(position,
-   * size)` and streamed with its position in `files` as its index. A file not here in
-   * that version, or not of one block, is left out.
+   * Read several whole one-block files (`FileVersion`s), each into `into(position, size)`,
+   * in order, with its position in `files` as its index. A file not here in that
+   * version, or not of one block, is left out. The caller bounds how many at once: each
+   * is up to one block in memory.
    */
   readonly serveFiles: (
     files: ReadonlyArray<FileVersion>,
     into: (index: number, size: number) => Uint8Array
-  ) => Stream.Stream<ServedBlock>
+  ) => Effect.Effect<ReadonlyArray<ServedBlock>>
   /**
    * `fetch` for many small (one-block) files at once: blocks found locally copied, the
    * others asked for in one request; the files fsynced together. One outcome per record,
