@@ -328,10 +328,10 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     // Idle detection by timestamp and a watchdog, not a timer per frame (hot path).
     const idleMillis = Duration.toMillis(options.timing.idleTimeout)
     let lastHeard = Date.now()
-    const receive = channel.receive.pipe(
-      Effect.tap(() => Effect.sync(() => (lastHeard = Date.now()))),
-      Effect.flatMap(decodeFrame)
-    )
+    const receive = Effect.flatMap(channel.receive, (bytes) => {
+      lastHeard = Date.now()
+      return decodeFrame(bytes)
+    })
     // Streams we are receiving, by id.
     const streams = new Map<number, IncomingStream>()
     const floorMillis = Duration.toMillis(options.timing.slowStreamWindow)
@@ -579,13 +579,13 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       })
     )
     // The peer's frames, each handled before the next is read: a slow handler (the
-    // receive cap) leaves the socket unread, so TCP slows the peer.
-    const frames = Stream.repeatEffect(receive)
-    // Stream.run forks the run into a child fiber and hands its failure back to us; that
-    // fiber also logs the failure as "unhandled" (Effect 3 logs every failed fiber). It is
-    // handled (it ends the session), so that log is off for the run, back on for each
-    // file served, so a defect there is still logged.
-    const receiving = Stream.runForEach(frames, dispatch).pipe(Effect.withUnhandledErrorLogLevel(Option.none()))
+    // receive cap) leaves the socket unread, so TCP slows the peer. A plain loop, not a
+    // Stream: the stream's machinery per frame was ~25 fiber steps, more than the frame's
+    // own handling (a received small file is one frame).
+    const receiving: Effect.Effect<never, ProtocolError | ConnectionClosed, SessionServices> = Effect.flatMap(
+      Effect.flatMap(receive, dispatch),
+      () => receiving
+    )
     // Stopped (we shut down, or a newer connection replaces this one): say goodbye, so the
     // peer ends the session at once instead of waiting for the connection to time out.
     const bye = send(new Bye()).pipe(Effect.timeout(Duration.millis(500)), Effect.ignore)

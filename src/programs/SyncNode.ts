@@ -91,11 +91,11 @@ const onLocalChanges = (paths: ReadonlyArray<string>) =>
       yield* Effect.logInfo(".dsyncignore changed: rules reloaded")
     }
     if (paths.includes(IGNORE_FILE_NAME) || paths.includes(RESCAN_ALL)) return yield* scanAll
+    // (flatMap, not zipWith: that is an Effect.all per path, a recheck's thousands of them)
     const entries = yield* Effect.forEach(paths, (rel) =>
-      Effect.zipWith(
+      Effect.flatMap(
         diskState(rel).pipe(Effect.orElseSucceed(() => undefined)),
-        index.get(rel),
-        (present, known) => ({ rel, present, known: Option.getOrUndefined(known) })
+        (present) => Effect.map(index.get(rel), (known) => ({ rel, present, known: Option.getOrUndefined(known) }))
       ))
     // What exists first, then what vanished: after a rename the new path is announced
     // before the old one's deletion, so a peer can reuse the blocks it already has.
