@@ -136,6 +136,36 @@ describe("puller", () => {
       expect(fetches).toBe(1)
     }).pipe(Effect.scoped))
 
+  it.live("a peer's deletion of a folder that still holds a file is tried again: once the file's deletion comes, the folder goes", () =>
+    Effect.gen(function*() {
+      const { root, services, hasher } = yield* folderServices
+      const index = yield* Effect.provide(FileIndex, services)
+      fs.mkdirSync(path.join(root, "d"))
+      fs.writeFileSync(path.join(root, "d", "f.txt"), "inside")
+      const dirStat = fs.statSync(path.join(root, "d"))
+      const fileRecord = fileRecordOf(hasher, "d/f.txt", Buffer.from("inside"), 1)
+      const dirRecord: FileRecord = {
+        path: "d", kind: "dir", size: 0, mtimeMs: dirStat.mtimeMs, mode: dirStat.mode & 0o777, hash: "", blockSize: blockSizeFor(0), blocks: [],
+        version: { aaaaaaaaaaaaaaaa: 1 }, deleted: false, sequence: 2
+      }
+      yield* index.put({ ...dirRecord, inode: dirStat.ino })
+      yield* index.put({ ...fileRecord, mtimeMs: fs.statSync(path.join(root, "d", "f.txt")).mtimeMs, inode: fs.statSync(path.join(root, "d", "f.txt")).ino })
+      // the peer deleted both; the folder's deletion comes first (from another peer, or an earlier batch)
+      const deleted = (r: FileRecord, sequence: number): FileRecord => ({ ...r, deleted: true, size: 0, hash: "", blocks: [], version: { aaaaaaaaaaaaaaaa: 2 }, sequence })
+      const source: BlockSource = { peerId: "p", fetchBlocks: () => Effect.void, fetchFiles: () => Effect.void }
+      const puller = yield* makePuller(source, {
+        withSlot: (effect) => effect, release: () => Effect.void, backlog: { adjust: () => Effect.void }, paths: makePathLocks(), recheck: noRecheck
+      })
+      yield* Effect.forkScoped(Effect.provide(puller.run, services))
+      yield* puller.offer([{ record: deleted(dirRecord, 3), cost: 1 }])
+      yield* Effect.sleep("300 millis")
+      expect(fs.existsSync(path.join(root, "d", "f.txt"))).toBe(true) // not empty: not removed yet
+      yield* puller.offer([{ record: deleted(fileRecord, 4), cost: 1 }])
+      yield* eventually("the folder removed on its next try", () => !fs.existsSync(path.join(root, "d")), 5_000)
+      const stored = yield* index.get("d")
+      expect(stored._tag === "Some" && stored.value.deleted).toBe(true)
+    }).pipe(Effect.scoped))
+
   it.live("records of versions held here are settled at once: no slot, no request (their paths are still rechecked)", () =>
     Effect.gen(function*() {
       const { services, hasher } = yield* folderServices

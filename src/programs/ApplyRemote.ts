@@ -90,7 +90,13 @@ const commitPart = (remote: FileRecord, part: string, partStat?: fs.Stats) =>
     return conflictCopy
   })
 
-/** Apply a peer's deletion: the file goes to the trash, an empty directory is removed. */
+/**
+ * Apply a peer's deletion: the file goes to the trash, an empty directory is removed. A
+ * directory that still holds files fails (and is tried again later): the deletions of
+ * what is in it may be on their way from another peer, or come in a later batch; kept
+ * for good, it would stay here while every other peer has dropped it. If what it holds
+ * is there to stay (a file made in it concurrently), the tries run out and it stays.
+ */
 const applyDelete = (remote: FileRecord, peerId: string) =>
   Effect.gen(function*() {
     const folder = yield* Folder
@@ -98,8 +104,7 @@ const applyDelete = (remote: FileRecord, peerId: string) =>
     const { local, decision, present } = yield* freshDecision(remote)
     if (decision === "ignore" || decision === "keep") return
     if (present?.isDirectory()) {
-      const removed = yield* fsSync("rmdir", remote.path, () => folder.fs.rmdir(remote.path)).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
-      if (!removed) return yield* Effect.logInfo(`kept folder ${showPath(remote.path)}: a peer deleted it but it still holds files`)
+      yield* fsSync("remove folder", remote.path, () => folder.fs.rmdir(remote.path)) // (only if empty: never drop a tree)
     } else if (present) {
       // its blocks stay usable from the trash: the other half of a rename may come later
       const kept = yield* moveToTrash(remote.path)
