@@ -172,7 +172,6 @@ const fetchInto = (remote: FileRecord, source: BlockSource, head: HeadStart | un
       opened = yield* openPart(disk, remote.path, remote.hash.slice(0, 8))
     }
     const { part, fd, writer } = opened
-    const writeAt = (index: number, data: Uint8Array) => fs.writeSync(fd, data, 0, data.length, index * remote.blockSize)
     // blocks we already have (old version, a copy, a renamed file, the trash) are not fetched;
     // the copies are bounded by the file's size and yield to the event loop as they go
     const local = yield* index.findBlocks(remote.blocks)
@@ -192,7 +191,7 @@ const fetchInto = (remote: FileRecord, source: BlockSource, head: HeadStart | un
         missing.push(i)
         continue
       }
-      yield* fsSync("write", part, () => writeAt(i, data))
+      yield* fsSync("write", part, () => writer.write(data, i * remote.blockSize))
       sinceYield += size
       if (sinceYield >= COPY_BYTES_PER_TURN) {
         sinceYield = 0

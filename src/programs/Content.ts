@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import { FsError } from "../domain/Errors.js"
 import { blockSizeFor } from "../domain/FileRecord.js"
 import type { RootedFs } from "../lib/RootedFs.js"
-import { HashReadError } from "../lib/BlockHashing.js"
+import { hashChunk, HashReadError } from "../lib/BlockHashing.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
 
 /** What hashing a file gives: its hash, its block size and the hex hash of each block. */
@@ -43,12 +43,10 @@ const hashSmallFile = (disk: RootedFs, hasher: HasherApi, rel: string, size: num
     }
     let op = "read"
     try {
-      const data = Buffer.allocUnsafe(size)
-      if (fs.readSync(fd, data, 0, size, 0) !== size) {
+      const blocks: Array<string> = []
+      if (!hashChunk(fs.readSync, hasher.hash, fd, Buffer.allocUnsafe(size), 0, size, blockSize, blocks)) {
         return Effect.fail(new FsError({ op, path: rel, cause: new HashReadError({ message: "file shrank while reading" }) }))
       }
-      const blocks: Array<string> = []
-      for (let at = 0; at < size; at += blockSize) blocks.push(hasher.hash(data.subarray(at, Math.min(at + blockSize, size))))
       op = "stat"
       // what the file is now, through the descriptor read (no second path walk)
       return Effect.succeed({ blocks, after: fs.fstatSync(fd) })

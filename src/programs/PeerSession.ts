@@ -6,7 +6,6 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
-import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
@@ -206,6 +205,12 @@ export const byEncodedSize = (records: ReadonlyArray<LocalRecord>, limit = INDEX
   return batches
 }
 
+/** The frame that carries block `index` of `stream`: LZ4 bytes when that is smaller, else `raw` (its frame, `data` in it). */
+const blockFrame = (stream: number, index: number, data: Uint8Array, raw: Uint8Array) => {
+  const compressed = compressBlock(data)
+  return compressed ? encodeBlockData(stream, index, true, compressed) : raw
+}
+
 /**
  * Send the blocks `serve` reads on `stream`, in order, then StreamEnd (with the reason
  * when it stopped short). Sending waits while the connection's write queue is full:
@@ -231,8 +236,7 @@ const streamBlocks = (
     const blocks: Array<{ readonly index: number; readonly bytes: number }> = []
     const sent = yield* serve(into).pipe(
       Stream.runForEach(({ data, index }) => {
-        const compressed = compressBlock(data)
-        const out = compressed ? encodeBlockData(stream, index, true, compressed) : frame
+        const out = blockFrame(stream, index, data, frame)
         blocks.push({ index, bytes: data.length })
         // the bandwidth cap, all peers together, then the socket
         return Effect.zipRight(limiter.send(out.length), sendFrame(out))
@@ -287,10 +291,7 @@ const serveFiles = (request: FilesRequest, peerId: string, channel: Channel) =>
         frames.set(position, frame)
         return blockPayload(frame)
       })
-      const out = served.map(({ index, data }) => {
-        const compressed = compressBlock(data)
-        return compressed ? encodeBlockData(request.stream, at + index, true, compressed) : frames.get(index)!
-      })
+      const out = served.map(({ index, data }) => blockFrame(request.stream, at + index, data, frames.get(index)!))
       // the bandwidth cap, all peers together, then the socket
       yield* limiter.send(out.reduce((sum, frame) => sum + frame.length, 0))
       yield* channel.sendAll(out)
@@ -501,18 +502,13 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
 
     const outgoing = yield* FiberMap.make<number>()
     const sentFiles = yield* makeSentFiles(channel.peerId)
-    const unhandledLevel = yield* FiberRef.get(FiberRef.unhandledErrorLogLevel)
     const serveSlots = yield* Effect.makeSemaphore(SERVING)
     /** Serve a request in its own fiber (SERVING at a time), cancellable by its stream id. */
     const serve = (stream: number, serving: Effect.Effect<void, ConnectionClosed, SessionServices>) =>
       Effect.flatMap(FiberMap.size(outgoing), (open) =>
         open >= MAX_OPEN_STREAMS
           ? Effect.fail(new ProtocolError({ reason: `more than ${MAX_OPEN_STREAMS} file requests open at once` }))
-          : FiberMap.run(outgoing, stream, serveSlots.withPermits(1)(serving)).pipe(
-            // the served file's fiber inherits this at fork: its failures are logged as usual
-            Effect.withUnhandledErrorLogLevel(unhandledLevel),
-            Effect.asVoid
-          ))
+          : Effect.asVoid(FiberMap.run(outgoing, stream, serveSlots.withPermits(1)(serving))))
     const dispatch = (frame: Message | BlockData): Effect.Effect<void, ProtocolError | ConnectionClosed, SessionServices> => {
       switch (frame._tag) {
         case "BlockData": {
