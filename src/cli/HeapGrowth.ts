@@ -17,12 +17,14 @@
  * 2x below 1 a second).
  *
  * The young generation is capped too. V8 doubles it under sustained allocation up to 2 x
- * 16 MB semi-spaces, a third of a receiver's peak RSS. Its maximum is fixed at start-up
- * (`--max-semi-space-size`, which `node dist/dsync.mjs` cannot pass), but each growth
- * step reads `--semi-space-growth-factor` anew: set to 1 once the young generation holds
- * YOUNG_CAP, it stops growing there. 2 x 4 MB measured peak RSS 149 -> 122 MB for 10,000
- * small files at the same time and CPU; 2 x 1 MB, 115 MB but +15% CPU (more objects
- * promoted, more full collections).
+ * 16 MB semi-spaces. Its maximum is fixed at start-up (`--max-semi-space-size`, which
+ * `node dist/dsync.mjs` cannot pass), but each growth step reads
+ * `--semi-space-growth-factor` anew: set to 1 once the young generation holds YOUNG_CAP,
+ * it stops growing there. Measured, peak RSS and time against no cap: 2 x 8 MB, 10,000
+ * small files 149 -> 131-134 MB and 100,000 files 179/205/231 -> 157/188/217 MB (first
+ * index, sender, receiver) at the same time and CPU; 2 x 4 MB, 120-125 MB for 10,000 but
+ * 100,000 files took 15-20% more CPU (records that live a little longer are promoted,
+ * and the old generation is marked more often); 2 x 1 MB, +15% CPU already for 10,000.
  */
 import { constants, PerformanceObserver } from "node:perf_hooks"
 import { getHeapSpaceStatistics, setFlagsFromString } from "node:v8"
@@ -30,7 +32,7 @@ import { getHeapSpaceStatistics, setFlagsFromString } from "node:v8"
 const NORMAL = 100
 const STREAMING = 200
 /** The young generation's size (both semi-spaces) past which it no longer grows. */
-export const YOUNG_CAP = 8 * 1024 * 1024
+export const YOUNG_CAP = 16 * 1024 * 1024
 
 /**
  * V8's --semi-space-growth-factor after `current`, for a young generation of `youngBytes`:
