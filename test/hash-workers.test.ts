@@ -101,6 +101,33 @@ describe("hash workers", () => {
     }).pipe(Effect.scoped))
 })
 
+describe("hash workers: small files whole", () => {
+  it.live("hash each regular file of at most the size asked, as the main thread does; a link, a folder, a larger or missing file give nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const sizes = { "empty": 0, "one": 1000, "two-blocks": BLOCK + 5 }
+      for (const [name, size] of Object.entries(sizes)) fs.writeFileSync(path.join(dir, name), randomBytes(size))
+      fs.writeFileSync(path.join(dir, "large"), randomBytes(3 * BLOCK))
+      fs.symlinkSync(path.join(dir, "one"), path.join(dir, "link"))
+      fs.mkdirSync(path.join(dir, "sub"))
+      const pool = yield* HashWorkers.make(1)
+      const names = [...Object.keys(sizes), "large", "link", "sub", "missing"]
+      const hashed = yield* pool.hashSmallFiles(names.map((n) => path.join(dir, n)), 2 * BLOCK, BLOCK)
+      for (const [i, name] of Object.keys(sizes).entries()) {
+        const file = path.join(dir, name)
+        const st = fs.statSync(file)
+        expect(hashed[i]).toEqual({
+          ino: st.ino,
+          size: st.size,
+          mtimeMs: st.mtimeMs,
+          blocks: st.size === 0 ? [] : yield* expectedBlocks(file),
+          after: { size: st.size, mtimeMs: st.mtimeMs }
+        })
+      }
+      expect(hashed.slice(3)).toEqual([undefined, undefined, undefined, undefined])
+    }).pipe(Effect.scoped))
+})
+
 describe("HasherBlake3 with workers", () => {
   it.live("hashes small files on the calling thread and large ones on the workers, with one result", () =>
     Effect.gen(function*() {

@@ -8,6 +8,8 @@ import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
 import * as IndexSqlite from "../src/layers/IndexSqlite.js"
 import { createPart } from "../src/lib/PartFile.js"
 import { scanAll, scanPath } from "../src/programs/Scanner.js"
+import { contentHashedAhead, fileHash } from "../src/programs/Content.js"
+import { Hasher } from "../src/services/Hasher.js"
 import { FileIndex } from "../src/services/FileIndex.js"
 import { Folder } from "../src/services/Folder.js"
 import { tempDir } from "./support/fs.js"
@@ -23,7 +25,58 @@ type FolderLocalServices = Layer.Layer.Success<ReturnType<typeof services>>
 
 const get = (p: string) => Effect.flatMap(FileIndex, (index) => index.get(p)).pipe(Effect.map(Option.getOrUndefined))
 
+/** HasherBlake3 with workers, counting the small files they hashed ahead. */
+const countingWorkers = (counted: { files: number }) =>
+  Layer.effect(
+    Hasher,
+    Effect.map(Hasher, (hasher) => ({
+      ...hasher,
+      hashSmallFiles: (paths: ReadonlyArray<string>, maxSize: number, blockSize: number) =>
+        Effect.tap(hasher.hashSmallFiles!(paths, maxSize, blockSize), (results) => {
+          counted.files += results.filter((r) => r !== undefined).length
+        })
+    }))
+  ).pipe(Layer.provide(HasherBlake3.layerWithWorkers(1)))
+
 describe("index and scanner", () => {
+  it.live("a first scan hashes a folder's new small files ahead on the hash workers, to the same records as on the main thread", () =>
+    Effect.gen(function*() {
+      const roots = [yield* tempDir(), yield* tempDir()]
+      for (const root of roots) {
+        for (let i = 0; i < 40; i++) write(root, `d${i % 4}/f${i}.txt`, `file ${i} `.repeat(i * 10), new Date(2020, 0, 1))
+        write(root, "d0/big.bin", "x".repeat(1024 * 1024 + 1), new Date(2020, 0, 1)) // past the small-file size: hashed as usual
+        write(root, "d1/skip.log", "ignored", new Date(2020, 0, 1))
+      }
+      const counted = { files: 0 }
+      const records = (root: string, hasher: Layer.Layer<Hasher>) =>
+        Effect.provide(
+          Effect.gen(function*() {
+            yield* scanAll
+            const all = yield* Effect.flatMap(FileIndex, (index) => index.since(0, 1000))
+            return all.map(({ path, kind, size, hash, blocks }) => ({ path, kind, size, hash, blocks })).sort((a, b) => a.path.localeCompare(b.path))
+          }),
+          Layer.fresh(Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, ["*.log"]), hasher))
+        )
+      const onThread = yield* records(roots[0]!, HasherBlake3.layer)
+      const ahead = yield* records(roots[1]!, countingWorkers(counted))
+      expect(ahead).toEqual(onThread)
+      expect(onThread.filter((r) => r.kind === "file")).toHaveLength(41)
+      expect(counted.files).toBe(40) // not the large one, not the ignored one
+    }).pipe(Effect.scoped))
+
+  it("takes a file hashed ahead only while its inode, size and mtime are what was hashed", () =>
+    Effect.gen(function*() {
+      const hasher = yield* Hasher
+      const hashed = { ino: 7, size: 3, mtimeMs: 1000, blocks: [hasher.hash(Buffer.from("abc"))], after: { size: 3, mtimeMs: 1000 } }
+      const taken = contentHashedAhead(hasher, hashed, { ino: 7, size: 3, mtimeMs: 1000 })
+      expect(taken?.content.hash).toBe(fileHash(hasher, hashed.blocks, 3))
+      expect(taken?.after).toEqual({ size: 3, mtimeMs: 1000 })
+      expect(contentHashedAhead(hasher, hashed, { ino: 8, size: 3, mtimeMs: 1000 })).toBeUndefined() // replaced
+      expect(contentHashedAhead(hasher, hashed, { ino: 7, size: 4, mtimeMs: 1000 })).toBeUndefined() // grown
+      expect(contentHashedAhead(hasher, hashed, { ino: 7, size: 3, mtimeMs: 2000 })).toBeUndefined() // rewritten
+      expect(contentHashedAhead(hasher, undefined, { ino: 7, size: 3, mtimeMs: 1000 })).toBeUndefined()
+    }).pipe(Effect.provide(HasherBlake3.layer), Effect.runPromise))
+
   it.live("keeps its replica id, reuses hashes of unchanged files, and records deletions made while stopped", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()

@@ -59,6 +59,7 @@ const WORKER_MIN_SIZE = 8 * 1024 * 1024
  * BLAKE3 with files of 8 MiB and more hashed by worker threads, one per core (at most
  * 4): a large file is hashed in parallel slices, and the main thread keeps serving
  * peers meanwhile. A worker that cannot start or dies leaves the file to this thread.
+ * A scan's new small files are hashed ahead there too (`hashSmallFiles`).
  */
 export const layerWithWorkers = (
   workers = Math.min(4, availableParallelism()),
@@ -69,6 +70,9 @@ export const layerWithWorkers = (
     Effect.gen(function*() {
       const local = yield* makeHasher
       const pool = yield* HashWorkers.make(workers, options)
+      // one worker at a time for a scan's small files: the main thread indexes what it
+      // hashes meanwhile, and a second worker's isolate would cost more memory than time
+      const smallFiles = yield* Effect.makeSemaphore(1)
       return {
         ...local,
         hashFileBlocks: (fd, size, blockSize) =>
@@ -77,7 +81,11 @@ export const layerWithWorkers = (
             : pool.hashBlocks(fd, size, blockSize).pipe(
               Effect.catchTag("HashPoolError", (e) =>
                 Effect.zipRight(Effect.logWarning(`${e.message}: hashing on the main thread`), local.hashFileBlocks(fd, size, blockSize)))
-            )
+            ),
+        hashSmallFiles: (paths, maxSize, blockSize) =>
+          smallFiles.withPermits(1)(pool.hashSmallFiles(paths, maxSize, blockSize)).pipe(
+            Effect.catchAll((e) => Effect.as(Effect.logDebug(`${e.message}: small files hashed on the main thread`), paths.map(() => undefined)))
+          )
       } satisfies HasherApi
     })
   )

@@ -20,6 +20,25 @@ export interface HashWorkers {
    * this ends; an interruption waits for the workers to let go of it.
    */
   readonly hashBlocks: (fd: number, size: number, blockSize: number) => Effect.Effect<ReadonlyArray<string>, HashReadError | HashPoolError>
+  /**
+   * Each of the files at `paths` (opened without following a link; paths that stay valid
+   * on another thread) read whole and hashed in `blockSize` blocks, when it is a regular
+   * file of at most `maxSize` bytes; else undefined. Files in one job, one after another.
+   */
+  readonly hashSmallFiles: (
+    paths: ReadonlyArray<string>,
+    maxSize: number,
+    blockSize: number
+  ) => Effect.Effect<ReadonlyArray<SmallFileHash | undefined>, HashPoolError>
+}
+
+/** A small file hashed whole on a worker: its stat before reading it and after. */
+export interface SmallFileHash {
+  readonly ino: number
+  readonly size: number
+  readonly mtimeMs: number
+  readonly blocks: ReadonlyArray<string>
+  readonly after: { readonly size: number; readonly mtimeMs: number }
 }
 
 /** A slice is at least this large: a job's round trip (~0.1 ms) stays small beside its hashing. */
@@ -34,9 +53,15 @@ type Reply =
   | { readonly hashes: Array<string> }
   | { readonly readError: string }
   | { readonly cancelled: true }
+  | { readonly small: Array<SmallFileHash | null> }
+
+/** Slices of a file's blocks, or whole small files. */
+type JobMessage =
+  | { fd: number; start: number; end: number; blockSize: number; chunk: number; cancel: Int32Array }
+  | { paths: ReadonlyArray<string>; maxSize: number; blockSize: number }
 
 interface Job {
-  readonly message: { fd: number; start: number; end: number; blockSize: number; chunk: number; cancel: Int32Array }
+  readonly message: JobMessage
   started: boolean
   settle: (reply: Reply | HashPoolError) => void
 }
@@ -53,7 +78,31 @@ const { createBLAKE3 } = require(${JSON.stringify(hashWasmPath)})
 const hashChunk = ${hashChunk.toString()}
 const ready = createBLAKE3()
 let buffer = Buffer.alloc(0)
-parentPort.on("message", async ({ fd, start, end, blockSize, chunk, cancel }) => {
+const SMALL_OPEN = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
+const hashSmall = (hashBlock, path, maxSize, blockSize) => {
+  let fd = -1
+  try {
+    fd = fs.openSync(path, SMALL_OPEN)
+    const before = fs.fstatSync(fd)
+    if (!before.isFile() || before.size > maxSize) return null
+    if (buffer.length < before.size) buffer = Buffer.allocUnsafe(Math.max(before.size, 64 * 1024))
+    const blocks = []
+    if (!hashChunk(fs.readSync, hashBlock, fd, buffer, 0, before.size, blockSize, blocks)) return null
+    const after = fs.fstatSync(fd)
+    return { ino: before.ino, size: before.size, mtimeMs: before.mtimeMs, blocks, after: { size: after.size, mtimeMs: after.mtimeMs } }
+  } catch {
+    return null
+  } finally {
+    if (fd >= 0) fs.closeSync(fd)
+  }
+}
+parentPort.on("message", async (message) => {
+  if (message.paths) {
+    const blake3 = await ready
+    const hashBlock = (data) => blake3.init().update(data).digest("hex")
+    return parentPort.postMessage({ small: message.paths.map((path) => hashSmall(hashBlock, path, message.maxSize, message.blockSize)) })
+  }
+  const { fd, start, end, blockSize, chunk, cancel } = message
   try {
     const blake3 = await ready
     const hashBlock = (data) => blake3.init().update(data).digest("hex")
@@ -208,6 +257,34 @@ export const make = (
         })
       })
 
+    // Not cancelled once running (a job is a few hundred small files): an interruption
+    // waits for it, so the caller's folder stays open while a worker opens paths in it.
+    const hashSmallFiles = (paths: ReadonlyArray<string>, maxSize: number, blockSize: number) =>
+      Effect.async<ReadonlyArray<SmallFileHash | undefined>, HashPoolError>((resume) => {
+        const job: Job = {
+          message: { paths, maxSize, blockSize },
+          started: false,
+          settle: (reply) =>
+            resume(
+              reply instanceof HashPoolError
+                ? Effect.fail(reply)
+                : "small" in reply
+                ? Effect.succeed(reply.small.map((file) => file ?? undefined))
+                : Effect.fail(new HashPoolError({ message: "hash worker: unexpected reply" }))
+            )
+        }
+        if (closed) return job.settle(new HashPoolError({ message: "hash workers stopped" }))
+        queue.push(job)
+        dispatch()
+        return Effect.async<void>((resumeCancel) => {
+          if (!job.started) {
+            queue.splice(queue.indexOf(job), 1)
+            return resumeCancel(Effect.void)
+          }
+          job.settle = () => resumeCancel(Effect.void)
+        })
+      })
+
     return {
       live: () => idle.length + busy.size,
       busy: () => busy.size,
@@ -215,6 +292,7 @@ export const make = (
         Effect.map(
           Effect.forEach(slicesOf(size, blockSize, workers), ([start, end]) => runSlice(fd, start, end, blockSize), { concurrency: "unbounded" }),
           (parts) => parts.flat()
-        )
+        ),
+      hashSmallFiles
     } satisfies HashWorkers
   })

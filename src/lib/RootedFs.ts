@@ -237,6 +237,15 @@ export class RootedFs {
     return this.inParent(rel, (entry) => fs.readlinkSync(entry))
   }
 
+  /**
+   * Folder `rel` held open, its entries named by paths that stay inside it whatever is
+   * renamed meanwhile and that another thread can open (`/proc/self/fd/N/name`); only
+   * where such paths work (Linux), else undefined. The caller closes it.
+   */
+  holdFolder(rel: string): { readonly at: (name: string) => string; readonly close: () => void } | undefined {
+    return procFdWorks ? this.openDir(segmentsOf(rel), false) : undefined
+  }
+
   /** A descriptor for reading the regular file `rel`; a link there fails (ELOOP), never followed. */
   openRead(rel: string): number {
     return this.inParent(rel, (entry) => fs.openSync(entry, C.O_RDONLY | C.O_NOFOLLOW))

@@ -1,6 +1,7 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type { HashReadError } from "../lib/BlockHashing.js"
+import type { SmallFileHash } from "../lib/HashWorkers.js"
 
 /** BLAKE3: synchronous for blocks on the hot path; files' blocks possibly off the main thread. */
 export interface HasherApi {
@@ -14,6 +15,16 @@ export interface HasherApi {
    * interruption returns only once nothing reads it any more.
    */
   readonly hashFileBlocks: (fd: number, size: number, blockSize: number) => Effect.Effect<ReadonlyArray<string>, HashReadError>
+  /**
+   * Where files are hashed off the main thread: the files at `paths` (paths another thread
+   * can open, see `RootedFs.holdFolder`) read and hashed whole when each is a regular file
+   * of at most `maxSize` bytes, else undefined (also for all when the workers fail).
+   */
+  readonly hashSmallFiles?: (
+    paths: ReadonlyArray<string>,
+    maxSize: number,
+    blockSize: number
+  ) => Effect.Effect<ReadonlyArray<SmallFileHash | undefined>>
 }
 
 /**
