@@ -44,6 +44,7 @@ describe("index and scanner", () => {
       const roots = [yield* tempDir(), yield* tempDir()]
       for (const root of roots) {
         for (let i = 0; i < 40; i++) write(root, `d${i % 4}/f${i}.txt`, `file ${i} `.repeat(i * 10), new Date(2020, 0, 1))
+        for (let i = 0; i < 600; i++) write(root, `flat/g${i}`, `${i}`, new Date(2020, 0, 1)) // walked in batches
         write(root, "d0/big.bin", "x".repeat(1024 * 1024 + 1), new Date(2020, 0, 1)) // past the small-file size: hashed as usual
         write(root, "d1/skip.log", "ignored", new Date(2020, 0, 1))
       }
@@ -52,7 +53,7 @@ describe("index and scanner", () => {
         Effect.provide(
           Effect.gen(function*() {
             yield* scanAll
-            const all = yield* Effect.flatMap(FileIndex, (index) => index.since(0, 1000))
+            const all = yield* Effect.flatMap(FileIndex, (index) => index.since(0, 10_000))
             return all.map(({ path, kind, size, hash, blocks }) => ({ path, kind, size, hash, blocks })).sort((a, b) => a.path.localeCompare(b.path))
           }),
           Layer.fresh(Layer.mergeAll(IndexSqlite.layer(root), FolderLocal.layer(root, ["*.log"]), hasher))
@@ -60,8 +61,8 @@ describe("index and scanner", () => {
       const onThread = yield* records(roots[0]!, HasherBlake3.layer)
       const ahead = yield* records(roots[1]!, countingWorkers(counted))
       expect(ahead).toEqual(onThread)
-      expect(onThread.filter((r) => r.kind === "file")).toHaveLength(41)
-      expect(counted.files).toBe(40) // not the large one, not the ignored one
+      expect(onThread.filter((r) => r.kind === "file")).toHaveLength(641)
+      expect(counted.files).toBe(640) // not the large one, not the ignored one
     }).pipe(Effect.scoped))
 
   it("takes a file hashed ahead only while its inode, size and mtime are what was hashed", () =>

@@ -1,6 +1,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import type { Dirent, Stats } from "node:fs"
 import * as path from "node:path"
@@ -226,11 +227,16 @@ const scanVanished = (known: ReadonlyArray<LiveEntry>, entries: ReadonlyArray<Di
     }
   })
 
-/** The names of the files listed in `relDir` that the index lacks there (`known`) and that are not ignored. */
-const newFiles = (relDir: string, entries: ReadonlyArray<Dirent>, known: ReadonlyArray<LiveEntry>) =>
+/**
+ * Entries of a folder walked a batch at a time, the next batch's new files hashed ahead
+ * meanwhile: what is held ahead stays bounded whatever the size of the folder.
+ */
+const WALK_BATCH = 256
+
+/** The names of the files among `entries` of `relDir` that the index lacks there (`indexed`) and that are not ignored. */
+const newFiles = (relDir: string, entries: ReadonlyArray<Dirent>, indexed: ReadonlySet<string>) =>
   Effect.gen(function*() {
     const folder = yield* Folder
-    const indexed = new Set(known.map((record) => path.posix.basename(record.path)))
     const names: Array<string> = []
     for (const entry of entries) {
       if (!entry.isFile() || PART_FILE.test(entry.name) || indexed.has(entry.name)) continue
@@ -243,8 +249,9 @@ const newFiles = (relDir: string, entries: ReadonlyArray<Dirent>, known: Readonl
  * Walk the folder (never following symlinks), skipping ignored paths, counting the
  * entries seen in `seen`; what the index held in a folder and its listing lacks is looked
  * at again (deletions while we were away). A folder's new files are read and hashed
- * ahead on a hash worker, where there are some: read one by one on the main thread they
- * waited on the disk (a first index of 100,000 small files, cold: 28-30 s, 17 s ahead). A walker holds one folder's listing and
+ * ahead on a hash worker, where there are some, a batch ahead of the entries being
+ * indexed: read one by one on the main thread they waited on the disk (a first index of
+ * 100,000 small files, cold: 28-30 s, 17 s ahead). A walker holds one folder's listing and
  * index entries at a time, whatever the size of the tree. Our partial downloads that no
  * download is writing are removed (left by a previous run, or by a download whose
  * folder was moved).
@@ -260,8 +267,24 @@ const walk = (relDir: string, seen: { count: number }): Effect.Effect<void, neve
       return yield* Effect.logWarning(`cannot read folder ${showPath(relDir || ".")}: ${printable(listed.left.message)}`)
     }
     const known = yield* index.liveChildren(relDir)
-    const ahead = yield* hashAhead(folder.fs, relDir, yield* newFiles(relDir, listed.right, known))
-    yield* Effect.forEach(listed.right, (entry) =>
+    const indexed = new Set(known.map((record) => path.posix.basename(record.path)))
+    const hashBatch = (entries: ReadonlyArray<Dirent>) =>
+      Effect.flatMap(newFiles(relDir, entries, indexed), (names) => hashAhead(folder.fs, relDir, names))
+    const batches: Array<ReadonlyArray<Dirent>> = []
+    for (let i = 0; i < listed.right.length; i += WALK_BATCH) batches.push(listed.right.slice(i, i + WALK_BATCH))
+    let next = yield* Effect.fork(hashBatch(batches[0] ?? []))
+    for (const [i, batch] of batches.entries()) {
+      const ahead = yield* Fiber.join(next)
+      if (i + 1 < batches.length) next = yield* Effect.fork(hashBatch(batches[i + 1]!))
+      yield* walkEntries(relDir, batch, ahead, seen)
+    }
+    yield* scanVanished(known, listed.right)
+  })
+
+/** `walk`'s work on `entries` of folder `relDir`, a few at once. */
+const walkEntries = (relDir: string, entries: ReadonlyArray<Dirent>, ahead: HashedAhead, seen: { count: number }) =>
+  Effect.flatMap(Folder, (folder) =>
+    Effect.forEach(entries, (entry) =>
       Effect.gen(function*() {
         const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
         if (entry.isFile() && PART_FILE.test(entry.name)) {
@@ -273,9 +296,7 @@ const walk = (relDir: string, seen: { count: number }): Effect.Effect<void, neve
         // most files of a rescan, and of a folder walked again, are as indexed: no lock taken
         if (!(yield* unchangedOnDisk(rel))) yield* scanPath(rel, ahead)
         if (entry.isDirectory()) yield* walk(rel, seen)
-      }), { discard: true, concurrency: 4 })
-    yield* scanVanished(known, listed.right)
-  })
+      }), { discard: true, concurrency: 4 }))
 
 /** Scan a directory that appeared (created or moved in): its contents may bring no events of their own. */
 export const scanTree = (relDir: string) => walk(relDir, { count: 0 })
