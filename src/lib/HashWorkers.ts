@@ -227,63 +227,47 @@ export const make = (
       })
     )
 
-    const runSlice = (fd: number, start: number, end: number, blockSize: number) =>
-      Effect.async<Array<string>, HashReadError | HashPoolError>((resume) => {
-        const cancel = new Int32Array(new SharedArrayBuffer(4))
+    /**
+     * Queue `message` and take the worker's reply with `take`. Interrupted: a queued job is
+     * dropped; a running one is told to stop (through `cancel`, where it has one) and
+     * waited for, so the caller lets go of what the worker reads (a descriptor, a folder)
+     * only once no worker reads it.
+     */
+    const submit = <A, E>(message: JobMessage, take: (reply: Reply) => Effect.Effect<A, E>, cancel?: Int32Array) =>
+      Effect.async<A, E | HashPoolError>((resume) => {
         const job: Job = {
-          message: { fd, start, end, blockSize, chunk: chunkFor(blockSize, WORKER_CHUNK), cancel },
+          message,
           started: false,
-          settle: (reply) =>
-            resume(
-              reply instanceof HashPoolError
-                ? Effect.fail(reply)
-                : "hashes" in reply
-                ? Effect.succeed(reply.hashes)
-                : Effect.fail(new HashReadError({ message: "readError" in reply ? reply.readError : "cancelled" }))
-            )
+          settle: (reply) => resume(reply instanceof HashPoolError ? Effect.fail(reply) : take(reply))
         }
         if (closed) return job.settle(new HashPoolError({ message: "hash workers stopped" }))
         queue.push(job)
         dispatch()
-        // Interrupted: a queued slice is dropped; a running one is told to stop, and
-        // waited for, so the caller closes `fd` only once no worker reads it.
         return Effect.async<void>((resumeCancel) => {
           if (!job.started) {
             queue.splice(queue.indexOf(job), 1)
             return resumeCancel(Effect.void)
           }
-          Atomics.store(cancel, 0, 1)
+          if (cancel) Atomics.store(cancel, 0, 1)
           job.settle = () => resumeCancel(Effect.void)
         })
       })
 
-    // Not cancelled once running (a job is a few hundred small files): an interruption
-    // waits for it, so the caller's folder stays open while a worker opens paths in it.
+    const runSlice = (fd: number, start: number, end: number, blockSize: number) => {
+      const cancel = new Int32Array(new SharedArrayBuffer(4))
+      const message = { fd, start, end, blockSize, chunk: chunkFor(blockSize, WORKER_CHUNK), cancel }
+      return submit(message, (reply) =>
+        "hashes" in reply
+          ? Effect.succeed(reply.hashes)
+          : Effect.fail(new HashReadError({ message: "readError" in reply ? reply.readError : "cancelled" })), cancel)
+    }
+
+    // not cancelled once running (a job is a few hundred small files): waited for instead
     const hashSmallFiles = (paths: ReadonlyArray<string>, maxSize: number, blockSize: number) =>
-      Effect.async<ReadonlyArray<SmallFileHash | undefined>, HashPoolError>((resume) => {
-        const job: Job = {
-          message: { paths, maxSize, blockSize },
-          started: false,
-          settle: (reply) =>
-            resume(
-              reply instanceof HashPoolError
-                ? Effect.fail(reply)
-                : "small" in reply
-                ? Effect.succeed(reply.small.map((file) => file ?? undefined))
-                : Effect.fail(new HashPoolError({ message: "hash worker: unexpected reply" }))
-            )
-        }
-        if (closed) return job.settle(new HashPoolError({ message: "hash workers stopped" }))
-        queue.push(job)
-        dispatch()
-        return Effect.async<void>((resumeCancel) => {
-          if (!job.started) {
-            queue.splice(queue.indexOf(job), 1)
-            return resumeCancel(Effect.void)
-          }
-          job.settle = () => resumeCancel(Effect.void)
-        })
-      })
+      submit({ paths, maxSize, blockSize }, (reply) =>
+        "small" in reply
+          ? Effect.succeed(reply.small.map((file) => file ?? undefined) as ReadonlyArray<SmallFileHash | undefined>)
+          : Effect.fail(new HashPoolError({ message: "hash worker: unexpected reply" })))
 
     return {
       live: () => idle.length + busy.size,
