@@ -1,7 +1,8 @@
 /**
  * How far V8 lets the heap grow, for the CLI's process (a library leaves its host's heap
- * alone). The old generation, between full collections: Left to itself V8 allows up to ~4x what is
- * live, or less when collections look slow, and two workloads pull opposite ways:
+ * alone). The old generation, between full collections: left to itself, V8 allows up to
+ * ~4x what is live, or less when collections look slow, and two workloads pull opposite
+ * ways:
  *
  * - Many records in flight (small files, large folders): 4x was 100 MB of a receiver's
  *   190 MB peak RSS for 10,000 small files (22 MB live). Doubling at most keeps that peak
@@ -60,6 +61,7 @@ export const tuneHeapGrowth = (): void => {
     for (const entry of list.getEntries()) {
       if ((entry.detail as { kind?: number } | undefined)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++
     }
+    if (growth === 1) return // capped for good: no statistics to gather after each collection
     const next = youngGrowthFactor(growth, youngBytes())
     if (next !== growth) setFlagsFromString(`--semi-space-growth-factor=${growth = next}`)
   })

@@ -81,14 +81,12 @@ export const hashFileContent = (disk: RootedFs, rel: string, size: number) =>
     return { content: { hash: fileHash(hasher, blocks, size), blockSize, blocks } satisfies Content, after }
   })
 
-/** Files of a folder hashed ahead in one worker job: a job's round trip is ~0.1 ms. */
-const AHEAD_JOB = 256
-
 /**
  * The files `names` of folder `relDir` (new to the index: their reads would wait on the
  * disk one by one on the main thread) read and hashed on the hash workers, where there
- * are some, the folder held open meanwhile; keyed by folder-relative path. Small regular
- * files only: anything else, or a failure, is left out, to be hashed as usual.
+ * are some, in one job (the caller passes a batch of a few hundred), the folder held open
+ * meanwhile; keyed by folder-relative path. Small regular files only: anything else, or a
+ * failure, is left out, to be hashed as usual.
  */
 export const hashAhead = (disk: RootedFs, relDir: string, names: ReadonlyArray<string>) =>
   Effect.gen(function*() {
@@ -106,12 +104,8 @@ export const hashAhead = (disk: RootedFs, relDir: string, names: ReadonlyArray<s
       (held) => Effect.sync(() => held?.close())
     )
     if (folder === undefined) return hashed
-    const jobs: Array<ReadonlyArray<string>> = []
-    for (let i = 0; i < names.length; i += AHEAD_JOB) jobs.push(names.slice(i, i + AHEAD_JOB))
-    yield* Effect.forEach(jobs, (job) =>
-      Effect.map(hashSmallFiles(job.map(folder.at), SMALL_FILE, blockSizeFor(SMALL_FILE)), (results) =>
-        results.forEach((result, i) => result && hashed.set(relDir === "" ? job[i]! : `${relDir}/${job[i]!}`, result))
-      ), { concurrency: "unbounded", discard: true })
+    const results = yield* hashSmallFiles(names.map(folder.at), SMALL_FILE, blockSizeFor(SMALL_FILE))
+    results.forEach((result, i) => result && hashed.set(relDir === "" ? names[i]! : `${relDir}/${names[i]!}`, result))
     return hashed
   }).pipe(Effect.scoped)
 

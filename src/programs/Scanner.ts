@@ -233,16 +233,23 @@ const scanVanished = (known: ReadonlyArray<LiveEntry>, entries: ReadonlyArray<Di
  */
 const WALK_BATCH = 256
 
-/** The names of the files among `entries` of `relDir` that the index lacks there (`indexed`) and that are not ignored. */
-const newFiles = (relDir: string, entries: ReadonlyArray<Dirent>, indexed: ReadonlySet<string>) =>
+/**
+ * `batch` of folder `relDir`'s entries without the ignored ones (each looked up once; our
+ * part files stay, `walkEntries` deals with them), and its files that the index lacks
+ * there (`indexed`) hashed ahead.
+ */
+const prepareBatch = (relDir: string, batch: ReadonlyArray<Dirent>, indexed: ReadonlySet<string>) =>
   Effect.gen(function*() {
     const folder = yield* Folder
-    const names: Array<string> = []
-    for (const entry of entries) {
-      if (!entry.isFile() || PART_FILE.test(entry.name) || indexed.has(entry.name)) continue
-      if (!(yield* folder.isIgnored(relDir === "" ? entry.name : `${relDir}/${entry.name}`, false))) names.push(entry.name)
+    const entries: Array<Dirent> = []
+    const newFiles: Array<string> = []
+    for (const entry of batch) {
+      const part = entry.isFile() && PART_FILE.test(entry.name)
+      if (!part && (yield* folder.isIgnored(relDir === "" ? entry.name : `${relDir}/${entry.name}`, entry.isDirectory()))) continue
+      entries.push(entry)
+      if (!part && entry.isFile() && !indexed.has(entry.name)) newFiles.push(entry.name)
     }
-    return names
+    return { entries, ahead: yield* hashAhead(folder.fs, relDir, newFiles) }
   })
 
 /**
@@ -268,20 +275,18 @@ const walk = (relDir: string, seen: { count: number }): Effect.Effect<void, neve
     }
     const known = yield* index.liveChildren(relDir)
     const indexed = new Set(known.map((record) => path.posix.basename(record.path)))
-    const hashBatch = (entries: ReadonlyArray<Dirent>) =>
-      Effect.flatMap(newFiles(relDir, entries, indexed), (names) => hashAhead(folder.fs, relDir, names))
     const batches: Array<ReadonlyArray<Dirent>> = []
     for (let i = 0; i < listed.right.length; i += WALK_BATCH) batches.push(listed.right.slice(i, i + WALK_BATCH))
-    let next = yield* Effect.fork(hashBatch(batches[0] ?? []))
-    for (const [i, batch] of batches.entries()) {
-      const ahead = yield* Fiber.join(next)
-      if (i + 1 < batches.length) next = yield* Effect.fork(hashBatch(batches[i + 1]!))
-      yield* walkEntries(relDir, batch, ahead, seen)
+    let next = yield* Effect.fork(prepareBatch(relDir, batches[0] ?? [], indexed))
+    for (let i = 0; i < batches.length; i++) {
+      const { entries, ahead } = yield* Fiber.join(next)
+      if (i + 1 < batches.length) next = yield* Effect.fork(prepareBatch(relDir, batches[i + 1]!, indexed))
+      yield* walkEntries(relDir, entries, ahead, seen)
     }
     yield* scanVanished(known, listed.right)
   })
 
-/** `walk`'s work on `entries` of folder `relDir`, a few at once. */
+/** `walk`'s work on `entries` of folder `relDir` (none ignored), a few at once. */
 const walkEntries = (relDir: string, entries: ReadonlyArray<Dirent>, ahead: HashedAhead, seen: { count: number }) =>
   Effect.flatMap(Folder, (folder) =>
     Effect.forEach(entries, (entry) =>
@@ -290,7 +295,6 @@ const walkEntries = (relDir: string, entries: ReadonlyArray<Dirent>, ahead: Hash
         if (entry.isFile() && PART_FILE.test(entry.name)) {
           return partInProgress(folder.fs, rel) ? undefined : yield* removeStalePart(rel)
         }
-        if (yield* folder.isIgnored(rel, entry.isDirectory())) return
         seen.count++
         yield* letEventLoopTurn // peers are served while a long scan runs
         // most files of a rescan, and of a folder walked again, are as indexed: no lock taken
