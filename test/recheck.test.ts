@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Stream } from "effect"
+import { Effect, Layer, Stream, TestClock } from "effect"
 import { makeRecheck } from "../src/programs/Recheck.js"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -58,5 +58,31 @@ describe("the recheck of written paths", () => {
       // a write that fails is rechecked all the same (a skipped event may have been a user's)
       yield* recheck.writing(["w.txt"])(Effect.fail("disk full")).pipe(Effect.ignore)
       expect(recheck.pending("w.txt")).toBe(true)
+    }).pipe(Effect.scoped))
+  it.effect("looks at each path no sooner than its own delay after it was written, not its batch's first", () =>
+    Effect.gen(function*() {
+      const checked: Array<ReadonlyArray<string>> = []
+      const recheck = yield* makeRecheck((paths) => Effect.sync(() => void checked.push(paths)))
+      yield* recheck.add("first.txt")
+      yield* TestClock.adjust("700 millis")
+      // written 700 ms after the first: a user's delete 30 ms after this write may be folded
+      // by the watcher into the write's event, so a look at 750 ms would miss it
+      yield* recheck.add("late.txt")
+      yield* TestClock.adjust("110 millis")
+      expect(checked).toEqual([["first.txt"]])
+      expect(recheck.pending("late.txt")).toBe(true)
+      yield* TestClock.adjust("680 millis")
+      expect(checked).toEqual([["first.txt"]])
+      yield* TestClock.adjust("20 millis")
+      expect(checked).toEqual([["first.txt"], ["late.txt"]])
+      expect(recheck.pending("late.txt")).toBe(false)
+      // added again while due: its delay starts over
+      yield* recheck.add("again.txt")
+      yield* TestClock.adjust("500 millis")
+      yield* recheck.add("again.txt")
+      yield* TestClock.adjust("400 millis")
+      expect(checked.length).toBe(2)
+      yield* TestClock.adjust("400 millis")
+      expect(checked).toEqual([["first.txt"], ["late.txt"], ["again.txt"]])
     }).pipe(Effect.scoped))
 })

@@ -1,10 +1,16 @@
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
-import * as Stream from "effect/Stream"
 
-/** Long enough for the watcher's batch of our own write to have gone by. */
-const RECHECK_DELAY = Duration.millis(750)
+/**
+ * Long enough for the watcher's batch holding our own write to have gone by:
+ * @parcel/watcher reports a batch 50 ms after its last event, or at the latest 500 ms
+ * after the one before.
+ */
+const RECHECK_DELAY_MS = 750
+/** Paths falling due this close together are looked at in one batch. */
+const GATHER_MS = 50
 
 /**
  * Paths a peer's change was just written to, looked at again a moment later. A user's
@@ -28,30 +34,50 @@ export interface Recheck {
   readonly pending: (path: string) => boolean
 }
 
-/** Runs `check` on the paths added, in batches, RECHECK_DELAY after the first of each batch. Scoped. */
+/**
+ * Runs `check` on the paths added, each RECHECK_DELAY after it was (last) added, in
+ * batches of those falling due within GATHER_MS of each other. Scoped.
+ *
+ * The delay counts from each path's own write, not from the first of a batch: the
+ * watcher folds a create and a delete within one of its batches (up to ~550 ms apart
+ * under steady events) into nothing, so a path looked at sooner after its write could
+ * be deleted by the user just after the look, and that deletion never reported.
+ */
 export const makeRecheck = <E, R>(check: (paths: ReadonlyArray<string>) => Effect.Effect<void, E, R>) =>
   Effect.gen(function*() {
-    // a set: bounded by the distinct paths written within one delay
-    let pending = new Set<string>()
+    // path -> when it was last added, oldest first (a path added again moves to the end):
+    // bounded by the distinct paths written within one delay
+    const due = new Map<string, number>()
     const wake = yield* Queue.sliding<void>(1)
-    /** A batch is waiting for its delay: what is added meanwhile joins it, with no wake-up of its own. */
+    /** The loop below is running: what is added meanwhile needs no wake-up of its own. */
     let scheduled = false
-    yield* Effect.forkScoped(Stream.fromQueue(wake).pipe(
-      Stream.runForEach(() =>
-        Effect.gen(function*() {
-          yield* Effect.sleep(RECHECK_DELAY)
-          const paths = [...pending]
-          pending = new Set()
-          scheduled = false
-          yield* check(paths).pipe(Effect.catchAllCause((cause) => Effect.logWarning("rechecking written paths failed", cause)))
-        })
-      )
-    ))
+    const takeDue = (now: number) => {
+      const paths: Array<string> = []
+      for (const [path, added] of due) {
+        if (added + RECHECK_DELAY_MS > now) break
+        paths.push(path)
+        due.delete(path)
+      }
+      return paths
+    }
+    const drain = Effect.gen(function*() {
+      while (due.size > 0) {
+        const oldest: number = due.values().next().value!
+        const wait = oldest + RECHECK_DELAY_MS + GATHER_MS - (yield* Clock.currentTimeMillis)
+        if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
+        const paths = takeDue(yield* Clock.currentTimeMillis)
+        if (paths.length === 0) continue
+        yield* check(paths).pipe(Effect.catchAllCause((cause) => Effect.logWarning("rechecking written paths failed", cause)))
+      }
+      scheduled = false
+    })
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(wake), drain)))
     // paths being written now, with how many writers each
     const inWrite = new Map<string, number>()
     const add = (path: string) =>
-      Effect.suspend(() => {
-        pending.add(path)
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        due.delete(path)
+        due.set(path, now)
         if (scheduled) return Effect.void
         scheduled = true
         return Queue.offer(wake, undefined)
@@ -70,7 +96,7 @@ export const makeRecheck = <E, R>(check: (paths: ReadonlyArray<string>) => Effec
               return add(p)
             }, { discard: true })
         ),
-      pending: (path) => pending.has(path) || inWrite.has(path)
+      pending: (path) => due.has(path) || inWrite.has(path)
     }
     return recheck
   })
