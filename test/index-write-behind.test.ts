@@ -74,6 +74,22 @@ describe("index write-behind", () => {
       }))
     }).pipe(Effect.scoped))
 
+  it.live("putMany and getMany: a batch is stored in order, read back pending or committed, and published once on disk", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      yield* withIndex(root, Effect.gen(function*() {
+        const index = yield* FileIndex
+        yield* index.put(dir("first"))
+        yield* index.putMany([dir("m1"), dir("m2"), dir("m3")])
+        yield* index.putMany([])
+        const got = yield* index.getMany(["m2", "absent", "first", "m3", "m1"])
+        expect(got.map((r) => Option.getOrUndefined(Option.map(r, (x) => `${x.path}@${x.sequence}`)))).toEqual(["m2@3", undefined, "first@1", "m3@4", "m1@2"])
+        yield* index.sequenceChanges.pipe(Stream.filter((n) => n === 4), Stream.take(1), Stream.runDrain, Effect.timeout("5 seconds"))
+        expect(onDisk(root)).toEqual([1, 2, 3, 4])
+        expect((yield* index.getMany(["m1", "m3"])).map((r) => Option.isSome(r))).toEqual([true, true])
+      }))
+    }).pipe(Effect.scoped))
+
   it.live("a long burst of puts is committed as it goes, a batch at a time (what waits stays bounded)", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()

@@ -224,32 +224,43 @@ const make = (file: string) =>
         commitPending()
         return f()
       })
-    const put = (record: NewRecord) =>
-      Effect.suspend(() => {
-        const stored: LocalRecord = { ...record, sequence: ++assigned }
-        pending.push(stored)
-        pendingByPath.set(stored.path, stored)
-        remember(stored.path, Option.some(stored))
-        if (pending.length >= WRITE_BATCH) commitPending() // memory stays bounded; published by the flusher
-        if (wakeSent) return Effect.succeed(stored)
-        wakeSent = true
-        return Effect.as(Queue.offer(flushWake, undefined), stored)
-      })
+    const hold = (record: NewRecord): LocalRecord => {
+      const stored: LocalRecord = { ...record, sequence: ++assigned }
+      pending.push(stored)
+      pendingByPath.set(stored.path, stored)
+      remember(stored.path, Option.some(stored))
+      if (pending.length >= WRITE_BATCH) commitPending() // memory stays bounded; published by the flusher
+      return stored
+    }
+    /** Wake the flusher for what was just held, unless a wake-up is on its way. */
+    const wakeFlusher = Effect.suspend(() => {
+      if (wakeSent) return Effect.void
+      wakeSent = true
+      return Queue.offer(flushWake, undefined)
+    })
+    const put = (record: NewRecord) => Effect.suspend(() => Effect.as(wakeFlusher, hold(record)))
+    const getNow = (p: string): Option.Option<LocalRecord> => {
+      const cached = recent.get(p)
+      if (cached) return cached
+      const waiting = pendingByPath.get(p)
+      if (waiting) return Option.some(waiting)
+      // nothing pending for this path: what the database holds is current
+      const record = Option.map(Option.fromNullable(q.get.get(p)), fromRow)
+      remember(p, record)
+      return record
+    }
 
     const api: FileIndexApi = {
       replicaId,
-      get: (p) =>
-        Effect.sync(() => {
-          const cached = recent.get(p)
-          if (cached) return cached
-          const waiting = pendingByPath.get(p)
-          if (waiting) return Option.some(waiting)
-          // nothing pending for this path: what the database holds is current
-          const record = Option.map(Option.fromNullable(q.get.get(p)), fromRow)
-          remember(p, record)
-          return record
-        }),
+      get: (p) => Effect.sync(() => getNow(p)),
+      getMany: (paths) => Effect.sync(() => paths.map(getNow)),
       put,
+      putMany: (records) =>
+        Effect.suspend(() => {
+          if (records.length === 0) return Effect.void
+          records.forEach(hold)
+          return wakeFlusher
+        }),
       touch: (p, mtimeMs, inode) =>
         committed(() => {
           q.touch.run(mtimeMs, inode, p)

@@ -10,8 +10,9 @@ import { conflictPath, decide } from "../domain/Reconcile.js"
 import { merge } from "../domain/VersionVector.js"
 import { validatePeerPath } from "../lib/SafePath.js"
 import { createPart, settlePart } from "../lib/PartFile.js"
+import type { RootedFs } from "../lib/RootedFs.js"
 import { printable, showPath } from "../lib/Printable.js"
-import { FileIndex, type LocalRecord } from "../services/FileIndex.js"
+import { FileIndex, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
 import { type Events, NodeEvent, publish as publishEvent } from "../services/Events.js"
 import { Folder } from "../services/Folder.js"
 import type { Hasher } from "../services/Hasher.js"
@@ -24,15 +25,27 @@ const symlinkToPart = (remote: FileRecord) =>
   Effect.flatMap(Folder, (folder) =>
     createPart(folder.fs, remote.path, "0", (p) => folder.fs.symlink(remote.target ?? "", p)))
 
+/** What the index keeps of a peer's version put in place: the stat key is ours (so our watcher sees no change); content and version are the peer's. */
+const appliedRecord = (remote: FileRecord, local: LocalRecord | undefined, st: fs.Stats): NewRecord => ({
+  ...remote,
+  mode: remote.mode & 0o777,
+  version: merge(local?.version ?? {}, remote.version),
+  mtimeMs: st.mtimeMs,
+  inode: st.ino
+})
+
 /** Index what was just put in place; `known`: its stat, when taken before (through its descriptor). */
 const storeApplied = (remote: FileRecord, local: LocalRecord | undefined, known?: fs.Stats) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
     const st = known ?? (yield* diskState(remote.path))
     if (!st) return yield* new FsError({ op: "stat", path: remote.path, cause: "vanished right after being written" })
-    // The stat key is ours (so our watcher sees no change); content and version are the peer's.
-    yield* index.put({ ...remote, mode: remote.mode & 0o777, version: merge(local?.version ?? {}, remote.version), mtimeMs: st.mtimeMs, inode: st.ino })
+    yield* index.put(appliedRecord(remote, local, st))
   })
+
+/** Does the index hold what the disk shows at the path (an edit not yet scanned does not)? */
+const indexedAsOnDisk = (local: LocalRecord | undefined, st: fs.Stats | undefined): boolean =>
+  local ? statMatches(local, st) : st === undefined
 
 /**
  * With the path locked: make sure the index reflects the disk (an edit not yet scanned
@@ -43,7 +56,7 @@ const freshDecision = (remote: FileRecord) =>
     const index = yield* FileIndex
     let local = Option.getOrUndefined(yield* index.get(remote.path))
     const st = yield* diskState(remote.path)
-    if (local ? !statMatches(local, st) : st !== undefined) {
+    if (!indexedAsOnDisk(local, st)) {
       yield* scanLocked(remote.path)
       local = Option.getOrUndefined(yield* index.get(remote.path))
     }
@@ -88,6 +101,55 @@ const commitPart = (remote: FileRecord, part: string, partStat?: fs.Stats) =>
     settlePart(folder.fs, part)
     yield* storeApplied(remote, local, partStat)
     return conflictCopy
+  })
+
+/** A finished part file (or new symlink) of a peer's record, to be put in place. */
+interface ReceivedPart {
+  readonly remote: FileRecord
+  readonly part: string
+  /** The part's stat once complete, when known (it keeps it when renamed). */
+  readonly partStat: fs.Stats | undefined
+}
+
+/**
+ * The common case of `commitPart`, all synchronous: nothing is at the path, the index
+ * agrees, and the peer's version wins (a new file). Renames the part into place and
+ * returns the record to store; undefined, having changed nothing, for anything else
+ * (then commitPart does it all, under the same lock).
+ */
+const renamedIntoFreePath = (disk: RootedFs, received: ReceivedPart, local: LocalRecord | undefined): NewRecord | undefined => {
+  const { part, partStat, remote } = received
+  if (partStat === undefined) return undefined
+  try {
+    if (disk.lstat(remote.path) !== undefined || !indexedAsOnDisk(local, undefined)) return undefined
+    // (a conflict with nothing here keeps no copy: it is applied)
+    const decision = decide(local, remote)
+    if (decision !== "apply" && decision !== "conflict") return undefined
+    disk.rename(part, remote.path)
+  } catch {
+    return undefined // commitPart tries again, and reports the error
+  }
+  settlePart(disk, part)
+  return appliedRecord(remote, local, partStat)
+}
+
+/**
+ * Put received parts in place, their paths locked; per part, the conflict copy kept, or
+ * why it failed. New files are renamed and indexed together (one index step for the
+ * batch, not a dozen fiber steps each); any other goes through commitPart.
+ */
+const commitParts = (received: ReadonlyArray<ReceivedPart>) =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const index = yield* FileIndex
+    const locals = yield* index.getMany(received.map((r) => r.remote.path))
+    const quick = received.map((r, i) => renamedIntoFreePath(folder.fs, r, Option.getOrUndefined(locals[i]!)))
+    yield* index.putMany(quick.filter((record) => record !== undefined))
+    const outcomes: Array<Either.Either<string | undefined, FsError | UnsafePath>> = []
+    for (const [i, r] of received.entries()) {
+      outcomes.push(quick[i] !== undefined ? Either.right(undefined) : yield* Effect.either(commitPart(r.remote, r.part, r.partStat)))
+    }
+    return outcomes
   })
 
 /**
@@ -186,7 +248,8 @@ export const needsApply = (remote: FileRecord): Effect.Effect<boolean, never, Fo
 
 /** A downloaded part file (or new symlink) goes into place under the path's lock; then say so. */
 const commitReceived = (remote: FileRecord, source: BlockSource, fetched: Fetched, started: number) =>
-  Effect.flatMap(Folder, (folder) => folder.withPathLock(remote.path)(commitPart(remote, fetched.part, fetched.stat))).pipe(
+  Effect.flatMap(Folder, (folder) => folder.withPathLock(remote.path)(commitParts([{ remote, part: fetched.part, partStat: fetched.stat }]))).pipe(
+    Effect.flatMap(([committed]) => committed!),
     Effect.flatMap((conflictCopy) => reportReceived(remote, source, fetched, started, conflictCopy))
   )
 
@@ -275,19 +338,19 @@ export const applyRemoteFiles = (
       batched.has(i) ? Effect.succeed(true) : applyPlanned(remote, plans[i]!, source))
     if (batch.length === 0) return outcomes
     const fetched = yield* (yield* Transfer).fetchFiles(batch.map((i) => remotes[i]!), source)
-    // into place one after another under their paths' locks, taken once for the batch
-    type Committed = Either.Either<{ readonly part: Fetched; readonly conflictCopy: string | undefined }, FsError | UnsafePath | BlockUnavailable>
-    const commit = (i: number, at: number): Effect.Effect<Committed, never, ApplyServices> => {
+    // into place under their paths' locks, taken once for the batch
+    const parts = batch.flatMap((i, at) => {
       const part = fetched[at]!
-      return Either.isLeft(part)
-        ? Effect.succeed(Either.left(part.left))
-        : Effect.either(Effect.map(commitPart(remotes[i]!, part.right.part, part.right.stat), (conflictCopy) => ({ part: part.right, conflictCopy })))
-    }
-    const committed = yield* (yield* Folder).withPathLocks(batch.map((i) => remotes[i]!.path))(Effect.forEach(batch, commit))
+      return Either.isRight(part) ? [{ remote: remotes[i]!, part: part.right.part, partStat: part.right.stat }] : []
+    })
+    const committed = yield* (yield* Folder).withPathLocks(batch.map((i) => remotes[i]!.path))(commitParts(parts))
+    let next = 0
     yield* Effect.forEach(batch, (i, at) => {
       const remote = remotes[i]!
-      const done = committed[at]!
-      const apply = Either.isLeft(done) ? Effect.fail(done.left) : reportReceived(remote, source, done.right.part, started, done.right.conflictCopy)
+      const part = fetched[at]!
+      const apply: Effect.Effect<void, FsError | UnsafePath | BlockUnavailable, ApplyServices> = Either.isLeft(part)
+        ? Effect.fail(part.left)
+        : Effect.flatMap(committed[next++]!, (conflictCopy) => reportReceived(remote, source, part.right, started, conflictCopy))
       return apply.pipe(
         Effect.as(true),
         Effect.catchAll((e) => failed(remote, source, e)),

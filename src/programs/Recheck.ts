@@ -1,4 +1,3 @@
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
@@ -49,6 +48,8 @@ export const makeRecheck = <E, R>(check: (paths: ReadonlyArray<string>) => Effec
     // bounded by the distinct paths written within one delay
     const due = new Map<string, number>()
     const wake = yield* Queue.sliding<void>(1)
+    // read once: a path is added per received file, and each Clock.currentTimeMillis is three fiber steps
+    const clock = yield* Effect.clock
     /** The loop below is running: what is added meanwhile needs no wake-up of its own. */
     let scheduled = false
     const takeDue = (now: number) => {
@@ -63,9 +64,9 @@ export const makeRecheck = <E, R>(check: (paths: ReadonlyArray<string>) => Effec
     const drain = Effect.gen(function*() {
       while (due.size > 0) {
         const oldest: number = due.values().next().value!
-        const wait = oldest + RECHECK_DELAY_MS + GATHER_MS - (yield* Clock.currentTimeMillis)
+        const wait = oldest + RECHECK_DELAY_MS + GATHER_MS - clock.unsafeCurrentTimeMillis()
         if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
-        const paths = takeDue(yield* Clock.currentTimeMillis)
+        const paths = takeDue(clock.unsafeCurrentTimeMillis())
         if (paths.length === 0) continue
         yield* check(paths).pipe(Effect.catchAllCause((cause) => Effect.logWarning("rechecking written paths failed", cause)))
       }
@@ -75,9 +76,9 @@ export const makeRecheck = <E, R>(check: (paths: ReadonlyArray<string>) => Effec
     // paths being written now, with how many writers each
     const inWrite = new Map<string, number>()
     const add = (path: string) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      Effect.suspend(() => {
         due.delete(path)
-        due.set(path, now)
+        due.set(path, clock.unsafeCurrentTimeMillis())
         if (scheduled) return Effect.void
         scheduled = true
         return Queue.offer(wake, undefined)

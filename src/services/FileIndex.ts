@@ -33,8 +33,12 @@ export interface FileIndexApi {
   /** Random id of this folder replica, kept in the index across runs. */
   readonly replicaId: string
   readonly get: (path: string) => Effect.Effect<Option.Option<LocalRecord>>
+  /** `get` for many paths, in order: one step for a batch, not one per path. */
+  readonly getMany: (paths: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Option.Option<LocalRecord>>>
   /** Store `record` under the next local sequence and announce it. */
   readonly put: (record: NewRecord) => Effect.Effect<LocalRecord>
+  /** `put` for many records, in order. */
+  readonly putMany: (records: ReadonlyArray<NewRecord>) => Effect.Effect<void>
   /** Refresh the stat key (mtime, inode) of an unchanged file without announcing anything. */
   readonly touch: (path: string, mtimeMs: number, inode: number) => Effect.Effect<void>
   /** Records with sequence > `after`, oldest first, at most `limit`. */
