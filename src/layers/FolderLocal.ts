@@ -20,6 +20,7 @@ export const layer = (root: string, excludes: ReadonlyArray<string>): Layer.Laye
         root,
         fs: disk,
         isIgnored: (relPath, isDir) => Effect.map(Ref.get(matcher), (m) => m(relPath, isDir)),
+        ignoreMatcher: Ref.get(matcher),
         reloadIgnore: loadIgnore(root, excludes).pipe(
           Effect.flatMap((m) => Ref.set(matcher, m)),
           Effect.catchAll((e) => Effect.logWarning(`cannot reload .dsyncignore: ${e.message}`))

@@ -221,30 +221,39 @@ type ApplyServices = FileIndex | Folder | Hasher | Events | Transfer
 /** What a peer's record asks of this folder, decided before any download. */
 type Plan = "nothing" | "record" | "delete" | "dir" | "fetch"
 
-/** Refused, ignored or already here: nothing; otherwise how it is applied. */
-const planFor = (remote: FileRecord) =>
+/**
+ * What each of a peer's records asks of this folder, in order: refused, ignored or
+ * already here, nothing; otherwise how it is applied. One look at the index and the
+ * ignore rules for the batch (a peer's index comes a few hundred records at a time).
+ */
+const plansFor = (remotes: ReadonlyArray<FileRecord>) =>
   Effect.gen(function*() {
-    const folder = yield* Folder
-    const index = yield* FileIndex
-    const valid = validatePeerPath(remote.path)
-    if (Either.isLeft(valid)) {
-      yield* Effect.logWarning(`refused path from peer: ${showPath(remote.path)}: ${valid.left.reason}`)
-      return "nothing" as Plan
-    }
-    if (yield* folder.isIgnored(remote.path, remote.kind === "dir")) return "nothing"
-    const initial = decide(Option.getOrUndefined(yield* index.get(remote.path)), remote)
-    if (initial === "ignore" || initial === "keep") return "nothing"
-    if (initial === "record") return "record"
-    if (remote.deleted) return "delete"
-    return remote.kind === "dir" ? "dir" : "fetch"
+    const ignored = yield* (yield* Folder).ignoreMatcher
+    const locals = yield* (yield* FileIndex).getMany(remotes.map((r) => r.path))
+    const refused: Array<string> = []
+    const plans = remotes.map((remote, i): Plan => {
+      const valid = validatePeerPath(remote.path)
+      if (Either.isLeft(valid)) {
+        refused.push(`refused path from peer: ${showPath(remote.path)}: ${valid.left.reason}`)
+        return "nothing"
+      }
+      if (ignored(remote.path, remote.kind === "dir")) return "nothing"
+      const initial = decide(Option.getOrUndefined(locals[i]!), remote)
+      if (initial === "ignore" || initial === "keep") return "nothing"
+      if (initial === "record") return "record"
+      if (remote.deleted) return "delete"
+      return remote.kind === "dir" ? "dir" : "fetch"
+    })
+    yield* Effect.forEach(refused, (message) => Effect.logWarning(message), { discard: true })
+    return plans
   })
 
 /**
- * Does a peer's record ask anything of this folder now? One of a version we hold, or an
- * older one (a peer announcing what it just received from us), asks nothing.
+ * Which of a peer's records ask anything of this folder now? One of a version we hold,
+ * or an older one (a peer announcing what it just received from us), asks nothing.
  */
-export const needsApply = (remote: FileRecord): Effect.Effect<boolean, never, Folder | FileIndex> =>
-  Effect.map(planFor(remote), (plan) => plan !== "nothing")
+export const needsApply = (remotes: ReadonlyArray<FileRecord>): Effect.Effect<ReadonlyArray<boolean>, never, Folder | FileIndex> =>
+  Effect.map(plansFor(remotes), (plans) => plans.map((plan) => plan !== "nothing"))
 
 /** A downloaded part file (or new symlink) goes into place under the path's lock; then say so. */
 const commitReceived = (remote: FileRecord, source: BlockSource, fetched: Fetched, started: number) =>
@@ -287,7 +296,7 @@ const failed = (remote: FileRecord, source: BlockSource, e: FsError | UnsafePath
  * False when it failed in a way worth retrying (a block was unavailable, a disk error).
  */
 export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, ApplyServices> =>
-  Effect.flatMap(planFor(remote), (plan) => applyPlanned(remote, plan, source))
+  Effect.flatMap(plansFor([remote]), ([plan]) => applyPlanned(remote, plan!, source))
 
 /** `applyRemote` once its plan is made. */
 const applyPlanned = (remote: FileRecord, plan: Plan, source: BlockSource): Effect.Effect<boolean, never, ApplyServices> =>
@@ -331,7 +340,7 @@ export const applyRemoteFiles = (
 ): Effect.Effect<ReadonlyArray<boolean>, never, ApplyServices> =>
   Effect.gen(function*() {
     const started = Date.now()
-    const plans = yield* Effect.forEach(remotes, planFor)
+    const plans = yield* plansFor(remotes)
     const batch = remotes.flatMap((remote, i) => (plans[i] === "fetch" && isSmallFile(remote) ? [i] : []))
     const batched = new Set(batch)
     const outcomes: Array<boolean> = yield* Effect.forEach(remotes, (remote, i) =>

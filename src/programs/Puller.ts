@@ -184,11 +184,10 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
       // after a first sync, the peer's index echoes every file it received from us (its
       // path is still looked at again, as an applied one is: a folder's contents that
       // our watcher missed are found then)
-      const wanted: Array<FileRecord> = []
-      for (const [record, item] of byPath) {
-        if (yield* needsApply(record)) wanted.push(record)
-        else yield* settle(item, true)
-      }
+      const records = [...byPath.keys()]
+      const needed = yield* needsApply(records)
+      const wanted = records.filter((_, i) => needed[i])
+      yield* Effect.forEach(records, (record, i) => (needed[i] ? Effect.void : settle(byPath.get(record)!, true)), { discard: true })
       const batch = applyOrder(wanted)
       const items = (records: ReadonlyArray<FileRecord>) => records.map((r) => byPath.get(r)!)
       yield* applyEach(items(batch.dirs), 1)

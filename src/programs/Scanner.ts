@@ -48,6 +48,15 @@ const kindOf = (st: Stats): FileKind | undefined =>
 export const diskState = (relPath: string): Effect.Effect<Stats | undefined, FsError, Folder> =>
   Effect.flatMap(Folder, (folder) => fsSync("stat", relPath, () => folder.fs.lstat(relPath)))
 
+/** What is at `relPath` now, for paths looked at in a batch; what cannot be stat'ed counts as gone. */
+export const statOrGone = (disk: RootedFs, relPath: string): Stats | undefined => {
+  try {
+    return disk.lstat(relPath)
+  } catch {
+    return undefined
+  }
+}
+
 /** Does the disk still look like what the index says (so the stored hash can be trusted)? */
 export const statMatches = (record: LocalRecord, st: Stats | undefined): boolean => {
   if (record.deleted) return st === undefined

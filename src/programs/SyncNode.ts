@@ -21,7 +21,7 @@ import { SecureChannel } from "../services/SecureChannel.js"
 import { Transport, type Connection } from "../services/Transport.js"
 import { RESCAN_ALL, Watcher } from "../services/Watcher.js"
 import { defaultTiming, runSession, type SessionOptions, type SessionServices, type SessionTiming } from "./PeerSession.js"
-import { diskState, indexedAsIs, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
+import { indexedAsIs, statOrGone, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { makeBacklog } from "./Backlog.js"
 import { makePathLocks } from "../lib/PathLocks.js"
@@ -91,12 +91,10 @@ const onLocalChanges = (paths: ReadonlyArray<string>) =>
       yield* Effect.logInfo(".dsyncignore changed: rules reloaded")
     }
     if (paths.includes(IGNORE_FILE_NAME) || paths.includes(RESCAN_ALL)) return yield* scanAll
-    // (flatMap, not zipWith: that is an Effect.all per path, a recheck's thousands of them)
-    const entries = yield* Effect.forEach(paths, (rel) =>
-      Effect.flatMap(
-        diskState(rel).pipe(Effect.orElseSucceed(() => undefined)),
-        (present) => Effect.map(index.get(rel), (known) => ({ rel, present, known: Option.getOrUndefined(known) }))
-      ))
+    // the disk, then the index, for all paths at once: a recheck covers thousands of them
+    const onDisk = yield* Effect.sync(() => paths.map((rel) => statOrGone(folder.fs, rel)))
+    const indexed = yield* index.getMany(paths)
+    const entries = paths.map((rel, i) => ({ rel, present: onDisk[i], known: Option.getOrUndefined(indexed[i]!) }))
     // What exists first, then what vanished: after a rename the new path is announced
     // before the old one's deletion, so a peer can reuse the blocks it already has.
     // A file or link that the disk shows as indexed needs no scan (a scan would find

@@ -12,6 +12,8 @@ export interface FolderApi {
   /** Every filesystem call on a path inside the folder goes through here: it cannot leave the folder. */
   readonly fs: RootedFs
   readonly isIgnored: (relPath: string, isDir: boolean) => Effect.Effect<boolean>
+  /** The rules of the moment as a plain function, for a batch of paths looked at at once. */
+  readonly ignoreMatcher: Effect.Effect<IgnoreMatcher>
   /** Re-read `.dsyncignore` (after it changed on disk). */
   readonly reloadIgnore: Effect.Effect<void>
   /**
