@@ -17,7 +17,7 @@ import { Upcoming } from "../services/Upcoming.js"
 import { letEventLoopTurn } from "../lib/EventLoop.js"
 import { PART_FILE, partInProgress } from "../lib/PartFile.js"
 import type { RootedFs } from "../lib/RootedFs.js"
-import { contentHashedAhead, hashAhead, hashFileContent } from "./Content.js"
+import { type Content, contentHashedAhead, hashAhead, hashFileContent } from "./Content.js"
 import type { SmallFileHash } from "../lib/HashWorkers.js"
 
 /** Files of a folder hashed ahead by `walk`, by path (see `hashAhead`). */
@@ -132,8 +132,21 @@ const readEntry = (relPath: string, st: Stats, kind: FileKind, isNew: boolean, a
     const { content, after } = contentHashedAhead(hasher, ahead?.get(relPath), st) ?? (yield* (isNew && st.size >= ANNOUNCE_MIN_SIZE
       ? announcedContent(folder.fs, relPath, st.size)
       : hashFileContent(folder.fs, relPath, st.size)))
-    return { entry: { ...base, size: st.size, mode: st.mode & 0o777, ...content, blocks: [...content.blocks] }, after }
+    return { entry: fileEntry(relPath, st, content), after }
   })
+
+/** A file's index entry, without version, as `st` shows it, with its `content`. */
+const fileEntry = (relPath: string, st: Stats, content: Content) => ({
+  path: relPath,
+  kind: "file" as const,
+  mtimeMs: st.mtimeMs,
+  inode: st.ino,
+  deleted: false,
+  size: st.size,
+  mode: st.mode & 0o777,
+  ...content,
+  blocks: [...content.blocks]
+})
 
 /**
  * Bring the index entry of one path up to date with the disk; the caller holds the
@@ -295,12 +308,47 @@ const walk = (relDir: string, seen: { count: number }): Effect.Effect<void, neve
     yield* scanVanished(known, listed.right)
   })
 
-/** `walk`'s work on `entries` of folder `relDir` (none ignored), a few at once. */
+/**
+ * The common case of a first scan, a batch at once: new files hashed ahead (`rels`) that
+ * are still what was hashed (same inode, size and mtime) and settled, indexed under the
+ * batch's locks with one index write; what `scanLocked` would do for each, without its
+ * dozens of fiber steps per file. Returns the paths indexed; any other is left to
+ * `scanPath`.
+ */
+const indexHashedAhead = (rels: ReadonlyArray<string>, ahead: HashedAhead) =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const index = yield* FileIndex
+    const hasher = yield* Hasher
+    return yield* folder.withPathLocks(rels)(Effect.gen(function*() {
+      const locals = yield* index.getMany(rels)
+      const now = Date.now()
+      const records: Array<NewRecord> = []
+      rels.forEach((rel, i) => {
+        const existing = Option.getOrUndefined(locals[i]!)
+        if (existing !== undefined && !existing.deleted) return
+        const st = statOrGone(folder.fs, rel)
+        if (st === undefined || !st.isFile() || now - st.mtimeMs < SETTLE_MS) return
+        const hashed = contentHashedAhead(hasher, ahead.get(rel), st)
+        if (hashed === undefined || hashed.after.size !== st.size || hashed.after.mtimeMs !== st.mtimeMs) return
+        records.push({ ...fileEntry(rel, st, hashed.content), version: bump(existing?.version ?? {}, index.replicaId) })
+      })
+      yield* index.putMany(records)
+      yield* Effect.forEach(records, (r) => Effect.logDebug(`indexed file: ${showPath(r.path)}`), { discard: true })
+      return new Set(records.map((r) => r.path))
+    }))
+  })
+
+/** `walk`'s work on `entries` of folder `relDir` (none ignored): new files hashed ahead at once, the others a few at a time. */
 const walkEntries = (relDir: string, entries: ReadonlyArray<Dirent>, ahead: HashedAhead, seen: { count: number }) =>
-  Effect.flatMap(Folder, (folder) =>
-    Effect.forEach(entries, (entry) =>
+  Effect.gen(function*() {
+    const folder = yield* Folder
+    const indexed = ahead.size === 0 ? new Set<string>() : yield* indexHashedAhead([...ahead.keys()], ahead)
+    seen.count += indexed.size
+    yield* Effect.forEach(entries, (entry) =>
       Effect.gen(function*() {
         const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
+        if (indexed.has(rel)) return
         if (entry.isFile() && PART_FILE.test(entry.name)) {
           return partInProgress(folder.fs, rel) ? undefined : yield* removeStalePart(rel)
         }
@@ -309,7 +357,8 @@ const walkEntries = (relDir: string, entries: ReadonlyArray<Dirent>, ahead: Hash
         // most files of a rescan, and of a folder walked again, are as indexed: no lock taken
         if (!(yield* unchangedOnDisk(rel))) yield* scanPath(rel, ahead)
         if (entry.isDirectory()) yield* walk(rel, seen)
-      }), { discard: true, concurrency: 4 }))
+      }), { discard: true, concurrency: 4 })
+  })
 
 /** Scan a directory that appeared (created or moved in): its contents may bring no events of their own. */
 export const scanTree = (relDir: string) => walk(relDir, { count: 0 })
