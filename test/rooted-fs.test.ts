@@ -160,6 +160,57 @@ describe("RootedFs: the folder's own descriptor", () => {
   })
 })
 
+describe("RootedFs.batch: folders walked once for a batch of calls", () => {
+  const openFds = () => fs.readdirSync("/proc/self/fd").length
+
+  it.runIf(fs.existsSync("/proc/self/fd"))("holds each folder once while it runs, at most 64, and lets go of all at its end", () => {
+    const t = scratch()
+    try {
+      const disk = new RootedFs(t.root)
+      for (let d = 0; d < 100; d++) fs.mkdirSync(path.join(t.root, `d${d}`, "sub"), { recursive: true })
+      for (let d = 0; d < 100; d++) fs.writeFileSync(path.join(t.root, `d${d}`, "sub", "f"), "x")
+      disk.lstat("d0") // the folder's own descriptor, opened before counting
+      const before = openFds()
+      let during = 0
+      const found = disk.batch(() => {
+        const st = Array.from({ length: 100 }, (_, d) => disk.lstat(`d${d}/sub/f`))
+        disk.rename("d1/sub/f", "d1/sub/g") // both names in one held folder
+        during = openFds()
+        // nested: runs within the outer batch
+        return [...st, disk.batch(() => disk.lstat("d1/sub/g"))]
+      })
+      expect(found.every((st) => st?.isFile() === true)).toBe(true)
+      expect(during - before).toBe(64)
+      expect(openFds()).toBe(before)
+      expect(fs.existsSync(path.join(t.root, "d1/sub/g"))).toBe(true)
+      disk.close()
+    } finally {
+      t.done()
+    }
+  })
+
+  it("still refuses a symlinked parent inside a batch; a folder replaced by a link once it ended is walked afresh", () => {
+    const t = scratch()
+    try {
+      const disk = new RootedFs(t.root)
+      fs.symlinkSync(t.outside, path.join(t.root, "link"))
+      fs.mkdirSync(path.join(t.root, "real"))
+      disk.batch(() => {
+        expect(disk.lstat("link/secret")).toBeUndefined()
+        expect(code(() => disk.rename("real/x", "link/x"))).not.toBe("ok")
+        expect(disk.lstat("real")?.isDirectory()).toBe(true)
+      })
+      // the batch is over: a folder replaced by a link now is walked afresh, and refused
+      fs.rmdirSync(path.join(t.root, "real"))
+      fs.symlinkSync(t.outside, path.join(t.root, "real"))
+      expect(disk.batch(() => disk.lstat("real/secret"))).toBeUndefined()
+      disk.close()
+    } finally {
+      t.done()
+    }
+  })
+})
+
 describe("printable: peer text in logs", () => {
   it("escapes controls, separators, bidi overrides and invisible format characters", () => {
     expect(printable("admin\u202egnp.exe")).toBe("admin\\u202egnp.exe")

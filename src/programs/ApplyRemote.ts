@@ -143,7 +143,7 @@ const commitParts = (received: ReadonlyArray<ReceivedPart>) =>
     const folder = yield* Folder
     const index = yield* FileIndex
     const locals = yield* index.getMany(received.map((r) => r.remote.path))
-    const quick = received.map((r, i) => renamedIntoFreePath(folder.fs, r, Option.getOrUndefined(locals[i]!)))
+    const quick = folder.fs.batch(() => received.map((r, i) => renamedIntoFreePath(folder.fs, r, Option.getOrUndefined(locals[i]!))))
     yield* index.putMany(quick.filter((record) => record !== undefined))
     const outcomes: Array<Either.Either<string | undefined, FsError | UnsafePath>> = []
     for (const [i, r] of received.entries()) {

@@ -324,7 +324,7 @@ const indexHashedAhead = (rels: ReadonlyArray<string>, ahead: HashedAhead) =>
       const locals = yield* index.getMany(rels)
       const now = Date.now()
       const records: Array<NewRecord> = []
-      rels.forEach((rel, i) => {
+      folder.fs.batch(() => rels.forEach((rel, i) => {
         const existing = Option.getOrUndefined(locals[i]!)
         if (existing !== undefined && !existing.deleted) return
         const st = statOrGone(folder.fs, rel)
@@ -332,7 +332,7 @@ const indexHashedAhead = (rels: ReadonlyArray<string>, ahead: HashedAhead) =>
         const hashed = contentHashedAhead(hasher, ahead.get(rel), st)
         if (hashed === undefined || hashed.after.size !== st.size || hashed.after.mtimeMs !== st.mtimeMs) return
         records.push({ ...fileEntry(rel, st, hashed.content), version: bump(existing?.version ?? {}, index.replicaId) })
-      })
+      }))
       yield* index.putMany(records)
       yield* Effect.forEach(records, (r) => Effect.logDebug(`indexed file: ${showPath(r.path)}`), { discard: true })
       return new Set(records.map((r) => r.path))

@@ -92,7 +92,7 @@ const onLocalChanges = (paths: ReadonlyArray<string>) =>
     }
     if (paths.includes(IGNORE_FILE_NAME) || paths.includes(RESCAN_ALL)) return yield* scanAll
     // the disk, then the index, for all paths at once: a recheck covers thousands of them
-    const onDisk = yield* Effect.sync(() => paths.map((rel) => statOrGone(folder.fs, rel)))
+    const onDisk = yield* Effect.sync(() => folder.fs.batch(() => paths.map((rel) => statOrGone(folder.fs, rel))))
     const indexed = yield* index.getMany(paths)
     const entries = paths.map((rel, i) => ({ rel, present: onDisk[i], known: Option.getOrUndefined(indexed[i]!) }))
     // What exists first, then what vanished: after a rename the new path is announced
