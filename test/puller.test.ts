@@ -8,7 +8,7 @@ import * as FolderLocal from "../src/layers/FolderLocal.js"
 import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
 import * as IndexSqlite from "../src/layers/IndexSqlite.js"
 import * as TransferBlocks from "../src/layers/TransferBlocks.js"
-import type { BlockSource } from "../src/services/Transfer.js"
+import { type BlockSource, Transfer } from "../src/services/Transfer.js"
 import { fileHash } from "../src/programs/Content.js"
 import { makePuller, SMALL_BATCH } from "../src/programs/Puller.js"
 import { makeTransferSlots } from "../src/programs/TransferSlots.js"
@@ -194,5 +194,29 @@ describe("puller", () => {
       yield* eventually("every record settled", () => settled === records.length)
       expect({ requests, slotsTaken }).toEqual({ requests: 0, slotsTaken: 0 })
       expect(rechecked.sort()).toEqual(records.map((r) => r.path).sort())
+    }).pipe(Effect.scoped))
+
+  it.live("a batch's file whose part file cannot be made fails alone: the others are written, and no part file is left", () =>
+    Effect.gen(function*() {
+      const { root, services, hasher } = yield* folderServices
+      fs.writeFileSync(path.join(root, "blocker"), "a file where the peer has a folder")
+      const contents = ["first", "under a file", "last"].map((text) => Buffer.from(text))
+      const records = ["a.txt", "blocker/b.txt", "c.txt"].map((p, i) => fileRecordOf(hasher, p, contents[i]!, i + 1))
+      const source: BlockSource = {
+        peerId: "p",
+        fetchBlocks: () => Effect.void,
+        fetchFiles: (files, sink) => Effect.sync(() => files.forEach((_, i) => void sink(i, contents[i]!, false)))
+      }
+      const parts = yield* Effect.scoped(Effect.gen(function*() {
+        const transfer = yield* Transfer
+        const fetched = yield* transfer.fetchFiles(records, source)
+        expect(fetched.map((f) => (f._tag === "Left" ? f.left._tag : "written"))).toEqual(["written", "FsError", "written"])
+        const written = fetched.flatMap((f) => (f._tag === "Right" ? [f.right.part] : []))
+        expect(written.map((part) => fs.readFileSync(path.join(root, part), "utf8"))).toEqual(["first", "last"])
+        return written
+      }).pipe(Effect.provide(services)))
+      expect(parts).toHaveLength(2)
+      // not renamed into place here: the scope's end removed them; the failed one left nothing
+      expect(fs.readdirSync(root).filter((n) => n !== ".dsync" && n !== ".dsyncignore")).toEqual(["blocker"])
     }).pipe(Effect.scoped))
 })

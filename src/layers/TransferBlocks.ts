@@ -279,6 +279,15 @@ const startHeadStart = (file: UpcomingFile, source: BlockSource) =>
 /** Part files of one batch written at once, in the thread pool. */
 const BATCH_WRITES = 4
 
+/** Run `f` on each of `items`, at most `limit` at a time; `f` must not reject. */
+const eachLimited = async <A>(items: ReadonlyArray<A>, limit: number, f: (item: A) => Promise<void>): Promise<void> => {
+  let next = 0
+  const runner = async () => {
+    while (next < items.length) await f(items[next++]!)
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, runner))
+}
+
 /**
  * `fetchInto` for many small files (at most one block each): blocks found locally are
  * copied, the rest asked for in one request and verified as they arrive; then each file
@@ -340,17 +349,16 @@ const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource)
       await fsync(fd)
       stats[i] = fs.fstatSync(fd)
     }
+    /** Write file `i`; a failure is its own, its part file removed. */
+    const writeOrFail = (i: number) =>
+      writePart(i, contents[i]!.data).catch((cause) => {
+        failures[i] = new FsError({ op: "write", path: remotes[i]!.path, cause })
+        if (partOf[i] !== undefined) parts.remove(partOf[i]!)
+      })
+    // a plain promise pool, not a fiber per file (a dozen steps each); uninterruptible:
+    // the writes begun finish before the finalizer closes their descriptors
     const ready = remotes.flatMap((_, i) => (contents[i] !== undefined ? [i] : []))
-    // each left to finish once begun: its descriptor is closed by the finalizer, after it
-    yield* Effect.forEach(ready, (i) =>
-      Effect.uninterruptible(fsTry("write", remotes[i]!.path, () => writePart(i, contents[i]!.data))).pipe(
-        Effect.catchAll((e) =>
-          Effect.sync(() => {
-            failures[i] = e
-            if (partOf[i] !== undefined) parts.remove(partOf[i]!)
-          })
-        )
-      ), { concurrency: BATCH_WRITES, discard: true })
+    yield* Effect.uninterruptible(Effect.promise(() => eachLimited(ready, BATCH_WRITES, writeOrFail)))
     return remotes.map((_, i): Either.Either<Fetched, BlockUnavailable | FsError> => {
       const failure = failures[i]
       if (failure !== undefined) return Either.left(failure)
