@@ -354,17 +354,16 @@ export const applyRemoteFiles = (
     })
     const committed = yield* (yield* Folder).withPathLocks(batch.map((i) => remotes[i]!.path))(commitParts(parts))
     let next = 0
-    yield* Effect.forEach(batch, (i, at) => {
+    for (const [at, i] of batch.entries()) {
       const remote = remotes[i]!
       const part = fetched[at]!
-      const apply: Effect.Effect<void, FsError | UnsafePath | BlockUnavailable, ApplyServices> = Either.isLeft(part)
-        ? Effect.fail(part.left)
-        : Effect.flatMap(committed[next++]!, (conflictCopy) => reportReceived(remote, source, part.right, started, conflictCopy))
-      return apply.pipe(
-        Effect.as(true),
-        Effect.catchAll((e) => failed(remote, source, e)),
-        Effect.map((ok) => void (outcomes[i] = ok))
-      )
-    }, { discard: true })
+      if (Either.isLeft(part)) {
+        outcomes[i] = yield* failed(remote, source, part.left)
+        continue
+      }
+      const done = committed[next++]!
+      if (Either.isLeft(done)) outcomes[i] = yield* failed(remote, source, done.left)
+      else yield* reportReceived(remote, source, part.right, started, done.right)
+    }
     return outcomes
   }).pipe(Effect.scoped)

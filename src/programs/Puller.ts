@@ -139,8 +139,9 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
      */
     const applyBatch = (items: ReadonlyArray<Pending>) => {
       const paths = items.map((item) => item.record.path)
+      // (an applied one's recheck is added by `writing` as it ends)
       return options.recheck.writing(paths)(options.paths.withPaths(paths)(applyRemoteFiles(items.map((item) => item.record), source))).pipe(
-        Effect.flatMap((applied) => Effect.forEach(items, (item, i) => settle(item, applied[i]!), { discard: true }))
+        Effect.flatMap((applied) => Effect.forEach(items, (item, i) => (applied[i] ? done(item) : settle(item, false)), { discard: true }))
       )
     }
 

@@ -75,27 +75,33 @@ export const makeRecheck = <E, R>(check: (paths: ReadonlyArray<string>) => Effec
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(wake), drain)))
     // paths being written now, with how many writers each
     const inWrite = new Map<string, number>()
-    const add = (path: string) =>
+    /** Paths due from now (one wake-up for all). */
+    const addAll = (paths: ReadonlyArray<string>) =>
       Effect.suspend(() => {
-        due.delete(path)
-        due.set(path, clock.unsafeCurrentTimeMillis())
-        if (scheduled) return Effect.void
+        const now = clock.unsafeCurrentTimeMillis()
+        for (const path of paths) {
+          due.delete(path)
+          due.set(path, now)
+        }
+        if (scheduled || paths.length === 0) return Effect.void
         scheduled = true
         return Queue.offer(wake, undefined)
       })
     const recheck: Recheck = {
-      add,
+      add: (path) => addAll([path]),
       writing: (paths) => (effect) =>
         Effect.acquireUseRelease(
           Effect.sync(() => paths.forEach((p) => inWrite.set(p, (inWrite.get(p) ?? 0) + 1))),
           () => effect,
           () =>
-            Effect.forEach(paths, (p) => {
-              const writers = inWrite.get(p)! - 1
-              if (writers === 0) inWrite.delete(p)
-              else inWrite.set(p, writers)
-              return add(p)
-            }, { discard: true })
+            Effect.suspend(() => {
+              for (const p of paths) {
+                const writers = inWrite.get(p)! - 1
+                if (writers === 0) inWrite.delete(p)
+                else inWrite.set(p, writers)
+              }
+              return addAll(paths)
+            })
         ),
       pending: (path) => due.has(path) || inWrite.has(path)
     }
