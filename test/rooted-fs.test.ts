@@ -189,6 +189,24 @@ describe("RootedFs.batch: folders walked once for a batch of calls", () => {
     }
   })
 
+  it.runIf(fs.existsSync("/proc/self/fd"))("a folder held (holdFolder) during a batch is the caller's: it stays open after the batch", () => {
+    const t = scratch()
+    try {
+      const disk = new RootedFs(t.root)
+      fs.mkdirSync(path.join(t.root, "d"))
+      fs.writeFileSync(path.join(t.root, "d", "f"), "held")
+      const held = disk.batch(() => {
+        disk.lstat("d/f") // the batch holds d
+        return disk.holdFolder("d")!
+      })
+      expect(fs.readFileSync(held.at("f"), "utf8")).toBe("held")
+      held.close()
+      disk.close()
+    } finally {
+      t.done()
+    }
+  })
+
   it("still refuses a symlinked parent inside a batch; a folder replaced by a link once it ended is walked afresh", () => {
     const t = scratch()
     try {

@@ -272,10 +272,11 @@ export class RootedFs {
   /**
    * Folder `rel` held open, its entries named by paths that stay inside it whatever is
    * renamed meanwhile and that another thread can open (`/proc/self/fd/N/name`); only
-   * where such paths work (Linux), else undefined. The caller closes it.
+   * where such paths work (Linux), else undefined. The caller closes it. Never one a
+   * `batch` holds: that one is closed when the batch returns, and this one outlives it.
    */
   holdFolder(rel: string): { readonly at: (name: string) => string; readonly close: () => void } | undefined {
-    return procFdWorks ? this.openDir(segmentsOf(rel), false) : undefined
+    return procFdWorks ? this.openDirByFd(segmentsOf(rel), false) : undefined
   }
 
   /** A descriptor for reading the regular file `rel`; a link there fails (ELOOP), never followed. */
