@@ -3,9 +3,9 @@ import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { FileRecord } from "../src/domain/FileRecord.js"
-import { IndexBatch, StreamEnd } from "../src/domain/Messages.js"
+import { FilesRequest, type Frame, IndexBatch, StreamEnd } from "../src/domain/Messages.js"
 import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
-import { makeEchoes } from "../src/programs/Echoes.js"
+import { makeEchoes, sentBy } from "../src/programs/Echoes.js"
 import { makeNetwork } from "../src/Testing.js"
 import { eventually, tempDir } from "./support/fs.js"
 import { askedFiles, fileRecord, hostileClient } from "./support/hostile.js"
@@ -16,10 +16,12 @@ const record = (path: string, version: Record<string, number>, hash = "h".repeat
 })
 const A = "a".repeat(16)
 const B = "b".repeat(16)
+/** The replica at the other end of the session. */
+const PEER = "c".repeat(16)
 
 describe("echoes (a peer's records not sent back to it)", () => {
   it("holds back exactly what the peer sent, once, and nothing else", () => {
-    const echoes = makeEchoes(100)
+    const echoes = makeEchoes(100, PEER)
     echoes.heard(record("f", { [A]: 2 }))
     expect(echoes.isEcho(record("f", { [A]: 2 }))).toBe(true)
     expect(echoes.isEcho(record("f", { [A]: 2 }))).toBe(false) // forgotten once checked
@@ -34,10 +36,21 @@ describe("echoes (a peer's records not sent back to it)", () => {
   })
 
   it("remembers a bounded number of paths, forgetting the oldest first", () => {
-    const echoes = makeEchoes(3)
+    const echoes = makeEchoes(3, PEER)
     for (const p of ["1", "2", "3", "4"]) echoes.heard(record(p, { [A]: 1 }))
     expect(echoes.isEcho(record("1", { [A]: 1 }))).toBe(false)
     expect(["2", "3", "4"].map((p) => echoes.isEcho(record(p, { [A]: 1 })))).toEqual([true, true, true])
+  })
+
+  it("holds back a record put in place from the peer while its version is the one the peer sent, remembered or not", () => {
+    const echoes = makeEchoes(1, PEER)
+    const applied = { ...record("f", { [A]: 2 }), sentBy: { replica: PEER, version: { [A]: 2 } } }
+    expect(echoes.isEcho(applied)).toBe(true)
+    expect(echoes.isEcho(applied)).toBe(true) // kept in the index, not forgotten
+    expect(sentBy({ ...applied, version: { [A]: 2, [B]: 1 } }, PEER)).toBe(false) // edited here since
+    expect(echoes.isEcho({ ...applied, version: { [A]: 3 } })).toBe(false) // a newer version from elsewhere
+    expect(echoes.isEcho({ ...applied, sentBy: { replica: B, version: { [A]: 2 } } })).toBe(false) // another peer's
+    expect(sentBy({ ...applied, version: { [A]: 2 } }, PEER)).toBe(true) // the same vector in any key order
   })
 })
 
@@ -72,4 +85,55 @@ describe("a node that applied a peer's records", () => {
       expect(echoed.filter((p) => contents.has(p))).toEqual([])
       expect(Option.isNone(yield* listening.poll)).toBe(true)
     }).pipe(Effect.scoped), { timeout: 30_000 })
+
+  it.live("does not send them back however many records the peer sent after them (a large folder)", () =>
+    Effect.gen(function*() {
+      const a = yield* tempDir()
+      write(a, ".dsyncignore", "flood-*\n")
+      const network = makeNetwork()
+      yield* memoryNode(network, "a", a, [])
+      const { channel, hasher } = yield* hostileClient(network)
+      const contents = new Map([...Array(5).keys()].map((i) => [`f${i}.txt`, Buffer.from(`file ${i}`)]))
+      yield* channel.send(encodeMessage(new IndexBatch({
+        records: [...contents].map(([p, bytes], i) => fileRecord(p, bytes, hasher, { sequence: i + 1 })),
+        initialDone: false
+      })))
+      // then more records than a session remembers of what its peer sent (10,000), all
+      // taken in and left alone (ignored here): the five files are long forgotten there
+      // by the time they are in place
+      const flood = Array.from({ length: 10_500 }, (_, i) => fileRecord(`flood-${i}.txt`, "", hasher, { sequence: 6 + i }))
+      for (let at = 0; at < flood.length; at += 1000) {
+        yield* channel.send(encodeMessage(new IndexBatch({ records: flood.slice(at, at + 1000), initialDone: at + 1000 >= flood.length })))
+      }
+      // a request after them: its answer comes once the node has read (and taken in) all before it
+      const MARK = 999
+      yield* channel.send(encodeMessage(new FilesRequest({ stream: MARK, files: [{ path: "not-here.txt", hash: "0".repeat(64) }] })))
+      const echoed: Array<string> = []
+      let floodTaken = false
+      const held: Array<Frame> = []
+      const serve = (frame: Frame) =>
+        Effect.gen(function*() {
+          for (const file of askedFiles(frame)) {
+            for (const { index } of file.blocks) yield* channel.send(encodeBlockData(file.stream, index, false, contents.get(file.path)!))
+          }
+          yield* channel.send(encodeMessage(new StreamEnd({ stream: askedFiles(frame)[0]!.stream })))
+        })
+      const listen = Effect.gen(function*() {
+        while (true) {
+          const frame = yield* Effect.flatMap(channel.receive, decodeFrame)
+          if (frame._tag === "IndexBatch") echoed.push(...frame.records.map((r) => (r as FileRecord).path))
+          if (frame._tag === "StreamEnd" && frame.stream === MARK) floodTaken = true
+          // the files are sent only once the node has taken in the whole flood
+          if (askedFiles(frame).length > 0) held.push(frame)
+          if (floodTaken) for (const request of held.splice(0)) yield* serve(request)
+        }
+      })
+      const listening = yield* Effect.fork(listen)
+      yield* eventually("the files applied", () => [...contents.keys()].every((p) => fs.existsSync(path.join(a, p))), 20_000)
+      write(a, "mine.txt", "a change of its own")
+      yield* eventually("its own change sent", () => echoed.includes("mine.txt"))
+      yield* Effect.sleep("1 second") // the recheck of the written paths has run
+      expect(echoed.filter((p) => contents.has(p))).toEqual([])
+      expect(Option.isNone(yield* listening.poll)).toBe(true)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })

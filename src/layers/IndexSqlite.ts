@@ -27,6 +27,8 @@ interface FileRow {
   readonly deleted: number
   readonly sequence: number
   readonly inode: number
+  readonly sent_by: string | null
+  readonly sent_version: string | null
 }
 
 const SCHEMA = `
@@ -35,12 +37,20 @@ const SCHEMA = `
     path TEXT PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, mtime_ms REAL NOT NULL,
     mode INTEGER NOT NULL, hash TEXT NOT NULL, target TEXT, block_size INTEGER NOT NULL,
     blocks TEXT NOT NULL, version TEXT NOT NULL, deleted INTEGER NOT NULL,
-    sequence INTEGER NOT NULL UNIQUE, inode INTEGER NOT NULL);
+    sequence INTEGER NOT NULL UNIQUE, inode INTEGER NOT NULL, sent_by TEXT, sent_version TEXT);
   CREATE TABLE IF NOT EXISTS blocks (hash TEXT NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL);
   CREATE INDEX IF NOT EXISTS blocks_by_hash ON blocks(hash);
   CREATE INDEX IF NOT EXISTS blocks_by_path ON blocks(path);
   CREATE TABLE IF NOT EXISTS peers (replica TEXT PRIMARY KEY, sequence INTEGER NOT NULL, seen_ms INTEGER NOT NULL);
 `
+
+/** Columns added since the first release, to an index made before them. */
+const ADDED_COLUMNS = [["sent_by", "TEXT"], ["sent_version", "TEXT"]] as const
+
+const addMissingColumns = (db: Database.Database) => {
+  const present = new Set(db.prepare<[], { name: string }>("PRAGMA table_info(files)").all().map((c) => c.name))
+  for (const [name, type] of ADDED_COLUMNS) if (!present.has(name)) db.exec(`ALTER TABLE files ADD COLUMN ${name} ${type}`)
+}
 
 /** Peer replicas whose index progress is remembered; the least recently seen are forgotten past this. */
 const MAX_PEERS = 1024
@@ -63,7 +73,10 @@ const fromRow = (row: FileRow): LocalRecord => ({
   version: JSON.parse(row.version) as VersionVector,
   deleted: row.deleted !== 0,
   sequence: row.sequence,
-  inode: row.inode
+  inode: row.inode,
+  ...(row.sent_by === null || row.sent_version === null
+    ? {}
+    : { sentBy: { replica: row.sent_by, version: JSON.parse(row.sent_version) as VersionVector } })
 })
 
 const toRow = (r: LocalRecord): FileRow => ({
@@ -79,7 +92,9 @@ const toRow = (r: LocalRecord): FileRow => ({
   version: JSON.stringify(r.version),
   deleted: r.deleted ? 1 : 0,
   sequence: r.sequence,
-  inode: r.inode
+  inode: r.inode,
+  sent_by: r.sentBy?.replica ?? null,
+  sent_version: r.sentBy ? JSON.stringify(r.sentBy.version) : null
 })
 
 /** How long a start waits for the index of a dsync that is stopping on the same folder. */
@@ -109,6 +124,7 @@ const open = (file: string) =>
           // A second dsync on the same folder is refused at start (the index is busy).
           db.pragma("locking_mode = EXCLUSIVE")
           db.exec(SCHEMA)
+          addMissingColumns(db)
           return db
         } catch (e) {
           db.close()
@@ -134,8 +150,8 @@ const make = (file: string) =>
       maxSequence: db.prepare<[], { max: number | null }>("SELECT MAX(sequence) AS max FROM files"),
       get: db.prepare<[string], FileRow>("SELECT * FROM files WHERE path = ?"),
       upsert: db.prepare<[FileRow]>(
-        `INSERT OR REPLACE INTO files (path, kind, size, mtime_ms, mode, hash, target, block_size, blocks, version, deleted, sequence, inode)
-         VALUES (@path, @kind, @size, @mtime_ms, @mode, @hash, @target, @block_size, @blocks, @version, @deleted, @sequence, @inode)`
+        `INSERT OR REPLACE INTO files (path, kind, size, mtime_ms, mode, hash, target, block_size, blocks, version, deleted, sequence, inode, sent_by, sent_version)
+         VALUES (@path, @kind, @size, @mtime_ms, @mode, @hash, @target, @block_size, @blocks, @version, @deleted, @sequence, @inode, @sent_by, @sent_version)`
       ),
       dropBlocks: db.prepare<[string]>("DELETE FROM blocks WHERE path = ?"),
       addBlock: db.prepare<[string, string, number, number]>("INSERT INTO blocks (hash, path, offset, size) VALUES (?, ?, ?, ?)"),

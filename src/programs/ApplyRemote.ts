@@ -25,22 +25,30 @@ const symlinkToPart = (remote: FileRecord) =>
   Effect.flatMap(Folder, (folder) =>
     createPart(folder.fs, remote.path, "0", (p) => folder.fs.symlink(remote.target ?? "", p)))
 
+/**
+ * The replica that sent `remote`, when known (`from`): the record stored for it is that
+ * replica's own, not to be sent back to it, while its version stays the one it sent (SentBy).
+ */
+const sentByOf = (remote: FileRecord, from: string | undefined) =>
+  from === undefined ? {} : { sentBy: { replica: from, version: remote.version } }
+
 /** What the index keeps of a peer's version put in place: the stat key is ours (so our watcher sees no change); content and version are the peer's. */
-const appliedRecord = (remote: FileRecord, local: LocalRecord | undefined, st: fs.Stats): NewRecord => ({
+const appliedRecord = (remote: FileRecord, local: LocalRecord | undefined, st: fs.Stats, from: string | undefined): NewRecord => ({
   ...remote,
   mode: remote.mode & 0o777,
   version: merge(local?.version ?? {}, remote.version),
   mtimeMs: st.mtimeMs,
-  inode: st.ino
+  inode: st.ino,
+  ...sentByOf(remote, from)
 })
 
 /** Index what was just put in place; `known`: its stat, when taken before (through its descriptor). */
-const storeApplied = (remote: FileRecord, local: LocalRecord | undefined, known?: fs.Stats) =>
+const storeApplied = (remote: FileRecord, local: LocalRecord | undefined, known: fs.Stats | undefined, from: string | undefined) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
     const st = known ?? (yield* diskState(remote.path))
     if (!st) return yield* new FsError({ op: "stat", path: remote.path, cause: "vanished right after being written" })
-    yield* index.put(appliedRecord(remote, local, st))
+    yield* index.put(appliedRecord(remote, local, st, from))
   })
 
 /** Does the index hold what the disk shows at the path (an edit not yet scanned does not)? */
@@ -76,7 +84,7 @@ const keepReplaced = (relPath: string, present: fs.Stats) =>
  * conflict copy under a name no file has, or in the trash. `partStat`, when known, is what
  * the index keeps as its stat (the part keeps it when renamed). Returns the conflict copy's path.
  */
-const commitPart = (remote: FileRecord, part: string, partStat?: fs.Stats) =>
+const commitPart = (remote: FileRecord, part: string, partStat: fs.Stats | undefined, from: string | undefined) =>
   Effect.gen(function*() {
     const folder = yield* Folder
     const index = yield* FileIndex
@@ -99,7 +107,7 @@ const commitPart = (remote: FileRecord, part: string, partStat?: fs.Stats) =>
     }
     yield* fsSync("rename", part, () => folder.fs.rename(part, remote.path))
     settlePart(folder.fs, part)
-    yield* storeApplied(remote, local, partStat)
+    yield* storeApplied(remote, local, partStat, from)
     return conflictCopy
   })
 
@@ -117,7 +125,7 @@ interface ReceivedPart {
  * returns the record to store; undefined, having changed nothing, for anything else
  * (then commitPart does it all, under the same lock).
  */
-const renamedIntoFreePath = (disk: RootedFs, received: ReceivedPart, local: LocalRecord | undefined): NewRecord | undefined => {
+const renamedIntoFreePath = (disk: RootedFs, received: ReceivedPart, local: LocalRecord | undefined, from: string | undefined): NewRecord | undefined => {
   const { part, partStat, remote } = received
   if (partStat === undefined) return undefined
   try {
@@ -130,7 +138,7 @@ const renamedIntoFreePath = (disk: RootedFs, received: ReceivedPart, local: Loca
     return undefined // commitPart tries again, and reports the error
   }
   settlePart(disk, part)
-  return appliedRecord(remote, local, partStat)
+  return appliedRecord(remote, local, partStat, from)
 }
 
 /**
@@ -138,16 +146,16 @@ const renamedIntoFreePath = (disk: RootedFs, received: ReceivedPart, local: Loca
  * why it failed. New files are renamed and indexed together (one index step for the
  * batch, not a dozen fiber steps each); any other goes through commitPart.
  */
-const commitParts = (received: ReadonlyArray<ReceivedPart>) =>
+const commitParts = (received: ReadonlyArray<ReceivedPart>, from: string | undefined) =>
   Effect.gen(function*() {
     const folder = yield* Folder
     const index = yield* FileIndex
     const locals = yield* index.getMany(received.map((r) => r.remote.path))
-    const quick = folder.fs.batch(() => received.map((r, i) => renamedIntoFreePath(folder.fs, r, Option.getOrUndefined(locals[i]!))))
+    const quick = folder.fs.batch(() => received.map((r, i) => renamedIntoFreePath(folder.fs, r, Option.getOrUndefined(locals[i]!), from)))
     yield* index.putMany(quick.filter((record) => record !== undefined))
     const outcomes: Array<Either.Either<string | undefined, FsError | UnsafePath>> = []
     for (const [i, r] of received.entries()) {
-      outcomes.push(quick[i] !== undefined ? Either.right(undefined) : yield* Effect.either(commitPart(r.remote, r.part, r.partStat)))
+      outcomes.push(quick[i] !== undefined ? Either.right(undefined) : yield* Effect.either(commitPart(r.remote, r.part, r.partStat, from)))
     }
     return outcomes
   })
@@ -159,7 +167,7 @@ const commitParts = (received: ReadonlyArray<ReceivedPart>) =>
  * for good, it would stay here while every other peer has dropped it. If what it holds
  * is there to stay (a file made in it concurrently), the tries run out and it stays.
  */
-const applyDelete = (remote: FileRecord, peerId: string) =>
+const applyDelete = (remote: FileRecord, peerId: string, from: string | undefined) =>
   Effect.gen(function*() {
     const folder = yield* Folder
     const index = yield* FileIndex
@@ -172,7 +180,7 @@ const applyDelete = (remote: FileRecord, peerId: string) =>
       const kept = yield* moveToTrash(remote.path)
       if (present.isFile()) yield* index.relocateBlocks(remote.path, kept)
     }
-    yield* index.put({ ...remote, version: merge(local?.version ?? {}, remote.version), inode: 0 })
+    yield* index.put({ ...remote, version: merge(local?.version ?? {}, remote.version), inode: 0, ...sentByOf(remote, from) })
     yield* Effect.logInfo(`deleted: ${showPath(remote.path)}`)
     yield* publishEvent(NodeEvent.FileDeleted({ path: remote.path, peerId }))
     yield* removeDeletedParents(remote.path)
@@ -194,7 +202,7 @@ const removeDeletedParents = (relPath: string) =>
     }
   })
 
-const applyDir = (remote: FileRecord) =>
+const applyDir = (remote: FileRecord, from: string | undefined) =>
   Effect.gen(function*() {
     const folder = yield* Folder
     const { local, decision, present } = yield* freshDecision(remote)
@@ -204,16 +212,16 @@ const applyDir = (remote: FileRecord) =>
       folder.fs.mkdirs(remote.path)
       folder.fs.chmodDir(remote.path, (remote.mode & 0o777) | 0o700)
     })
-    yield* storeApplied(remote, local)
+    yield* storeApplied(remote, local, undefined, from)
   })
 
 /** Store the peer's version for content we already have; nothing on disk changes. */
-const recordOnly = (remote: FileRecord) =>
+const recordOnly = (remote: FileRecord, from: string | undefined) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
     const { local, decision } = yield* freshDecision(remote)
     if (decision !== "record") return
-    yield* index.put({ ...(local ?? { ...remote, inode: 0 }), version: merge(local?.version ?? {}, remote.version) })
+    yield* index.put({ ...(local ?? { ...remote, inode: 0 }), version: merge(local?.version ?? {}, remote.version), ...sentByOf(remote, from) })
   })
 
 type ApplyServices = FileIndex | Folder | Hasher | Events | Transfer
@@ -256,8 +264,8 @@ export const needsApply = (remotes: ReadonlyArray<FileRecord>): Effect.Effect<Re
   Effect.map(plansFor(remotes), (plans) => plans.map((plan) => plan !== "nothing"))
 
 /** A downloaded part file (or new symlink) goes into place under the path's lock; then say so. */
-const commitReceived = (remote: FileRecord, source: BlockSource, fetched: Fetched, started: number) =>
-  Effect.flatMap(Folder, (folder) => folder.withPathLock(remote.path)(commitParts([{ remote, part: fetched.part, partStat: fetched.stat }]))).pipe(
+const commitReceived = (remote: FileRecord, source: BlockSource, fetched: Fetched, started: number, from: string | undefined) =>
+  Effect.flatMap(Folder, (folder) => folder.withPathLock(remote.path)(commitParts([{ remote, part: fetched.part, partStat: fetched.stat }], from))).pipe(
     Effect.flatMap(([committed]) => committed!),
     Effect.flatMap((conflictCopy) => reportReceived(remote, source, fetched, started, conflictCopy))
   )
@@ -294,12 +302,13 @@ const failed = (remote: FileRecord, source: BlockSource, e: FsError | UnsafePath
  * outside the lock, then decide again and commit under the path's lock. Every
  * filesystem call goes through the folder's rooted calls, so none can leave it.
  * False when it failed in a way worth retrying (a block was unavailable, a disk error).
+ * `from`: the replica whose record it is, kept with what is stored (SentBy).
  */
-export const applyRemote = (remote: FileRecord, source: BlockSource): Effect.Effect<boolean, never, ApplyServices> =>
-  Effect.flatMap(plansFor([remote]), ([plan]) => applyPlanned(remote, plan!, source))
+export const applyRemote = (remote: FileRecord, source: BlockSource, from?: string): Effect.Effect<boolean, never, ApplyServices> =>
+  Effect.flatMap(plansFor([remote]), ([plan]) => applyPlanned(remote, plan!, source, from))
 
 /** `applyRemote` once its plan is made. */
-const applyPlanned = (remote: FileRecord, plan: Plan, source: BlockSource): Effect.Effect<boolean, never, ApplyServices> =>
+const applyPlanned = (remote: FileRecord, plan: Plan, source: BlockSource, from: string | undefined): Effect.Effect<boolean, never, ApplyServices> =>
   Effect.gen(function*() {
     const started = Date.now()
     const locked = (yield* Folder).withPathLock(remote.path)
@@ -307,16 +316,16 @@ const applyPlanned = (remote: FileRecord, plan: Plan, source: BlockSource): Effe
       case "nothing":
         return
       case "record":
-        return yield* locked(recordOnly(remote))
+        return yield* locked(recordOnly(remote, from))
       case "delete":
-        return yield* locked(applyDelete(remote, source.peerId))
+        return yield* locked(applyDelete(remote, source.peerId, from))
       case "dir":
-        return yield* locked(applyDir(remote))
+        return yield* locked(applyDir(remote, from))
       case "fetch": {
         const fetched = remote.kind === "file"
           ? yield* (yield* Transfer).fetch(remote, source)
           : { part: yield* symlinkToPart(remote), fetched: 0, fetchedBytes: 0 }
-        return yield* commitReceived(remote, source, fetched, started)
+        return yield* commitReceived(remote, source, fetched, started, from)
       }
     }
   }).pipe(
@@ -336,7 +345,8 @@ export const isSmallFile = (record: FileRecord): boolean => !record.deleted && r
  */
 export const applyRemoteFiles = (
   remotes: ReadonlyArray<FileRecord>,
-  source: BlockSource
+  source: BlockSource,
+  from?: string
 ): Effect.Effect<ReadonlyArray<boolean>, never, ApplyServices> =>
   Effect.gen(function*() {
     const started = Date.now()
@@ -344,7 +354,7 @@ export const applyRemoteFiles = (
     const batch = remotes.flatMap((remote, i) => (plans[i] === "fetch" && isSmallFile(remote) ? [i] : []))
     const batched = new Set(batch)
     const outcomes: Array<boolean> = yield* Effect.forEach(remotes, (remote, i) =>
-      batched.has(i) ? Effect.succeed(true) : applyPlanned(remote, plans[i]!, source))
+      batched.has(i) ? Effect.succeed(true) : applyPlanned(remote, plans[i]!, source, from))
     if (batch.length === 0) return outcomes
     const fetched = yield* (yield* Transfer).fetchFiles(batch.map((i) => remotes[i]!), source)
     // into place under their paths' locks, taken once for the batch
@@ -352,7 +362,7 @@ export const applyRemoteFiles = (
       const part = fetched[at]!
       return Either.isRight(part) ? [{ remote: remotes[i]!, part: part.right.part, partStat: part.right.stat }] : []
     })
-    const committed = yield* (yield* Folder).withPathLocks(batch.map((i) => remotes[i]!.path))(commitParts(parts))
+    const committed = yield* (yield* Folder).withPathLocks(batch.map((i) => remotes[i]!.path))(commitParts(parts, from))
     let next = 0
     for (const [at, i] of batch.entries()) {
       const remote = remotes[i]!

@@ -100,7 +100,7 @@ export interface SessionOptions {
 }
 
 const INDEX_BATCH = 500
-/** Paths of a peer's records remembered so as not to send them back (Echoes): ~2 MB at most. */
+/** Paths of a peer's records remembered besides the index's SentBy (Echoes: a mesh's duplicates): ~2 MB at most. */
 const ECHO_MEMORY = 10_000
 /** JSON bytes per index message: a quarter of the frame limit, whatever the records hold. */
 const INDEX_FRAME_BUDGET = 4 * 1024 * 1024
@@ -182,7 +182,7 @@ const makeIndexWindow = (size: number) => Effect.gen(function*() {
   return window
 })
 
-const toWire = ({ inode: _inode, ...record }: LocalRecord): FileRecord => record
+const toWire = ({ inode: _inode, sentBy: _sentBy, ...record }: LocalRecord): FileRecord => record
 
 /**
  * Split records into runs that each encode well under the frame limit: 500 records of
@@ -465,11 +465,12 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       release: (item, settled) => release(item.cost, settled ? item.ticket : undefined),
       backlog: options.backlog,
       paths: options.paths,
-      recheck: options.recheck
+      recheck: options.recheck,
+      from: hello.replicaId
     })
     const hasher = yield* Hasher
     let recordsReceived = 0
-    const echoes = makeEchoes(ECHO_MEMORY)
+    const echoes = makeEchoes(ECHO_MEMORY, hello.replicaId)
     const receiveIndex = (batch: IndexBatch) =>
       Effect.gen(function*() {
         recordsReceived += batch.records.length

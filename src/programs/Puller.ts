@@ -58,6 +58,8 @@ export interface PullerOptions {
   readonly paths: PathLocks
   /** Node-wide: paths written are looked at again a moment later. */
   readonly recheck: Recheck
+  /** The replica whose records these are (the peer's), kept with what is applied: not sent back to it. */
+  readonly from?: string
 }
 
 /**
@@ -131,7 +133,7 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
 
     /** Apply one record; the caller holds the transfer slot it needs. */
     const applyOne = (item: Pending) =>
-      options.paths.withPath(item.record.path)(applyRemote(item.record, source)).pipe(Effect.flatMap((applied) => settle(item, applied)))
+      options.paths.withPath(item.record.path)(applyRemote(item.record, source, options.from)).pipe(Effect.flatMap((applied) => settle(item, applied)))
 
     /**
      * Apply small files together (one request, one fsync pass); the caller holds the slot.
@@ -140,7 +142,7 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
     const applyBatch = (items: ReadonlyArray<Pending>) => {
       const paths = items.map((item) => item.record.path)
       // (an applied one's recheck is added by `writing` as it ends)
-      return options.recheck.writing(paths)(options.paths.withPaths(paths)(applyRemoteFiles(items.map((item) => item.record), source))).pipe(
+      return options.recheck.writing(paths)(options.paths.withPaths(paths)(applyRemoteFiles(items.map((item) => item.record), source, options.from))).pipe(
         Effect.flatMap((applied) => Effect.forEach(items, (item, i) => (applied[i] ? done(item) : settle(item, false)), { discard: true }))
       )
     }

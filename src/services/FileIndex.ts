@@ -3,10 +3,22 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { FileKind, FileRecord } from "../domain/FileRecord.js"
+import type { VersionVector } from "../domain/VersionVector.js"
 
-/** A record plus what only this machine needs: the stat key that lets a scan skip re-hashing. */
+/**
+ * The peer replica whose record a stored one was put in place from, and the version it
+ * sent. The record is that peer's own while its version is still this one (see
+ * `Echoes.sentBy`); any later version (an edit here, a merge) is news to it.
+ */
+export interface SentBy {
+  readonly replica: string
+  readonly version: VersionVector
+}
+
+/** A record plus what only this machine needs: the stat key that lets a scan skip re-hashing, and who sent it. */
 export interface LocalRecord extends FileRecord {
   readonly inode: number
+  readonly sentBy?: SentBy
 }
 
 /** A record to store: the index assigns its sequence. */

@@ -1,0 +1,66 @@
+// The SQLite index: what a record keeps besides its wire fields, and indexes made by an
+// earlier release opening as they are.
+import { describe, expect, it } from "@effect/vitest"
+import Database from "better-sqlite3"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { MIN_BLOCK_SIZE } from "../src/domain/FileRecord.js"
+import * as IndexSqlite from "../src/layers/IndexSqlite.js"
+import { FileIndex, type NewRecord } from "../src/services/FileIndex.js"
+import { tempDir } from "./support/fs.js"
+
+const PEER = "c".repeat(16)
+const dir = (p: string, extra: Partial<NewRecord> = {}): NewRecord => ({
+  path: p, kind: "dir", size: 0, mtimeMs: 1, mode: 0o755, hash: "", blockSize: MIN_BLOCK_SIZE, blocks: [], version: { [PEER]: 2 },
+  deleted: false, inode: 1, ...extra
+})
+
+const withIndex = <A, E>(root: string, effect: Effect.Effect<A, E, FileIndex>) =>
+  effect.pipe(Effect.provide(Layer.fresh(IndexSqlite.layer(root))))
+
+describe("SQLite index", () => {
+  it.live("a record keeps the replica it was put in place from, and the version that replica sent, across a restart", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      yield* withIndex(root, Effect.gen(function*() {
+        const index = yield* FileIndex
+        yield* index.putMany([dir("from-peer", { sentBy: { replica: PEER, version: { [PEER]: 2 } } }), dir("ours")])
+      }))
+      yield* withIndex(root, Effect.gen(function*() {
+        const index = yield* FileIndex
+        const [fromPeer, ours] = yield* index.since(0, 10)
+        expect(fromPeer!.sentBy).toEqual({ replica: PEER, version: { [PEER]: 2 } })
+        expect(ours!.sentBy).toBeUndefined()
+        expect(Option.getOrThrow(yield* index.get("from-peer")).sentBy?.replica).toBe(PEER)
+      }))
+    }).pipe(Effect.scoped))
+
+  it.live("an index made before records kept who sent them opens, keeps its records, and keeps that from then on", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      fs.mkdirSync(path.join(root, ".dsync"))
+      const old = new Database(path.join(root, ".dsync", "index.db"))
+      old.exec(`
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE files (
+          path TEXT PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, mtime_ms REAL NOT NULL,
+          mode INTEGER NOT NULL, hash TEXT NOT NULL, target TEXT, block_size INTEGER NOT NULL,
+          blocks TEXT NOT NULL, version TEXT NOT NULL, deleted INTEGER NOT NULL,
+          sequence INTEGER NOT NULL UNIQUE, inode INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('replica_id', '00000000000000aa');
+        INSERT INTO files VALUES ('kept', 'dir', 0, 1, 493, '', NULL, ${MIN_BLOCK_SIZE}, '[]', '{"00000000000000aa":1}', 0, 1, 7);
+      `)
+      old.close()
+      yield* withIndex(root, Effect.gen(function*() {
+        const index = yield* FileIndex
+        expect(index.replicaId).toBe("00000000000000aa")
+        const kept = Option.getOrThrow(yield* index.get("kept"))
+        expect([kept.sequence, kept.inode, kept.sentBy]).toEqual([1, 7, undefined])
+        yield* index.put(dir("new", { sentBy: { replica: PEER, version: { [PEER]: 2 } } }))
+        expect((yield* index.since(1, 10))[0]!.sentBy?.replica).toBe(PEER)
+      }))
+    }).pipe(Effect.scoped))
+})
