@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest"
 import type { FileRecord } from "../src/domain/FileRecord.js"
 import { conflictPath, decide, remoteWins } from "../src/domain/Reconcile.js"
 import { bump, compare, merge } from "../src/domain/VersionVector.js"
+import { rng } from "./support/rng.js"
 
 const A = "aaaaaaaaaaaaaaaa"
 const B = "bbbbbbbbbbbbbbbb"
@@ -20,6 +21,25 @@ describe("version vectors", () => {
     expect(compare({ [A]: 2 }, { [A]: 1, [B]: 1 })).toBe("concurrent")
     expect(merge({ [A]: 2 }, { [A]: 1, [B]: 3 })).toEqual({ [A]: 2, [B]: 3 })
     expect(bump({ [A]: 2 }, B)).toEqual({ [A]: 2, [B]: 1 })
+  })
+
+  it("orders any two vectors as their entry-wise comparison says (a missing entry is 0)", () => {
+    const r = rng(7)
+    const replicas = [A, B, "cccccccccccccccc", "dddddddddddddddd"]
+    const vector = () => Object.fromEntries(replicas.filter(() => r.int(3) > 0).map((k) => [k, 1 + r.int(3)]))
+    const reference = (a: Record<string, number>, b: Record<string, number>) => {
+      const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])]
+      const ahead = keys.some((k) => (a[k] ?? 0) > (b[k] ?? 0))
+      const behind = keys.some((k) => (b[k] ?? 0) > (a[k] ?? 0))
+      return ahead && behind ? "concurrent" : ahead ? "newer" : behind ? "older" : "equal"
+    }
+    const seen = new Set<string>()
+    for (let i = 0; i < 2000; i++) {
+      const [a, b] = [vector(), vector()]
+      expect(compare(a, b), JSON.stringify([a, b])).toBe(reference(a, b))
+      seen.add(reference(a, b))
+    }
+    expect([...seen].sort()).toEqual(["concurrent", "equal", "newer", "older"])
   })
 })
 

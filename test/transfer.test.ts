@@ -145,4 +145,28 @@ describe("Transfer (TransferBlocks)", () => {
         for (const part of parts) expect(fs.existsSync(path.join(root, part))).toBe(false)
       }).pipe(Effect.provide(services(root)))
     }).pipe(Effect.scoped))
+
+  it.live("small files get the peer's mode whatever the umask (made with it, set again where the umask took bits)", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      const umask = process.umask(0o027)
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.umask(umask)))
+      yield* Effect.gen(function*() {
+        const hasher = yield* Hasher
+        const modes = [0o640, 0o666, 0o755, 0o400]
+        const bodies = modes.map((mode) => Buffer.from(`mode ${mode.toString(8)}`))
+        const records = bodies.map((body, i) => fileRecord(`m${i}.txt`, body.toString(), hasher, { mode: modes[i]! }))
+        const source: BlockSource = {
+          peerId: "p",
+          fetchBlocks: () => Effect.die("small files come in one request"),
+          fetchFiles: (_, sink) => Effect.sync(() => bodies.forEach((body, i) => sink(i, body, false)))
+        }
+        yield* Effect.scoped(Effect.gen(function*() {
+          const outcomes = yield* (yield* Transfer).fetchFiles(records, source)
+          const parts = outcomes.map((o) => (o._tag === "Right" ? o.right.part : "failed"))
+          expect(parts.map((part) => fs.statSync(path.join(root, part)).mode & 0o7777)).toEqual(modes)
+          expect(parts.map((part) => fs.readFileSync(path.join(root, part)).toString())).toEqual(bodies.map(String))
+        }))
+      }).pipe(Effect.provide(services(root)))
+    }).pipe(Effect.scoped))
 })

@@ -21,14 +21,17 @@ export type Ordering = "equal" | "newer" | "older" | "concurrent"
 
 /** How `a` relates to `b`: newer means `a` has seen everything `b` has, and more. */
 export const compare = (a: VersionVector, b: VersionVector): Ordering => {
+  // a's keys, then b's that a lacks (a key's counter is at least 1): no set of keys is
+  // built, as this runs for every record a peer sends, several times
   let aAhead = false
   let bAhead = false
-  for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
-    const x = a[key] ?? 0
+  for (const key in a) {
+    const x = a[key]!
     const y = b[key] ?? 0
     if (x > y) aAhead = true
-    if (y > x) bAhead = true
+    else if (y > x) bAhead = true
   }
+  for (const key in b) if (!(key in a) && b[key]! > 0) bAhead = true
   if (aAhead && bAhead) return "concurrent"
   if (aAhead) return "newer"
   if (bAhead) return "older"

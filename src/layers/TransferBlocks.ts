@@ -336,18 +336,25 @@ const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource)
     const partOf: Array<string | undefined> = remotes.map(() => undefined)
     const stats: Array<fs.Stats | undefined> = remotes.map(() => undefined)
     /**
-     * Create, write, set mode and mtime (before the fsync, so it covers them), fsync. The
-     * create and the fsync wait on the journal, in the thread pool; the rest are a page
-     * of memory and an inode, done at once (each thread-pool round trip is two wakeups).
+     * Create (with its mode), write, set mtime (and the mode, if the umask took bits of it:
+     * before the fsync, so it covers them), fsync. The create and the fsync wait on the
+     * journal, in the thread pool; the rest are a page of memory and an inode, done at
+     * once (each thread-pool round trip is two wakeups).
      */
     const writePart = async (i: number, data: Uint8Array) => {
       const remote = remotes[i]!
+      const mode = remote.mode & 0o777 // never setuid, setgid or sticky from a peer
       const part = partOf[i] = parts.reserve(remote.path, remote.hash.slice(0, 8))
-      const fd = fds[i] = await disk.createExclusiveAsync(part, 0o600)
+      const fd = fds[i] = await disk.createExclusiveAsync(part, mode)
       if (data.length > 0 && fs.writeSync(fd, data, 0, data.length, 0) !== data.length) throw new Error("short write")
-      setTimesAndMode(fd, remote)
+      fs.futimesSync(fd, new Date(), remote.mtimeMs / 1000)
+      let st = fs.fstatSync(fd)
+      if ((st.mode & 0o777) !== mode) {
+        fs.fchmodSync(fd, mode)
+        st = fs.fstatSync(fd)
+      }
       await fsync(fd)
-      stats[i] = fs.fstatSync(fd)
+      stats[i] = st
     }
     /** Write file `i`; a failure is its own, its part file removed. */
     const writeOrFail = (i: number) =>
