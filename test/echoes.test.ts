@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, type Fiber, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { FileRecord } from "../src/domain/FileRecord.js"
@@ -54,50 +54,55 @@ describe("echoes (a peer's records not sent back to it)", () => {
   })
 })
 
+/** A node "a" in a new folder, a peer that announces five small files to it, and what the node sends back. */
+const nodeGivenFiles = (prepare: (folder: string) => void) =>
+  Effect.gen(function*() {
+    const a = yield* tempDir()
+    prepare(a)
+    const network = makeNetwork()
+    yield* memoryNode(network, "a", a, [])
+    const { channel, hasher } = yield* hostileClient(network)
+    const contents = new Map([...Array(5).keys()].map((i) => [`f${i}.txt`, Buffer.from(`file ${i}`)]))
+    yield* channel.send(encodeMessage(new IndexBatch({
+      records: [...contents].map(([p, bytes], i) => fileRecord(p, bytes, hasher, { sequence: i + 1 })),
+      initialDone: false
+    })))
+    const echoed: Array<string> = []
+    /** Note the paths of the index records in `frame`; answer a request for the files with their blocks. */
+    const handle = (frame: Frame) =>
+      Effect.gen(function*() {
+        if (frame._tag === "IndexBatch") echoed.push(...frame.records.map((r) => (r as FileRecord).path))
+        const asked = askedFiles(frame)
+        for (const file of asked) {
+          for (const { index } of file.blocks) yield* channel.send(encodeBlockData(file.stream, index, false, contents.get(file.path)!))
+        }
+        if (asked.length > 0) yield* channel.send(encodeMessage(new StreamEnd({ stream: asked[0]!.stream })))
+      })
+    /** Once the files are in place, a change of the node's own goes out, and none of the five came back. */
+    const expectNoneBack = (listening: Fiber.RuntimeFiber<never, unknown>) =>
+      Effect.gen(function*() {
+        yield* eventually("the files applied", () => [...contents.keys()].every((p) => fs.existsSync(path.join(a, p))))
+        write(a, "mine.txt", "a change of its own")
+        yield* eventually("its own change sent", () => echoed.includes("mine.txt"))
+        yield* Effect.sleep("1 second") // the recheck of the written paths has run
+        expect(echoed.filter((p) => contents.has(p))).toEqual([])
+        expect(Option.isNone(yield* listening.poll)).toBe(true)
+      })
+    return { channel, hasher, handle, expectNoneBack }
+  })
+
 describe("a node that applied a peer's records", () => {
   it.live("does not send them back to that peer, and still sends its own changes", () =>
     Effect.gen(function*() {
-      const a = yield* tempDir()
-      const network = makeNetwork()
-      yield* memoryNode(network, "a", a, [])
-      const { channel, hasher } = yield* hostileClient(network)
-      const contents = new Map([...Array(5).keys()].map((i) => [`f${i}.txt`, Buffer.from(`file ${i}`)]))
-      yield* channel.send(encodeMessage(new IndexBatch({
-        records: [...contents].map(([p, bytes], i) => fileRecord(p, bytes, hasher, { sequence: i + 1 })),
-        initialDone: true
-      })))
-      const echoed: Array<string> = []
-      const listen = Effect.gen(function*() {
-        while (true) {
-          const frame = yield* Effect.flatMap(channel.receive, decodeFrame)
-          if (frame._tag === "IndexBatch") echoed.push(...frame.records.map((r) => (r as FileRecord).path))
-          for (const file of askedFiles(frame)) {
-            for (const { index } of file.blocks) yield* channel.send(encodeBlockData(file.stream, index, false, contents.get(file.path)!))
-          }
-          if (askedFiles(frame).length > 0) yield* channel.send(encodeMessage(new StreamEnd({ stream: askedFiles(frame)[0]!.stream })))
-        }
-      })
-      const listening = yield* Effect.fork(listen)
-      yield* eventually("the files applied", () => [...contents.keys()].every((p) => fs.existsSync(path.join(a, p))))
-      write(a, "mine.txt", "a change of its own")
-      yield* eventually("its own change sent", () => echoed.includes("mine.txt"))
-      yield* Effect.sleep("1 second") // the recheck of the written paths has run
-      expect(echoed.filter((p) => contents.has(p))).toEqual([])
-      expect(Option.isNone(yield* listening.poll)).toBe(true)
+      const { channel, handle, expectNoneBack } = yield* nodeGivenFiles(() => {})
+      yield* channel.send(encodeMessage(new IndexBatch({ records: [], initialDone: true })))
+      const listening = yield* Effect.fork(Effect.forever(Effect.flatMap(Effect.flatMap(channel.receive, decodeFrame), handle)))
+      yield* expectNoneBack(listening)
     }).pipe(Effect.scoped), { timeout: 30_000 })
 
   it.live("does not send them back however many records the peer sent after them (a large folder)", () =>
     Effect.gen(function*() {
-      const a = yield* tempDir()
-      write(a, ".dsyncignore", "flood-*\n")
-      const network = makeNetwork()
-      yield* memoryNode(network, "a", a, [])
-      const { channel, hasher } = yield* hostileClient(network)
-      const contents = new Map([...Array(5).keys()].map((i) => [`f${i}.txt`, Buffer.from(`file ${i}`)]))
-      yield* channel.send(encodeMessage(new IndexBatch({
-        records: [...contents].map(([p, bytes], i) => fileRecord(p, bytes, hasher, { sequence: i + 1 })),
-        initialDone: false
-      })))
+      const { channel, hasher, handle, expectNoneBack } = yield* nodeGivenFiles((a) => write(a, ".dsyncignore", "flood-*\n"))
       // then more records than a session remembers of what its peer sent (10,000), all
       // taken in and left alone (ignored here): the five files are long forgotten there
       // by the time they are in place
@@ -108,32 +113,18 @@ describe("a node that applied a peer's records", () => {
       // a request after them: its answer comes once the node has read (and taken in) all before it
       const MARK = 999
       yield* channel.send(encodeMessage(new FilesRequest({ stream: MARK, files: [{ path: "not-here.txt", hash: "0".repeat(64) }] })))
-      const echoed: Array<string> = []
       let floodTaken = false
       const held: Array<Frame> = []
-      const serve = (frame: Frame) =>
-        Effect.gen(function*() {
-          for (const file of askedFiles(frame)) {
-            for (const { index } of file.blocks) yield* channel.send(encodeBlockData(file.stream, index, false, contents.get(file.path)!))
-          }
-          yield* channel.send(encodeMessage(new StreamEnd({ stream: askedFiles(frame)[0]!.stream })))
-        })
       const listen = Effect.gen(function*() {
         while (true) {
           const frame = yield* Effect.flatMap(channel.receive, decodeFrame)
-          if (frame._tag === "IndexBatch") echoed.push(...frame.records.map((r) => (r as FileRecord).path))
           if (frame._tag === "StreamEnd" && frame.stream === MARK) floodTaken = true
           // the files are sent only once the node has taken in the whole flood
           if (askedFiles(frame).length > 0) held.push(frame)
-          if (floodTaken) for (const request of held.splice(0)) yield* serve(request)
+          else yield* handle(frame)
+          if (floodTaken) for (const request of held.splice(0)) yield* handle(request)
         }
       })
-      const listening = yield* Effect.fork(listen)
-      yield* eventually("the files applied", () => [...contents.keys()].every((p) => fs.existsSync(path.join(a, p))), 20_000)
-      write(a, "mine.txt", "a change of its own")
-      yield* eventually("its own change sent", () => echoed.includes("mine.txt"))
-      yield* Effect.sleep("1 second") // the recheck of the written paths has run
-      expect(echoed.filter((p) => contents.has(p))).toEqual([])
-      expect(Option.isNone(yield* listening.poll)).toBe(true)
+      yield* expectNoneBack(yield* Effect.fork(listen))
     }).pipe(Effect.scoped), { timeout: 60_000 })
 })
