@@ -16,12 +16,13 @@ const record = (path: string, version: Record<string, number>, hash = "h".repeat
 })
 const A = "a".repeat(16)
 const B = "b".repeat(16)
-/** The replica at the other end of the session. */
-const PEER = "c".repeat(16)
+/** The session (with one peer) in question, and another one. */
+const SESSION = "c".repeat(16)
+const OTHER_SESSION = "d".repeat(16)
 
 describe("echoes (a peer's records not sent back to it)", () => {
   it("holds back exactly what the peer sent, once, and nothing else", () => {
-    const echoes = makeEchoes(100, PEER)
+    const echoes = makeEchoes(100, SESSION)
     echoes.heard(record("f", { [A]: 2 }))
     expect(echoes.isEcho(record("f", { [A]: 2 }))).toBe(true)
     expect(echoes.isEcho(record("f", { [A]: 2 }))).toBe(false) // forgotten once checked
@@ -36,21 +37,22 @@ describe("echoes (a peer's records not sent back to it)", () => {
   })
 
   it("remembers a bounded number of paths, forgetting the oldest first", () => {
-    const echoes = makeEchoes(3, PEER)
+    const echoes = makeEchoes(3, SESSION)
     for (const p of ["1", "2", "3", "4"]) echoes.heard(record(p, { [A]: 1 }))
     expect(echoes.isEcho(record("1", { [A]: 1 }))).toBe(false)
     expect(["2", "3", "4"].map((p) => echoes.isEcho(record(p, { [A]: 1 })))).toEqual([true, true, true])
   })
 
-  it("holds back a record put in place from the peer while its version is the one the peer sent, remembered or not", () => {
-    const echoes = makeEchoes(1, PEER)
-    const applied = { ...record("f", { [A]: 2 }), sentBy: { replica: PEER, version: { [A]: 2 } } }
+  it("holds back a record put in place from the session's peer while its version is the one the peer sent, remembered or not", () => {
+    const echoes = makeEchoes(1, SESSION)
+    const applied = { ...record("f", { [A]: 2 }), sentBy: { session: SESSION, version: { [A]: 2 } } }
     expect(echoes.isEcho(applied)).toBe(true)
     expect(echoes.isEcho(applied)).toBe(true) // kept in the index, not forgotten
-    expect(sentBy({ ...applied, version: { [A]: 2, [B]: 1 } }, PEER)).toBe(false) // edited here since
+    expect(sentBy({ ...applied, version: { [A]: 2, [B]: 1 } }, SESSION)).toBe(false) // edited here since
     expect(echoes.isEcho({ ...applied, version: { [A]: 3 } })).toBe(false) // a newer version from elsewhere
-    expect(echoes.isEcho({ ...applied, sentBy: { replica: B, version: { [A]: 2 } } })).toBe(false) // another peer's
-    expect(sentBy({ ...applied, version: { [A]: 2 } }, PEER)).toBe(true) // the same vector in any key order
+    // another session's: another peer, or the same one again (it may come back with an index restored from a copy)
+    expect(echoes.isEcho({ ...applied, sentBy: { session: OTHER_SESSION, version: { [A]: 2 } } })).toBe(false)
+    expect(sentBy({ ...applied, version: { [A]: 2 } }, SESSION)).toBe(true) // the same vector in any key order
   })
 })
 
@@ -88,7 +90,7 @@ const nodeGivenFiles = (prepare: (folder: string) => void) =>
         expect(echoed.filter((p) => contents.has(p))).toEqual([])
         expect(Option.isNone(yield* listening.poll)).toBe(true)
       })
-    return { channel, hasher, handle, expectNoneBack }
+    return { channel, hasher, handle, expectNoneBack, network, contents }
   })
 
 describe("a node that applied a peer's records", () => {
@@ -98,6 +100,21 @@ describe("a node that applied a peer's records", () => {
       yield* channel.send(encodeMessage(new IndexBatch({ records: [], initialDone: true })))
       const listening = yield* Effect.fork(Effect.forever(Effect.flatMap(Effect.flatMap(channel.receive, decodeFrame), handle)))
       yield* expectNoneBack(listening)
+    }).pipe(Effect.scoped), { timeout: 30_000 })
+
+  it.live("sends them to that peer in a later session (it may come back with its index restored from a copy)", () =>
+    Effect.gen(function*() {
+      const { channel, handle, expectNoneBack, network, contents } = yield* nodeGivenFiles(() => {})
+      yield* channel.send(encodeMessage(new IndexBatch({ records: [], initialDone: true })))
+      yield* expectNoneBack(yield* Effect.fork(Effect.forever(Effect.flatMap(Effect.flatMap(channel.receive, decodeFrame), handle))))
+      yield* channel.close
+      // the same replica again, asking for everything (hostileClient asks from 0)
+      const again = yield* hostileClient(network)
+      const sent: Array<string> = []
+      yield* Effect.fork(Effect.forever(Effect.flatMap(again.channel.receive, decodeFrame).pipe(
+        Effect.map((frame) => frame._tag === "IndexBatch" && sent.push(...frame.records.map((r) => (r as FileRecord).path)))
+      )))
+      yield* eventually("the five sent in the new session", () => [...contents.keys()].every((p) => sent.includes(p)))
     }).pipe(Effect.scoped), { timeout: 30_000 })
 
   it.live("does not send them back however many records the peer sent after them (a large folder)", () =>

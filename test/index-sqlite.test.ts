@@ -13,6 +13,7 @@ import { FileIndex, type NewRecord } from "../src/services/FileIndex.js"
 import { tempDir } from "./support/fs.js"
 
 const PEER = "c".repeat(16)
+const SESSION = "5".repeat(16)
 const dir = (p: string, extra: Partial<NewRecord> = {}): NewRecord => ({
   path: p, kind: "dir", size: 0, mtimeMs: 1, mode: 0o755, hash: "", blockSize: MIN_BLOCK_SIZE, blocks: [], version: { [PEER]: 2 },
   deleted: false, inode: 1, ...extra
@@ -22,19 +23,19 @@ const withIndex = <A, E>(root: string, effect: Effect.Effect<A, E, FileIndex>) =
   effect.pipe(Effect.provide(Layer.fresh(IndexSqlite.layer(root))))
 
 describe("SQLite index", () => {
-  it.live("a record keeps the replica it was put in place from, and the version that replica sent, across a restart", () =>
+  it.live("a record keeps the session it was put in place from, and the version its peer sent, across a restart", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()
       yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
-        yield* index.putMany([dir("from-peer", { sentBy: { replica: PEER, version: { [PEER]: 2 } } }), dir("ours")])
+        yield* index.putMany([dir("from-peer", { sentBy: { session: SESSION, version: { [PEER]: 2 } } }), dir("ours")])
       }))
       yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
         const [fromPeer, ours] = yield* index.since(0, 10)
-        expect(fromPeer!.sentBy).toEqual({ replica: PEER, version: { [PEER]: 2 } })
+        expect(fromPeer!.sentBy).toEqual({ session: SESSION, version: { [PEER]: 2 } })
         expect(ours!.sentBy).toBeUndefined()
-        expect(Option.getOrThrow(yield* index.get("from-peer")).sentBy?.replica).toBe(PEER)
+        expect(Option.getOrThrow(yield* index.get("from-peer")).sentBy?.session).toBe(SESSION)
       }))
     }).pipe(Effect.scoped))
 
@@ -63,8 +64,8 @@ describe("SQLite index", () => {
         expect(index.replicaId).toBe("00000000000000aa")
         const kept = Option.getOrThrow(yield* index.get("kept"))
         expect([kept.sequence, kept.inode, kept.sentBy]).toEqual([1, 7, undefined])
-        yield* index.put(dir("new", { sentBy: { replica: PEER, version: { [PEER]: 2 } } }))
-        expect((yield* index.since(1, 10))[0]!.sentBy?.replica).toBe(PEER)
+        yield* index.put(dir("new", { sentBy: { session: SESSION, version: { [PEER]: 2 } } }))
+        expect((yield* index.since(1, 10))[0]!.sentBy?.session).toBe(SESSION)
         // its block locations are still found by hash
         const found = yield* index.findBlocks(["cd".repeat(32), "ab".repeat(32), "ef".repeat(32)])
         expect([...found]).toEqual([["cd".repeat(32), { path: "f.bin", offset: 5, size: 3 }], ["ab".repeat(32), { path: "f.bin", offset: 0, size: 5 }]])

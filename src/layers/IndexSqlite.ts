@@ -92,7 +92,7 @@ const fromRow = (row: FileRow): LocalRecord => ({
   inode: row.inode,
   ...(row.sent_by === null || row.sent_version === null
     ? {}
-    : { sentBy: { replica: row.sent_by, version: JSON.parse(row.sent_version) as VersionVector } })
+    : { sentBy: { session: row.sent_by, version: JSON.parse(row.sent_version) as VersionVector } })
 })
 
 const toRow = (r: LocalRecord): FileRow => ({
@@ -109,7 +109,7 @@ const toRow = (r: LocalRecord): FileRow => ({
   deleted: r.deleted ? 1 : 0,
   sequence: r.sequence,
   inode: r.inode,
-  sent_by: r.sentBy?.replica ?? null,
+  sent_by: r.sentBy?.session ?? null,
   sent_version: r.sentBy ? JSON.stringify(r.sentBy.version) : null
 })
 

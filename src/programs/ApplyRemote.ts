@@ -26,11 +26,11 @@ const symlinkToPart = (remote: FileRecord) =>
     createPart(folder.fs, remote.path, "0", (p) => folder.fs.symlink(remote.target ?? "", p)))
 
 /**
- * The replica that sent `remote`, when known (`from`): the record stored for it is that
- * replica's own, not to be sent back to it, while its version stays the one it sent (SentBy).
+ * The session `remote` came in, when known (`from`): the record stored for it is that
+ * peer's own, not to be sent back to it, while its version stays the one it sent (SentBy).
  */
 const sentByOf = (remote: FileRecord, from: string | undefined) =>
-  from === undefined ? {} : { sentBy: { replica: from, version: remote.version } }
+  from === undefined ? {} : { sentBy: { session: from, version: remote.version } }
 
 /** What the index keeps of a peer's version put in place: the stat key is ours (so our watcher sees no change); content and version are the peer's. */
 const appliedRecord = (remote: FileRecord, local: LocalRecord | undefined, st: fs.Stats, from: string | undefined): NewRecord => ({
@@ -302,7 +302,7 @@ const failed = (remote: FileRecord, source: BlockSource, e: FsError | UnsafePath
  * outside the lock, then decide again and commit under the path's lock. Every
  * filesystem call goes through the folder's rooted calls, so none can leave it.
  * False when it failed in a way worth retrying (a block was unavailable, a disk error).
- * `from`: the replica whose record it is, kept with what is stored (SentBy).
+ * `from`: the session it came in (its id), kept with what is stored (SentBy).
  */
 export const applyRemote = (remote: FileRecord, source: BlockSource, from?: string): Effect.Effect<boolean, never, ApplyServices> =>
   Effect.flatMap(plansFor([remote]), ([plan]) => applyPlanned(remote, plan!, source, from))

@@ -20,20 +20,20 @@ export interface Echoes {
 export type OurRecord = FileRecord & Pick<LocalRecord, "sentBy">
 
 /**
- * Was `ours` put in place from `replica`'s record, and is it still in the version that
- * replica sent? Kept in the index (SentBy), so it holds however large the folder: the
- * first sync of 100,000 files sent ~86,000 records back before.
+ * Was `ours` put in place from a record that came in `session`, and is it still in the
+ * version the peer sent? Kept in the index (SentBy), so it holds however large the
+ * folder: the first sync of 100,000 files sent ~86,000 records back before.
  */
-export const sentBy = (ours: OurRecord, replica: string): boolean =>
-  ours.sentBy !== undefined && ours.sentBy.replica === replica && compare(ours.sentBy.version, ours.version) === "equal"
+export const sentBy = (ours: OurRecord, session: string): boolean =>
+  ours.sentBy !== undefined && ours.sentBy.session === session && compare(ours.sentBy.version, ours.version) === "equal"
 
 /**
- * Echoes of one session with `replica`: what was put in place from its records (sentBy),
- * and the last `limit` paths it sent, for a version it sent that we took from another
- * peer (in a mesh, several announce it). Past `limit` the oldest paths are forgotten
- * (such an echo is then sent, and dropped there), so memory stays bounded.
+ * Echoes of one session (`session`, its id): what was put in place from its peer's records
+ * (sentBy), and the last `limit` paths the peer sent, for a version it sent that we took
+ * from another peer (in a mesh, several announce it). Past `limit` the oldest paths are
+ * forgotten (such an echo is then sent, and dropped there), so memory stays bounded.
  */
-export const makeEchoes = (limit: number, replica: string): Echoes => {
+export const makeEchoes = (limit: number, session: string): Echoes => {
   const sent = new Map<string, FileRecord>()
   return {
     heard: (record) => {
@@ -44,7 +44,7 @@ export const makeEchoes = (limit: number, replica: string): Echoes => {
     isEcho: (ours) => {
       const theirs = sent.get(ours.path)
       if (theirs !== undefined) sent.delete(ours.path)
-      if (sentBy(ours, replica)) return true
+      if (sentBy(ours, session)) return true
       return theirs !== undefined && theirs.deleted === ours.deleted && theirs.hash === ours.hash && compare(theirs.version, ours.version) === "equal"
     }
   }

@@ -50,6 +50,7 @@ import { makeSentFiles, type SentFiles } from "./SentFiles.js"
 import { type Echoes, makeEchoes } from "./Echoes.js"
 import { Upcoming } from "../services/Upcoming.js"
 import { validatePeerPath } from "../lib/SafePath.js"
+import { randomBytes } from "node:crypto"
 
 /** How a session notices a dead or stuck peer. */
 export interface SessionTiming {
@@ -367,6 +368,8 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
     }
     // Ask for the peer's records after those we hold; remember how far we get.
     const { progress, run: progressSaver } = yield* trackPeerProgress(hello.replicaId)
+    /** This session's id: what is put in place from the peer's records is kept with it (SentBy), not sent back in it. */
+    const sessionId = randomBytes(8).toString("hex")
     yield* send(new IndexFrom({ after: progress.current() }))
     const peerFrom = yield* Deferred.make<number>()
     const events = yield* Events
@@ -466,11 +469,11 @@ export const runSession = (channel: Channel, options: SessionOptions) =>
       backlog: options.backlog,
       paths: options.paths,
       recheck: options.recheck,
-      from: hello.replicaId
+      from: sessionId
     })
     const hasher = yield* Hasher
     let recordsReceived = 0
-    const echoes = makeEchoes(ECHO_MEMORY, hello.replicaId)
+    const echoes = makeEchoes(ECHO_MEMORY, sessionId)
     const receiveIndex = (batch: IndexBatch) =>
       Effect.gen(function*() {
         recordsReceived += batch.records.length

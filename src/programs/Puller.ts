@@ -58,7 +58,7 @@ export interface PullerOptions {
   readonly paths: PathLocks
   /** Node-wide: paths written are looked at again a moment later. */
   readonly recheck: Recheck
-  /** The replica whose records these are (the peer's), kept with what is applied: not sent back to it. */
+  /** The session these records came in (its id), kept with what is applied: not sent back to that peer. */
   readonly from?: string
 }
 

@@ -6,12 +6,14 @@ import type { FileKind, FileRecord } from "../domain/FileRecord.js"
 import type { VersionVector } from "../domain/VersionVector.js"
 
 /**
- * The peer replica whose record a stored one was put in place from, and the version it
- * sent. The record is that peer's own while its version is still this one (see
- * `Echoes.sentBy`); any later version (an edit here, a merge) is news to it.
+ * The session (with one peer, in this run) whose record a stored one was put in place
+ * from, and the version that peer sent. The record is the peer's own while its version is
+ * still this one (see `Echoes.sentBy`); any later version (an edit here, a merge) is news
+ * to it. Per session, not per replica: a peer that comes back with its index restored
+ * from a copy may have lost what it sent, and gets it again.
  */
 export interface SentBy {
-  readonly replica: string
+  readonly session: string
   readonly version: VersionVector
 }
 
