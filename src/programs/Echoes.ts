@@ -16,7 +16,7 @@ export interface Echoes {
   readonly isEcho: (ours: OurRecord) => boolean
 }
 
-/** A record of ours as the index gives it: with the replica it was put in place from, if any. */
+/** A record of ours as the index gives it: with the session it was put in place from, if any. */
 export type OurRecord = FileRecord & Pick<LocalRecord, "sentBy">
 
 /**
