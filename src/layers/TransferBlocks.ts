@@ -67,10 +67,19 @@ const openPart = (disk: RootedFs, relPath: string, tag: string, makeParents = tr
     return { part, fd, writer }
   })
 
-/** Give a downloaded part file the peer's mtime and permission bits, through its descriptor. */
-const setTimesAndMode = (fd: number, remote: FileRecord) => {
+/** A peer's mode as we apply it: permission bits only, never setuid, setgid or sticky. */
+const modeOf = (remote: FileRecord) => remote.mode & 0o777
+
+/**
+ * Give the open part file `remote`'s mtime and mode; the mode only where it differs (a
+ * part made with it keeps it, unless the umask took bits of it). Returns its stat after.
+ */
+const setTimesAndMode = (fd: number, remote: FileRecord): fs.Stats => {
   fs.futimesSync(fd, new Date(), remote.mtimeMs / 1000)
-  fs.fchmodSync(fd, remote.mode & 0o777) // never setuid, setgid or sticky from a peer
+  const st = fs.fstatSync(fd)
+  if ((st.mode & 0o777) === modeOf(remote)) return st
+  fs.fchmodSync(fd, modeOf(remote))
+  return fs.fstatSync(fd)
 }
 
 /** Local block copies made between two turns of the event loop: sessions and keepalives keep running. */
@@ -343,16 +352,10 @@ const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource)
      */
     const writePart = async (i: number, data: Uint8Array) => {
       const remote = remotes[i]!
-      const mode = remote.mode & 0o777 // never setuid, setgid or sticky from a peer
       const part = partOf[i] = parts.reserve(remote.path, remote.hash.slice(0, 8))
-      const fd = fds[i] = await disk.createExclusiveAsync(part, mode)
+      const fd = fds[i] = await disk.createExclusiveAsync(part, modeOf(remote))
       if (data.length > 0 && fs.writeSync(fd, data, 0, data.length, 0) !== data.length) throw new Error("short write")
-      fs.futimesSync(fd, new Date(), remote.mtimeMs / 1000)
-      let st = fs.fstatSync(fd)
-      if ((st.mode & 0o777) !== mode) {
-        fs.fchmodSync(fd, mode)
-        st = fs.fstatSync(fd)
-      }
+      const st = setTimesAndMode(fd, remote)
       await fsync(fd)
       stats[i] = st
     }
