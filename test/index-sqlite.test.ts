@@ -3,24 +3,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { MIN_BLOCK_SIZE } from "../src/domain/FileRecord.js"
-import * as IndexSqlite from "../src/layers/IndexSqlite.js"
 import { FileIndex, type NewRecord } from "../src/services/FileIndex.js"
 import { tempDir } from "./support/fs.js"
+import { dirRecord, withIndex } from "./support/index.js"
 
 const PEER = "c".repeat(16)
 const SESSION = "5".repeat(16)
-const dir = (p: string, extra: Partial<NewRecord> = {}): NewRecord => ({
-  path: p, kind: "dir", size: 0, mtimeMs: 1, mode: 0o755, hash: "", blockSize: MIN_BLOCK_SIZE, blocks: [], version: { [PEER]: 2 },
-  deleted: false, inode: 1, ...extra
-})
-
-const withIndex = <A, E>(root: string, effect: Effect.Effect<A, E, FileIndex>) =>
-  effect.pipe(Effect.provide(Layer.fresh(IndexSqlite.layer(root))))
+const dir = (p: string, extra: Partial<NewRecord> = {}) => dirRecord(p, { version: { [PEER]: 2 }, ...extra })
 
 describe("SQLite index", () => {
   it.live("a record keeps the session it was put in place from, and the version its peer sent, across a restart", () =>

@@ -6,21 +6,15 @@ import { describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { MIN_BLOCK_SIZE } from "../src/domain/FileRecord.js"
-import * as IndexSqlite from "../src/layers/IndexSqlite.js"
-import { FileIndex, type NewRecord } from "../src/services/FileIndex.js"
+import { FileIndex } from "../src/services/FileIndex.js"
 import { tempDir } from "./support/fs.js"
+import { dirRecord, withIndex } from "./support/index.js"
 
-const dir = (p: string): NewRecord => ({
-  path: p, kind: "dir", size: 0, mtimeMs: 1, mode: 0o755, hash: "", blockSize: MIN_BLOCK_SIZE, blocks: [], version: { "0000000000000001": 1 },
-  deleted: false, inode: 1
-})
 
 /**
  * Sequence numbers on disk: what a crash now would leave behind (the index and its WAL,
@@ -44,9 +38,6 @@ const onDisk = (root: string): Array<number> => {
   }
 }
 
-const withIndex = <A, E>(root: string, effect: Effect.Effect<A, E, FileIndex>) =>
-  effect.pipe(Effect.provide(Layer.fresh(IndexSqlite.layer(root))))
-
 describe("index write-behind", () => {
   it.live("reads see puts not yet committed; a published sequence is already on disk", () =>
     Effect.gen(function*() {
@@ -61,12 +52,12 @@ describe("index write-behind", () => {
         )
         yield* Effect.sleep("20 millis") // the subscription is in place
         // three puts in one turn: not yet committed when the reads run
-        const [a, , c] = yield* Effect.all([index.put(dir("a")), index.put(dir("b")), index.put(dir("c"))])
+        const [a, , c] = yield* Effect.all([index.put(dirRecord("a")), index.put(dirRecord("b")), index.put(dirRecord("c"))])
         expect([a.sequence, c.sequence]).toEqual([1, 3])
         expect(Option.isSome(yield* index.get("b"))).toBe(true)
         expect((yield* index.since(0, 10)).map((r) => r.path)).toEqual(["a", "b", "c"])
         expect(yield* index.sequence).toBe(3)
-        yield* index.put(dir("d"))
+        yield* index.put(dirRecord("d"))
         yield* Fiber.join(watcher).pipe(Effect.timeout("5 seconds"))
         // the first value is the one current at subscription (0); then 3 or 4, each on disk when seen
         for (const { published, disk } of seen) expect(disk.filter((s) => s <= published).length).toBe(published)
@@ -79,8 +70,8 @@ describe("index write-behind", () => {
       const root = yield* tempDir()
       yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
-        yield* index.put(dir("first"))
-        yield* index.putMany([dir("m1"), dir("m2"), dir("m3")])
+        yield* index.put(dirRecord("first"))
+        yield* index.putMany([dirRecord("m1"), dirRecord("m2"), dirRecord("m3")])
         yield* index.putMany([])
         const got = yield* index.getMany(["m2", "absent", "first", "m3", "m1"])
         expect(got.map((r) => Option.getOrUndefined(Option.map(r, (x) => `${x.path}@${x.sequence}`)))).toEqual(["m2@3", undefined, "first@1", "m3@4", "m1@2"])
@@ -96,7 +87,7 @@ describe("index write-behind", () => {
       yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
         // 600 puts with no turn of the scheduler between them
-        const puts = Array.from({ length: 600 }, (_, i) => index.put(dir(`p${i}`)))
+        const puts = Array.from({ length: 600 }, (_, i) => index.put(dirRecord(`p${i}`)))
         yield* Effect.all(puts, { discard: true })
         const disk = onDisk(root).length
         expect(disk).toBeGreaterThanOrEqual(512)
@@ -109,10 +100,10 @@ describe("index write-behind", () => {
       const root = yield* tempDir()
       yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
-        for (const p of ["x", "y", "z"]) yield* index.put(dir(p))
+        for (const p of ["x", "y", "z"]) yield* index.put(dirRecord(p))
       }))
       expect(onDisk(root)).toEqual([1, 2, 3])
-      const next = yield* withIndex(root, Effect.flatMap(FileIndex, (index) => index.put(dir("w"))))
+      const next = yield* withIndex(root, Effect.flatMap(FileIndex, (index) => index.put(dirRecord("w"))))
       expect(next.sequence).toBe(4)
     }).pipe(Effect.scoped))
 
@@ -121,7 +112,7 @@ describe("index write-behind", () => {
       const root = yield* tempDir()
       yield* withIndex(root, Effect.gen(function*() {
         const index = yield* FileIndex
-        yield* index.put(dir("a"))
+        yield* index.put(dirRecord("a"))
         const second = yield* Effect.flip(withIndex(root, FileIndex))
         expect(second.message).toContain("is dsync already running on this folder?")
         expect(Option.isSome(yield* index.get("a"))).toBe(true) // the first goes on
