@@ -55,7 +55,7 @@ describe("index write-behind", () => {
         const [a, , c] = yield* Effect.all([index.put(dirRecord("a")), index.put(dirRecord("b")), index.put(dirRecord("c"))])
         expect([a.sequence, c.sequence]).toEqual([1, 3])
         expect(Option.isSome(yield* index.get("b"))).toBe(true)
-        expect((yield* index.since(0, 10)).map((r) => r.path)).toEqual(["a", "b", "c"])
+        expect((yield* index.since(0, 10)).records.map((r) => r.path)).toEqual(["a", "b", "c"])
         expect(yield* index.sequence).toBe(3)
         yield* index.put(dirRecord("d"))
         yield* Fiber.join(watcher).pipe(Effect.timeout("5 seconds"))

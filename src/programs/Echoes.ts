@@ -10,6 +10,8 @@ import type { LocalRecord } from "../services/FileIndex.js"
  * the peer holds that version, or a newer one.
  */
 export interface Echoes {
+  /** The session's id: what was put in place from its records is left out of the index read for it (SentBy). */
+  readonly session: string
   /** The peer sent `record`. */
   readonly heard: (record: FileRecord) => void
   /** Is `ours`, about to be sent, what the peer sent for its path? Either way that is forgotten. */
@@ -36,6 +38,7 @@ export const sentBy = (ours: OurRecord, session: string): boolean =>
 export const makeEchoes = (limit: number, session: string): Echoes => {
   const sent = new Map<string, FileRecord>()
   return {
+    session,
     heard: (record) => {
       sent.delete(record.path) // the newest last, for the eviction order
       sent.set(record.path, record)

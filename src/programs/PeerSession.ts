@@ -135,9 +135,8 @@ const sendIndex = (
     let count = 0
     const drain = Effect.gen(function*() {
       while (true) {
-        const records = yield* index.since(sent, INDEX_BATCH)
-        if (records.length === 0) break
-        const through = records[records.length - 1]!.sequence
+        const { records, through } = yield* index.since(sent, INDEX_BATCH, echoes.session)
+        if (through === sent) break
         const batches = byEncodedSize(records.filter((r) => !echoes.isEcho(r)))
         // the last batch says how far this run goes (an empty one when all were left out)
         if (batches.length === 0) batches.push({ records: [], cost: 0 })

@@ -39,6 +39,13 @@ export interface LiveEntry {
   readonly kind: FileKind
 }
 
+/** A run of the index read by `since`. */
+export interface IndexRun {
+  readonly records: ReadonlyArray<LocalRecord>
+  /** The sequence read up to (the `after` given, when nothing was there). */
+  readonly through: number
+}
+
 /**
  * The folder's index: one record per path ever seen (deleted ones stay as tombstones),
  * numbered by a local sequence so peers can be sent "everything since N".
@@ -55,8 +62,12 @@ export interface FileIndexApi {
   readonly putMany: (records: ReadonlyArray<NewRecord>) => Effect.Effect<void>
   /** Refresh the stat key (mtime, inode) of an unchanged file without announcing anything. */
   readonly touch: (path: string, mtimeMs: number, inode: number) => Effect.Effect<void>
-  /** Records with sequence > `after`, oldest first, at most `limit`. */
-  readonly since: (after: number, limit: number) => Effect.Effect<ReadonlyArray<LocalRecord>>
+  /**
+   * The next `limit` records with sequence > `after`, oldest first, less those put in place
+   * from session `leaveOut` and still in the version it sent (SentBy: what that session's
+   * peer holds): left out here, they are not read back only to be dropped.
+   */
+  readonly since: (after: number, limit: number, leaveOut?: string) => Effect.Effect<IndexRun>
   /** Path and kind of the entries directly in folder `dir` ("" for the top) that are not tombstones. */
   readonly liveChildren: (dir: string) => Effect.Effect<ReadonlyArray<LiveEntry>>
   /**
