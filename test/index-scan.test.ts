@@ -7,7 +7,7 @@ import * as FolderLocal from "../src/layers/FolderLocal.js"
 import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
 import * as IndexSqlite from "../src/layers/IndexSqlite.js"
 import { createPart } from "../src/lib/PartFile.js"
-import { scanAll, scanPath } from "../src/programs/Scanner.js"
+import { scanAll, scanPath, scanTree } from "../src/programs/Scanner.js"
 import { contentHashedAhead, fileHash } from "../src/programs/Content.js"
 import { Hasher } from "../src/services/Hasher.js"
 import { FileIndex } from "../src/services/FileIndex.js"
@@ -231,6 +231,20 @@ describe("index and scanner", () => {
         expect(yield* get("pipe")).toBeUndefined()
         expect((yield* get("ok.txt"))?.deleted).toBe(false)
         expect(yield* scanPath("never-existed.txt")).toBe("unchanged")
+      }))
+    }).pipe(Effect.scoped))
+
+  it.live("a folder gone by the time it is read (the old name of a rename) takes what the index held in it along: each a tombstone", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      write(root, "d/f.txt", "in d", new Date(2020, 0, 1))
+      write(root, "d/sub/g.txt", "deeper", new Date(2020, 0, 1))
+      yield* withIndex(root, Effect.gen(function*() {
+        yield* scanAll
+        // renamed after a watcher saw it as a folder, before its walk reads it
+        fs.renameSync(path.join(root, "d"), path.join(root, "d2"))
+        yield* scanTree("d")
+        expect(yield* Effect.forEach(["d/f.txt", "d/sub/g.txt", "d/sub", "d"], (p) => Effect.map(get(p), (r) => r?.deleted))).toEqual([true, true, true, true])
       }))
     }).pipe(Effect.scoped))
 })

@@ -224,6 +224,9 @@ export const scanMissingUnder = (dirPath: string) =>
     }
   })
 
+/** A folder that is gone: what the index held in it, then the folder itself, become tombstones (each if gone). */
+const vanishedFolder = (relDir: string) => Effect.asVoid(Effect.zipRight(scanMissingUnder(relDir), scanPath(relDir)))
+
 const removeStalePart = (rel: string) =>
   Effect.flatMap(Folder, (folder) => fsSync("unlink", rel, () => folder.fs.unlink(rel))).pipe(
     Effect.zipRight(Effect.logDebug(`removed stale partial file ${showPath(rel)}`)),
@@ -292,7 +295,10 @@ const walk = (relDir: string, seen: { count: number }): Effect.Effect<void, neve
     // never through a link: a folder replaced by a symlink is not read at all
     const listed = yield* fsSync("read folder", relDir, () => folder.fs.readdir(relDir)).pipe(Effect.either)
     if (Either.isLeft(listed)) {
-      // not read: nothing in it is taken for deleted
+      // gone since it was seen (the old name of a folder just renamed, replaced by a link):
+      // what it held went with it; else (unreadable) nothing in it is taken for deleted
+      const now = relDir === "" ? undefined : yield* Effect.either(diskState(relDir))
+      if (now !== undefined && Either.isRight(now) && !now.right?.isDirectory()) return yield* vanishedFolder(relDir)
       return yield* Effect.logWarning(`cannot read folder ${showPath(relDir || ".")}: ${printable(listed.left.message)}`)
     }
     const known = yield* index.liveChildren(relDir)
