@@ -7,18 +7,23 @@ import { compare } from "./VersionVector.js"
  * - record: same content, only the version differs: store the peer's version, touch nothing
  * - apply: the peer's version replaces ours on disk
  * - conflict: concurrent edits and the peer's side wins: keep ours as a conflict copy, then apply
- * - keep: concurrent edits and our side wins: the peer will make the conflict copy
+ * - keep: concurrent edits and our side wins: ours is announced again, and the peer,
+ *   seeing it after its own, makes the conflict copy
  */
 export type Decision = "ignore" | "record" | "apply" | "conflict" | "keep"
 
 /**
  * Deterministic winner of two concurrent versions, the same on every peer:
- * an edit beats a delete, then the later mtime, then the larger hash.
+ * an edit beats a delete, then the later mtime, then the larger hash, then the larger
+ * mode and kind. A strict order: of two different versions exactly one wins on both
+ * sides, so two peers never each keep their own (each announcing it again, `keep`).
  */
 export const remoteWins = (local: FileRecord, remote: FileRecord): boolean => {
   if (local.deleted !== remote.deleted) return local.deleted
   if (local.mtimeMs !== remote.mtimeMs) return remote.mtimeMs > local.mtimeMs
-  return remote.hash > local.hash
+  if (local.hash !== remote.hash) return remote.hash > local.hash
+  if (local.mode !== remote.mode) return remote.mode > local.mode
+  return remote.kind > local.kind
 }
 
 /** The Decision for a record `remote` announced, given ours for its path (undefined: we have none). */

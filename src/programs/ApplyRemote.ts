@@ -202,6 +202,23 @@ const removeDeletedParents = (relPath: string) =>
     }
   })
 
+/**
+ * Our version beat the peer's (concurrent edits, `keep`): announce ours again, under a
+ * new sequence, so that the peer sees it after its own and takes it. The peer may have
+ * seen ours only before its edit, or while a version since replaced there was current
+ * (one we could not fetch before it was deleted): without this, a deletion that lost to
+ * our edit there would never meet our edit again, and the two folders would stay apart.
+ * Ends: the order of concurrent versions is strict, so the peer takes ours or has a
+ * winner of its own, which we then take.
+ */
+const announceOurs = (remote: FileRecord) =>
+  Effect.gen(function*() {
+    const { local, decision } = yield* freshDecision(remote)
+    if (decision !== "keep" || local === undefined) return
+    const { sequence: _sequence, sentBy: _sentBy, ...ours } = local
+    yield* (yield* FileIndex).put(ours)
+  })
+
 const applyDir = (remote: FileRecord, from: string | undefined) =>
   Effect.gen(function*() {
     const folder = yield* Folder
@@ -226,8 +243,8 @@ const recordOnly = (remote: FileRecord, from: string | undefined) =>
 
 type ApplyServices = FileIndex | Folder | Hasher | Events | Transfer
 
-/** What a peer's record asks of this folder, decided before any download. */
-type Plan = "nothing" | "record" | "delete" | "dir" | "fetch"
+/** What a peer's record asks of this folder, decided before any download ("announce": ours won, see announceOurs). */
+type Plan = "nothing" | "record" | "announce" | "delete" | "dir" | "fetch"
 
 /**
  * What each of a peer's records asks of this folder, in order: refused, ignored or
@@ -247,7 +264,8 @@ const plansFor = (remotes: ReadonlyArray<FileRecord>) =>
       }
       if (ignored(remote.path, remote.kind === "dir")) return "nothing"
       const initial = decide(Option.getOrUndefined(locals[i]!), remote)
-      if (initial === "ignore" || initial === "keep") return "nothing"
+      if (initial === "ignore") return "nothing"
+      if (initial === "keep") return "announce"
       if (initial === "record") return "record"
       if (remote.deleted) return "delete"
       return remote.kind === "dir" ? "dir" : "fetch"
@@ -317,6 +335,8 @@ const applyPlanned = (remote: FileRecord, plan: Plan, source: BlockSource, from:
         return
       case "record":
         return yield* locked(recordOnly(remote, from))
+      case "announce":
+        return yield* locked(announceOurs(remote))
       case "delete":
         return yield* locked(applyDelete(remote, source.peerId, from))
       case "dir":
