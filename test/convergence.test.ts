@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Logger, LogLevel, Scope } from "effect"
+import { Effect, Exit, Logger, LogLevel, Option, Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { SyncNodeApi } from "../src/services/SyncNode.js"
@@ -219,7 +219,17 @@ describe("randomized convergence", () => {
             )
             const peers = yield* Effect.forEach(nodes, (node) => node.connectedPeers)
             const links = peers.map((p, i) => `n${i} (${nodes[i]!.peerId.slice(0, 8)}) connected to ${p.map((id) => id.slice(0, 8)).join(", ")}`)
-            throw failed(`trees still differ after ${CONVERGE_MS / 1000} s:\n${differ.flat().slice(0, 30).join("\n")}\n${links.join("\n")}`)
+            // what each node's index holds for the first paths that differ: enough to tell a
+            // record that never arrived from one that was refused or lost a conflict
+            const paths = [...new Set(differ.flat().map((line) => line.slice(line.indexOf(": ") + 2)))].slice(0, 5)
+            const records = yield* Effect.forEach(paths, (p) =>
+              Effect.map(Effect.forEach(nodes, (node) => node.record(p)), (found) =>
+                [`${p}:`, ...found.map((r, i) =>
+                  `  n${i}: ${Option.match(r, {
+                    onNone: () => "no record",
+                    onSome: (r) => `${r.deleted ? "deleted" : r.kind} ${JSON.stringify(r.version)} seq ${r.sequence} hash ${r.hash.slice(0, 8)}`
+                  })}`)].join("\n")))
+            throw failed(`trees still differ after ${CONVERGE_MS / 1000} s:\n${differ.flat().slice(0, 30).join("\n")}\n${links.join("\n")}\n${records.join("\n")}`)
           }
           yield* Effect.sleep("200 millis")
         }
