@@ -166,6 +166,32 @@ describe("puller", () => {
       expect(stored._tag === "Some" && stored.value.deleted).toBe(true)
     }).pipe(Effect.scoped))
 
+  it.live("a record that failed is not tried again once a newer one for its path came, even one already applied", () =>
+    Effect.gen(function*() {
+      const { root, services, hasher } = yield* folderServices
+      const index = yield* Effect.provide(FileIndex, services)
+      // ours: an edit of our own (b), older than the peer's concurrent one (a)
+      fs.writeFileSync(path.join(root, "f.txt"), "ours")
+      const st = fs.statSync(path.join(root, "f.txt"))
+      const ours = fileRecordOf(hasher, "f.txt", Buffer.from("ours"), 1)
+      yield* index.put({ ...ours, version: { bbbbbbbbbbbbbbbb: 1 }, mtimeMs: st.mtimeMs, inode: st.ino })
+      const theirs = { ...fileRecordOf(hasher, "f.txt", Buffer.from("theirs"), 2), mtimeMs: st.mtimeMs + 60_000 }
+      // its content is gone from the peer by the time it is asked for (deleted there since)
+      const asked: Array<string> = []
+      const source: BlockSource = { peerId: "p", fetchBlocks: () => Effect.void, fetchFiles: (files) => Effect.sync(() => void asked.push(...files.map((f) => f.path))) }
+      const puller = yield* makePuller(source, {
+        withSlot: (effect) => effect, release: () => Effect.void, backlog: { adjust: () => Effect.void }, paths: makePathLocks(), recheck: noRecheck
+      })
+      yield* Effect.forkScoped(Effect.provide(puller.run, services))
+      yield* puller.offer([{ record: theirs, cost: 1 }])
+      yield* eventually("asked for once", () => asked.length === 1)
+      // then its deletion: concurrent with ours, which it loses to (an edit beats a delete), applied at once
+      yield* puller.offer([{ record: { ...theirs, deleted: true, size: 0, hash: "", blocks: [], version: { aaaaaaaaaaaaaaaa: 2 }, sequence: 3 }, cost: 1 }])
+      yield* Effect.sleep("2500 millis") // past the first retry (1 s after the failure)
+      expect(asked).toEqual(["f.txt"])
+      expect(fs.readFileSync(path.join(root, "f.txt"), "utf8")).toBe("ours")
+    }).pipe(Effect.scoped))
+
   it.live("records of versions held here are settled at once: no slot, no request (their paths are still rechecked)", () =>
     Effect.gen(function*() {
       const { services, hasher } = yield* folderServices

@@ -71,6 +71,9 @@ export interface PullerOptions {
 export const makePuller = (source: BlockSource, options: PullerOptions) =>
   Effect.gen(function*() {
     const incoming = new Map<string, Pending>()
+    // the newest record offered per path not yet done: a failed one waiting to be tried
+    // again is superseded by any offered after it, waiting or already applied
+    const latest = new Map<string, Pending>()
     const attempts = new Map<string, number>()
     const wake = yield* Queue.sliding<void>(1)
 
@@ -86,7 +89,11 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
       })
     yield* Effect.addFinalizer(() => Effect.suspend(() => adjust(-heldFiles, -heldBytes)))
     /** Done with `item`: its cost back to the peer, and out of the backlog. */
-    const done = (item: Pending, settled = true) => Effect.zipRight(options.release(item, settled), adjust(-1, -bytesOf(item)))
+    const done = (item: Pending, settled = true) =>
+      Effect.suspend(() => {
+        if (latest.get(item.record.path) === item) latest.delete(item.record.path)
+        return Effect.zipRight(options.release(item, settled), adjust(-1, -bytesOf(item)))
+      })
 
     /** Take `items` in (each replacing what was waiting for its path), counted in the backlog at once. */
     const offer = (items: Iterable<Pending>) =>
@@ -98,6 +105,7 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
           const before = incoming.get(item.record.path)
           if (before) replaced.push(before)
           incoming.set(item.record.path, item)
+          latest.set(item.record.path, item)
           attempts.delete(item.record.path)
           files++
           bytes += bytesOf(item)
@@ -119,7 +127,7 @@ export const makePuller = (source: BlockSource, options: PullerOptions) =>
           return yield* Effect.logWarning(`giving up on ${showPath(path)} after ${tries} attempts; it is tried again on the next change or reconnect`)
         }
         yield* Effect.sleep(Duration.times(RETRY_DELAY, tries))
-        if (incoming.has(path)) return yield* done(item) // superseded meanwhile
+        if (latest.get(path) !== item) return yield* done(item) // superseded meanwhile (waiting, or applied already)
         incoming.set(path, item)
         attempts.set(path, tries)
         yield* Queue.offer(wake, undefined)
