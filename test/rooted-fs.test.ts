@@ -143,10 +143,11 @@ describe("RootedFs: the folder's own descriptor", () => {
       const disk = new RootedFs(t.root)
       fs.writeFileSync(path.join(t.root, "old.txt"), "in the first folder")
       expect(disk.lstat("old.txt")?.isFile()).toBe(true)
-      const creating = disk.createExclusiveAsync("made-in-old.txt", 0o600) // holds the first folder open
+      const held = disk.holdFolder("")! // a call in flight holds the first folder open
       fs.renameSync(t.root, path.join(t.base, "moved"))
       fs.mkdirSync(t.root)
-      fs.closeSync(await creating)
+      fs.closeSync(fs.openSync(held.at("made-in-old.txt"), "wx"))
+      held.close()
       expect(fs.existsSync(path.join(t.base, "moved", "made-in-old.txt"))).toBe(true)
       await new Promise((r) => setTimeout(r, 1100))
       expect(disk.lstat("old.txt")).toBeUndefined()

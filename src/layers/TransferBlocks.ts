@@ -285,7 +285,7 @@ const startHeadStart = (file: UpcomingFile, source: BlockSource) =>
     return { head, stream }
   }).pipe(Effect.orElseSucceed(() => undefined))
 
-/** Part files of one batch written at once, in the thread pool. */
+/** Part files of one batch fsynced at once, in the thread pool. */
 const BATCH_WRITES = 4
 
 /** Run `f` on each of `items`, at most `limit` at a time; `f` must not reject. */
@@ -300,11 +300,10 @@ const eachLimited = async <A>(items: ReadonlyArray<A>, limit: number, f: (item: 
 /**
  * `fetchInto` for many small files (at most one block each): blocks found locally are
  * copied, the rest asked for in one request and verified as they arrive; then each file
- * is created, written, given its mode and mtime and fsynced in the thread pool, a few at
- * a time, so the event loop never waits on the disk (creating a file waits for the
- * journal while fsyncs commit it). Their bytes wait in memory meanwhile: the puller
- * bounds a batch's bytes. A file that fails (not on the peer, a bad block, a disk error)
- * fails alone, its part file removed.
+ * is created, written and given its mode and mtime, and all are fsynced in the thread
+ * pool, a few at a time, so the event loop does not wait on the journal. Their bytes
+ * wait in memory meanwhile: the puller bounds a batch's bytes. A file that fails (not on
+ * the peer, a bad block, a disk error) fails alone, its part file removed.
  */
 const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource) =>
   Effect.gen(function*() {
@@ -344,31 +343,43 @@ const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource)
     yield* Effect.addFinalizer(() => Effect.sync(() => fds.forEach((fd) => fd >= 0 && fs.closeSync(fd))))
     const partOf: Array<string | undefined> = remotes.map(() => undefined)
     const stats: Array<fs.Stats | undefined> = remotes.map(() => undefined)
+    const fail = (i: number, cause: unknown) => {
+      failures[i] = new FsError({ op: "write", path: remotes[i]!.path, cause })
+      if (partOf[i] !== undefined) parts.remove(partOf[i]!)
+    }
     /**
      * Create (with its mode), write, set mtime (and the mode, if the umask took bits of it:
-     * before the fsync, so it covers them), fsync. The create and the fsync wait on the
-     * journal, in the thread pool; the rest are a page of memory and an inode, done at
-     * once (each thread-pool round trip is two wakeups).
+     * before the fsync, so it covers them); the fsync comes after.
      */
-    const writePart = async (i: number, data: Uint8Array) => {
+    const writePart = (i: number, data: Uint8Array) => {
       const remote = remotes[i]!
       const part = partOf[i] = parts.reserve(remote.path, remote.hash.slice(0, 8))
-      const fd = fds[i] = await disk.createExclusiveAsync(part, modeOf(remote))
+      const fd = fds[i] = disk.createExclusive(part, modeOf(remote))
       if (data.length > 0 && fs.writeSync(fd, data, 0, data.length, 0) !== data.length) throw new Error("short write")
       const st = setTimesAndMode(fd, remote)
-      await fsync(fd)
       stats[i] = st
     }
-    /** Write file `i`; a failure is its own, its part file removed. */
-    const writeOrFail = (i: number) =>
-      writePart(i, contents[i]!.data).catch((cause) => {
-        failures[i] = new FsError({ op: "write", path: remotes[i]!.path, cause })
-        if (partOf[i] !== undefined) parts.remove(partOf[i]!)
+    // All made and written in one synchronous pass, their folders opened once (a batch):
+    // each is a page of memory and an inode. Then fsynced in the thread pool, a few at a
+    // time, where the waits for the journal are. Measured against making each in the pool
+    // (an open there, then its fsync): 10,000 files 5.7-5.9 s against 6.0-6.3 s, 100,000
+    // 44.0 s against 49.1 s (the receiver's CPU 43 s against 50 s); again a sitting later,
+    // 10,000 files 6.1-6.3 s against 6.6-6.9 s.
+    const made = disk.batch(() =>
+      remotes.flatMap((_, i) => {
+        if (contents[i] === undefined) return []
+        try {
+          writePart(i, contents[i]!.data)
+          return [i]
+        } catch (cause) {
+          fail(i, cause)
+          return []
+        }
       })
+    )
     // a plain promise pool, not a fiber per file (a dozen steps each); uninterruptible:
-    // the writes begun finish before the finalizer closes their descriptors
-    const ready = remotes.flatMap((_, i) => (contents[i] !== undefined ? [i] : []))
-    yield* Effect.uninterruptible(Effect.promise(() => eachLimited(ready, BATCH_WRITES, writeOrFail)))
+    // the fsyncs begun finish before the finalizer closes their descriptors
+    yield* Effect.uninterruptible(Effect.promise(() => eachLimited(made, BATCH_WRITES, (i) => fsync(fds[i]!).catch((cause) => fail(i, cause)))))
     return remotes.map((_, i): Either.Either<Fetched, BlockUnavailable | FsError> => {
       const failure = failures[i]
       if (failure !== undefined) return Either.left(failure)

@@ -300,23 +300,6 @@ export class RootedFs {
     return this.inParent(rel, (entry) => fs.openSync(entry, CREATE_FLAGS, mode), makeParents)
   }
 
-  /**
-   * `createExclusive` with the open itself in the thread pool: creating a file waits for
-   * the journal while other files' fsyncs commit it (0.5 ms a file, measured with a
-   * batch of downloads), and the event loop should not. The parent directory is held
-   * open until the open is done, so it is contained as the synchronous call is.
-   */
-  createExclusiveAsync(rel: string, mode: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const { dir, name } = this.openParent(rel, true) // (a throw here rejects)
-      fs.open(dir.at(name), CREATE_FLAGS, mode, (error, fd) => {
-        dir.close()
-        if (error) reject(error)
-        else resolve(fd)
-      })
-    })
-  }
-
   /** Make directory `rel` and any missing parents (all real directories). */
   mkdirs(rel: string): void {
     this.openDir(segmentsOf(rel), true).close()
