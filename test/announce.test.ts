@@ -4,7 +4,6 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { FileRecord } from "../src/domain/FileRecord.js"
 import { IndexBatch } from "../src/domain/Messages.js"
-import { remoteWins } from "../src/domain/Reconcile.js"
 import { decodeFrame, encodeMessage } from "../src/lib/Wire.js"
 import { makeNetwork } from "../src/Testing.js"
 import { eventually, tempDir } from "./support/fs.js"
@@ -33,23 +32,4 @@ describe("a peer's version that loses to ours (concurrent edits: keep)", () => {
       expect(sent[1]!.sequence).toBeGreaterThan(ours.sequence)
       expect(fs.readFileSync(path.join(a, "f.txt"), "utf8")).toBe("ours, edited")
     }).pipe(Effect.scoped), { timeout: 30_000 })
-})
-
-describe("the order of concurrent versions", () => {
-  const base: FileRecord = {
-    path: "f", kind: "file", size: 1, mtimeMs: 5, mode: 0o644, hash: "a".repeat(64), blockSize: 131072, blocks: ["a".repeat(64)], version: {}, deleted: false, sequence: 1
-  }
-  it("is strict: of two different versions exactly one wins, on either side", () => {
-    const versions: Array<FileRecord> = [
-      base,
-      { ...base, deleted: true, blocks: [], size: 0 },
-      { ...base, mtimeMs: 6 },
-      { ...base, hash: "b".repeat(64) },
-      { ...base, mode: 0o600 }, // same content and time, another mode (a chmod on each side)
-      { ...base, kind: "symlink", mode: 0o644 }
-    ]
-    for (const [i, x] of versions.entries()) {
-      for (const y of versions.slice(i + 1)) expect([remoteWins(x, y), remoteWins(y, x)].filter(Boolean)).toHaveLength(1)
-    }
-  })
 })

@@ -70,6 +70,20 @@ describe("decide", () => {
     expect(decide(edited, deleted)).toBe("keep")
     expect(decide(deleted, edited)).toBe("apply")
   })
+
+  it("orders concurrent versions strictly: of two different ones exactly one wins, on either side", () => {
+    const versions = [
+      rec({}),
+      rec({ deleted: true, blocks: [], size: 0 }),
+      rec({ mtimeMs: 1001 }),
+      rec({ hash: h("2") }),
+      rec({ mode: 0o600 }), // same content and time, another mode (a chmod on each side)
+      rec({ kind: "symlink" })
+    ]
+    for (const [i, x] of versions.entries()) {
+      for (const y of versions.slice(i + 1)) expect([remoteWins(x, y), remoteWins(y, x)].filter(Boolean)).toHaveLength(1)
+    }
+  })
 })
 
 describe("conflictPath", () => {

@@ -213,7 +213,7 @@ const MISSING_PAGE = 500
  * becomes a tombstone if it is gone too), a page at a time, an entry before the folders
  * holding it: memory stays flat whatever the size of the subtree.
  */
-export const scanMissingUnder = (dirPath: string) =>
+const scanMissingUnder = (dirPath: string) =>
   Effect.gen(function*() {
     const index = yield* FileIndex
     for (let before: string | undefined; ;) {
@@ -224,8 +224,11 @@ export const scanMissingUnder = (dirPath: string) =>
     }
   })
 
-/** A folder that is gone: what the index held in it, then the folder itself, become tombstones (each if gone). */
-const vanishedFolder = (relDir: string) => Effect.asVoid(Effect.zipRight(scanMissingUnder(relDir), scanPath(relDir)))
+/**
+ * A folder that is gone: what the index held in it, then the folder itself, become
+ * tombstones (each if gone), so peers see its contents go before the folder.
+ */
+export const vanishedFolder = (relDir: string) => Effect.asVoid(Effect.zipRight(scanMissingUnder(relDir), scanPath(relDir)))
 
 const removeStalePart = (rel: string) =>
   Effect.flatMap(Folder, (folder) => fsSync("unlink", rel, () => folder.fs.unlink(rel))).pipe(
@@ -297,8 +300,9 @@ const walk = (relDir: string, seen: { count: number }): Effect.Effect<void, neve
     if (Either.isLeft(listed)) {
       // gone since it was seen (the old name of a folder just renamed, replaced by a link):
       // what it held went with it; else (unreadable) nothing in it is taken for deleted
-      const now = relDir === "" ? undefined : yield* Effect.either(diskState(relDir))
-      if (now !== undefined && Either.isRight(now) && !now.right?.isDirectory()) return yield* vanishedFolder(relDir)
+      const gone = relDir !== "" &&
+        (yield* diskState(relDir).pipe(Effect.map((st) => !st?.isDirectory()), Effect.orElseSucceed(() => false)))
+      if (gone) return yield* vanishedFolder(relDir)
       return yield* Effect.logWarning(`cannot read folder ${showPath(relDir || ".")}: ${printable(listed.left.message)}`)
     }
     const known = yield* index.liveChildren(relDir)

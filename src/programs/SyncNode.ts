@@ -21,7 +21,7 @@ import { SecureChannel } from "../services/SecureChannel.js"
 import { Transport, type Connection } from "../services/Transport.js"
 import { RESCAN_ALL, Watcher } from "../services/Watcher.js"
 import { defaultTiming, runSession, type SessionOptions, type SessionServices, type SessionTiming } from "./PeerSession.js"
-import { indexedAsIs, statOrGone, scanAll, scanMissingUnder, scanPath, scanTree } from "./Scanner.js"
+import { indexedAsIs, statOrGone, scanAll, scanPath, scanTree, vanishedFolder } from "./Scanner.js"
 import { makeSessions, type SessionOutcome } from "./Sessions.js"
 import { makeBacklog } from "./Backlog.js"
 import { makePathLocks } from "../lib/PathLocks.js"
@@ -107,12 +107,10 @@ const onLocalChanges = (paths: ReadonlyArray<string>) =>
         const outcome = yield* scanPath(rel)
         if (present?.isDirectory() && outcome !== "ignored") yield* scanTree(rel)
       }), { concurrency: 4, discard: true })
-    yield* Effect.forEach(vanished, ({ rel, known }) =>
-      Effect.gen(function*() {
-        // children first, so peers see a folder's contents go before the folder itself
-        if (known?.kind === "dir") yield* scanMissingUnder(rel)
-        yield* scanPath(rel)
-      }), { concurrency: 4, discard: true })
+    yield* Effect.forEach(vanished, ({ rel, known }) => (known?.kind === "dir" ? vanishedFolder(rel) : scanPath(rel)), {
+      concurrency: 4,
+      discard: true
+    })
   })
 
 /**
