@@ -126,6 +126,21 @@ describe("hash workers: small files whole", () => {
       }
       expect(hashed.slice(3)).toEqual([undefined, undefined, undefined, undefined])
     }).pipe(Effect.scoped))
+
+  it.live("a job's files read several at a time come back in the order asked, each its own", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      // sizes that finish out of order: large and small mixed, more files than read lanes
+      const names = Array.from({ length: 40 }, (_, i) => `f${i}`)
+      names.forEach((name, i) => fs.writeFileSync(path.join(dir, name), randomBytes(i % 3 === 0 ? BLOCK + 17 * i : 10 + i)))
+      const pool = yield* HashWorkers.make(1)
+      const hashed = yield* pool.hashSmallFiles(names.map((n) => path.join(dir, n)), 2 * BLOCK, BLOCK)
+      for (const [i, name] of names.entries()) {
+        const file = path.join(dir, name)
+        expect(hashed[i]?.size).toBe(fs.statSync(file).size)
+        expect(hashed[i]?.blocks).toEqual(yield* expectedBlocks(file))
+      }
+    }).pipe(Effect.scoped))
 })
 
 describe("HasherBlake3 with workers", () => {
