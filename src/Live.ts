@@ -20,6 +20,7 @@ import * as TransferBlocks from "./layers/TransferBlocks.js"
 import * as TransportTcp from "./layers/TransportTcp.js"
 import * as WatcherParcel from "./layers/WatcherParcel.js"
 import { Discovery, merge as mergeDiscovery } from "./services/Discovery.js"
+import type { Cipher } from "./services/Cipher.js"
 import type { Identity } from "./services/Identity.js"
 import type { Transport } from "./services/Transport.js"
 import * as SyncNode from "./programs/SyncNode.js"
@@ -40,6 +41,8 @@ export interface FolderSettings {
   readonly secret?: SecureChannelLive.SharedSecret
   /** Group (as parseGroup returns it): only peers of the same group complete a handshake. */
   readonly group?: string
+  /** The AEAD sealing session frames; default CipherNode (OpenSSL). */
+  readonly cipher?: Layer.Layer<Cipher>
 }
 
 /**
@@ -62,7 +65,7 @@ export const nodeLayer = <E>(transport: Layer.Layer<Transport, E>, settings: Fol
     settings.discovery ?? DiscoveryStatic.layer(settings.peers),
     EventsPubSub.layer,
     UpcomingPubSub.layer
-  )), Layer.provideMerge(Layer.merge(CipherNode.layer, IdentityEphemeral.layer).pipe(Layer.provideMerge(CurvesNode.layer))))
+  )), Layer.provideMerge(Layer.merge(settings.cipher ?? CipherNode.layer, IdentityEphemeral.layer).pipe(Layer.provideMerge(CurvesNode.layer))))
 
 const defaultLimits: RateLimits = {
   maxConcurrentTransfers: defaults.maxConcurrentTransfers,
@@ -87,9 +90,10 @@ export const discoveryLayer = (config: NodeConfig): Layer.Layer<Discovery, Confi
     )
     : DiscoveryStatic.layer(config.peers)
 
-/** The real thing: TCP, and mDNS discovery unless it is off. */
-export const liveLayer = (config: NodeConfig) =>
+/** The real thing: TCP, and mDNS discovery unless it is off; `cipher` as in FolderSettings. */
+export const liveLayer = (config: NodeConfig, cipher?: Layer.Layer<Cipher>) =>
   nodeLayer(TransportTcp.layer, {
+    ...(cipher === undefined ? {} : { cipher }),
     root: config.root,
     excludes: config.excludes,
     peers: config.peers,
@@ -107,11 +111,12 @@ export const nodeOptions = (config: NodeConfig): NodeOptions => ({
 
 /**
  * Run a node with `config` until interrupted (Ctrl-C, SIGTERM); `observe` gets every
- * event from before the node starts (the CLI renders them).
+ * event from before the node starts (the CLI renders them); `cipher` as in FolderSettings.
  */
 export const runNode = (
   config: NodeConfig,
-  observe: (events: Stream.Stream<NodeEvent>) => Effect.Effect<void> = () => Effect.void
+  observe: (events: Stream.Stream<NodeEvent>) => Effect.Effect<void> = () => Effect.void,
+  cipher?: Layer.Layer<Cipher>
 ) =>
   Effect.gen(function*() {
     if (config.group !== undefined) {
@@ -125,7 +130,7 @@ export const runNode = (
     return yield* Effect.never
   }).pipe(
     Effect.scoped,
-    Effect.provide(liveLayer(config)),
+    Effect.provide(liveLayer(config, cipher)),
     // a folder we cannot set up (read-only, no space) is the user's to fix: say so plainly
     Effect.catchTag("FsError", (e) => Effect.fail(new ConfigError({ message: e.message })))
   )

@@ -2,7 +2,8 @@ import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { growingPercent, YOUNG_CAP, youngGrowthFactor } from "../src/cli/HeapGrowth.js"
+import type { CipherApi } from "../src/services/Cipher.js"
+import { growingPercent, withYoungCollections, YOUNG_CAP, youngCollection, youngGrowthFactor } from "../src/cli/HeapGrowth.js"
 
 const built = join(__dirname, "..", "dist", "cli", "HeapGrowth.js")
 
@@ -39,5 +40,44 @@ describe("heap growth between full collections (CLI)", () => {
     const young = Number(execFileSync(process.execPath, ["--input-type=module", "-e", program], { encoding: "utf8", timeout: 60_000 }))
     expect(young).toBeGreaterThan(0)
     expect(young).toBeLessThanOrEqual(YOUNG_CAP)
+  })
+})
+
+describe("young collections as the cipher's buffers come and go (CLI)", () => {
+  const fake: CipherApi = {
+    name: "fake",
+    seal: (_k, _n, plaintext) => new Uint8Array(plaintext.length + 16),
+    sealParts: (_k, _n, plaintext) => [new Uint8Array(plaintext.length), new Uint8Array(16)],
+    open: (_k, _n, sealed) => (sealed[0] === 0xff ? undefined : new Uint8Array(sealed.length - 16))
+  }
+  const key = new Uint8Array(32)
+  const nonce = new Uint8Array(12)
+  const turn = () => new Promise((resolve) => setImmediate(resolve))
+
+  it("collects once per CHURN_BYTES sealed or opened, on a later turn of the event loop; a frame that fails to open counts nothing", async () => {
+    let collections = 0
+    const cipher = withYoungCollections(() => collections++, 1000)(fake)
+    cipher.seal(key, nonce, new Uint8Array(400))
+    cipher.open(key, nonce, new Uint8Array(416).fill(0xff)) // refused: no buffer made
+    await turn()
+    expect(collections).toBe(0)
+    cipher.sealParts(key, nonce, new Uint8Array(300))
+    cipher.open(key, nonce, new Uint8Array(316)) // 1000 bytes made: one collection, not now
+    cipher.seal(key, nonce, new Uint8Array(5000)) // past it again before it ran: still one
+    expect(collections).toBe(0)
+    await turn()
+    expect(collections).toBe(1)
+    cipher.seal(key, nonce, new Uint8Array(999))
+    await turn()
+    expect(collections).toBe(1)
+    expect(cipher.open(key, nonce, new Uint8Array(17))).toEqual(new Uint8Array(1))
+    await turn()
+    expect(collections).toBe(2)
+  })
+
+  it("has V8's young collection at hand", () => {
+    const collect = youngCollection()
+    expect(collect).toBeTypeOf("function")
+    expect(() => collect!()).not.toThrow()
   })
 })

@@ -13,6 +13,7 @@ import type { NodeConfig } from "../domain/Config.js"
 import { runNode } from "../Live.js"
 import { printable } from "../lib/Printable.js"
 import type { NodeEvent } from "../services/Events.js"
+import { collectingCipherLayer } from "./HeapGrowth.js"
 import { formatLogLine } from "./Log.js"
 import { renderProgress } from "./Progress.js"
 
@@ -31,7 +32,8 @@ const LOG_BACKLOG = 1000
 /** Run the node until interrupted, showing it as `live` (progress view) or plain log lines. */
 export const runCli = (config: NodeConfig, options: { readonly level: LogLevel.LogLevel; readonly live: boolean }) =>
   Effect.gen(function*() {
-    if (!options.live) return yield* runNode(config, printBanner).pipe(Logger.withMinimumLogLevel(options.level))
+    const cipher = collectingCipherLayer()
+    if (!options.live) return yield* runNode(config, printBanner, cipher).pipe(Logger.withMinimumLogLevel(options.level))
     // Live: log lines go above the progress block, never through it; at Info they would
     // repeat what the view shows, so it starts at Warning (Debug still shows all).
     const lines = yield* Queue.sliding<string>(LOG_BACKLOG)
@@ -40,7 +42,7 @@ export const runCli = (config: NodeConfig, options: { readonly level: LogLevel.L
       ? LogLevel.Warning
       : options.level
     return yield* runNode(config, (events) =>
-      renderProgress(events, process.stdout, { mode: "live", color: !process.env.NO_COLOR, messages: Stream.fromQueue(lines) })).pipe(
+      renderProgress(events, process.stdout, { mode: "live", color: !process.env.NO_COLOR, messages: Stream.fromQueue(lines) }), cipher).pipe(
         Logger.withMinimumLogLevel(level),
         Effect.provide(Logger.replace(Logger.defaultLogger, intoView))
       )
