@@ -1,8 +1,8 @@
 /**
  * How far V8 lets the heap grow, and when the young generation is collected, for the
- * CLI's process (a library leaves its host's heap alone). The old generation, between full collections: left to itself, V8 allows up to
- * ~4x what is live, or less when collections look slow, and two workloads pull opposite
- * ways:
+ * CLI's process (a library leaves its host's heap alone). The old generation, between
+ * full collections: left to itself, V8 allows up to ~4x what is live, or less when
+ * collections look slow, and two workloads pull opposite ways:
  *
  * - Many records in flight (small files, large folders): 4x was 100 MB of a receiver's
  *   190 MB peak RSS for 10,000 small files (22 MB live). Doubling at most keeps that peak
@@ -83,9 +83,10 @@ export const tuneHeapGrowth = (): void => {
  * file) after which the young generation is collected. They die at once, but each is a
  * small object in the young generation holding a large one outside the heap, so V8 sees
  * little to collect there and lets them pile up until the external memory forces a full
- * collection. Measured on 1 GiB: the receiver's peak RSS 134-142 -> 113-117 MB and its
- * CPU 5.5-7.6 -> 5.0-6.0 s (fewer full collections); 10,000 small files unchanged.
- * 16 MiB kept most of the pile (132-136 MB).
+ * collection. Measured on 1 GiB, both nodes started: the receiver's peak RSS 129-137 ->
+ * 110-117 MiB and its CPU 7.4-8.0 -> 5.2-5.9 s (fewer full collections), 7.5-8.0 ->
+ * 5.9-6.4 s in all; 10,000 small files unchanged. 16 MiB kept most of the pile
+ * (129-133 MiB).
  */
 export const CHURN_BYTES = 4 * 1024 * 1024
 
@@ -139,7 +140,7 @@ export const withYoungCollections = (collect: () => void, churnBytes = CHURN_BYT
   }
 }
 
-/** OpenSSL's cipher (CipherNode), with young collections as its buffers come and go; as it is where `gc` cannot be had. */
+/** OpenSSL's cipher (CipherNode) with young collections as its buffers come and go; without, where `gc` cannot be had. */
 export const collectingCipherLayer = (): Layer.Layer<Cipher> => {
   const collect = youngCollection()
   if (collect === undefined) return CipherNode.layer
