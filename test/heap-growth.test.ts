@@ -3,7 +3,8 @@ import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import type { CipherApi } from "../src/services/Cipher.js"
-import { growingPercent, withYoungCollections, YOUNG_CAP, youngCollection, youngGrowthFactor } from "../src/cli/HeapGrowth.js"
+import { growingPercent, YOUNG_CAP, youngGrowthFactor } from "../src/cli/HeapGrowth.js"
+import { withYoungCollections, youngCollection } from "../src/cli/YoungCollections.js"
 
 const built = join(__dirname, "..", "dist", "cli", "HeapGrowth.js")
 

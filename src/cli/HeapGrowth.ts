@@ -1,8 +1,8 @@
 /**
- * How far V8 lets the heap grow, and when the young generation is collected, for the
- * CLI's process (a library leaves its host's heap alone). The old generation, between
- * full collections: left to itself, V8 allows up to ~4x what is live, or less when
- * collections look slow, and two workloads pull opposite ways:
+ * How far V8 lets the heap grow, for the CLI's process (a library leaves its host's heap
+ * alone; YoungCollections.ts says when the CLI collects the young generation). The old
+ * generation, between full collections: left to itself, V8 allows up to ~4x what is
+ * live, or less when collections look slow, and two workloads pull opposite ways:
  *
  * - Many records in flight (small files, large folders): 4x was 100 MB of a receiver's
  *   190 MB peak RSS for 10,000 small files (22 MB live). Doubling at most keeps that peak
@@ -27,13 +27,8 @@
  * 100,000 files took 15-20% more CPU (records that live a little longer are promoted,
  * and the old generation is marked more often); 2 x 1 MB, +15% CPU already for 10,000.
  */
-import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import { constants, PerformanceObserver } from "node:perf_hooks"
 import { getHeapSpaceStatistics, setFlagsFromString } from "node:v8"
-import { runInNewContext } from "node:vm"
-import * as CipherNode from "../layers/CipherNode.js"
-import { Cipher, type CipherApi } from "../services/Cipher.js"
 
 const NORMAL = 100
 const STREAMING = 200
@@ -76,73 +71,4 @@ export const tuneHeapGrowth = (): void => {
     majors = 0
     if (next !== current) setFlagsFromString(`--heap-growing-percent=${current = next}`)
   }, 1000).unref()
-}
-
-/**
- * Buffers the cipher makes (each frame sealed or opened: 512 KiB apiece for a large
- * file) after which the young generation is collected. They die at once, but each is a
- * small object in the young generation holding a large one outside the heap, so V8 sees
- * little to collect there and lets them pile up until the external memory forces a full
- * collection. Measured on 1 GiB, both nodes started: the receiver's peak RSS 129-137 ->
- * 110-117 MiB and its CPU 7.4-8.0 -> 5.2-5.9 s (fewer full collections), 7.5-8.0 ->
- * 5.9-6.4 s in all; 10,000 small files unchanged. 16 MiB kept most of the pile
- * (129-133 MiB).
- */
-export const CHURN_BYTES = 4 * 1024 * 1024
-
-/**
- * A young-generation collection on demand: `--expose-gc` set at run time reaches only
- * contexts made after it, so `gc` is taken from a new one. Undefined where that fails.
- */
-export const youngCollection = (): (() => void) | undefined => {
-  try {
-    setFlagsFromString("--expose-gc")
-    const gc: unknown = runInNewContext("gc")
-    return typeof gc === "function" ? () => gc({ type: "minor" }) : undefined
-  } catch {
-    return undefined
-  }
-}
-
-/**
- * `cipher`, with `collect` run once every `churnBytes` of buffers it makes, on a turn of
- * the event loop of its own (setImmediate): not inside a seal or an open, while the
- * frame at hand and its buffers are still in use.
- */
-export const withYoungCollections = (collect: () => void, churnBytes = CHURN_BYTES) => (cipher: CipherApi): CipherApi => {
-  let churn = 0
-  let scheduled = false
-  const made = (bytes: number) => {
-    churn += bytes
-    if (churn < churnBytes || scheduled) return
-    scheduled = true
-    setImmediate(() => {
-      scheduled = false
-      churn = 0
-      collect()
-    })
-  }
-  return {
-    name: cipher.name,
-    seal: (key, nonce, plaintext) => {
-      made(plaintext.length)
-      return cipher.seal(key, nonce, plaintext)
-    },
-    sealParts: (key, nonce, plaintext) => {
-      made(plaintext.length)
-      return cipher.sealParts(key, nonce, plaintext)
-    },
-    open: (key, nonce, sealed) => {
-      const plaintext = cipher.open(key, nonce, sealed)
-      if (plaintext !== undefined) made(plaintext.length)
-      return plaintext
-    }
-  }
-}
-
-/** OpenSSL's cipher (CipherNode) with young collections as its buffers come and go; without, where `gc` cannot be had. */
-export const collectingCipherLayer = (): Layer.Layer<Cipher> => {
-  const collect = youngCollection()
-  if (collect === undefined) return CipherNode.layer
-  return Layer.effect(Cipher, Effect.map(Cipher, withYoungCollections(collect))).pipe(Layer.provide(CipherNode.layer))
 }

@@ -13,7 +13,7 @@ import type { NodeConfig } from "../domain/Config.js"
 import { runNode } from "../Live.js"
 import { printable } from "../lib/Printable.js"
 import type { NodeEvent } from "../services/Events.js"
-import { collectingCipherLayer } from "./HeapGrowth.js"
+import { collectingCipherLayer } from "./YoungCollections.js"
 import { formatLogLine } from "./Log.js"
 import { renderProgress } from "./Progress.js"
 
