@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import type { FileRecord } from "../src/domain/FileRecord.js"
-import { conflictPath, decide, remoteWins } from "../src/domain/Reconcile.js"
+import { appliedVersion, conflictPath, decide, remoteWins } from "../src/domain/Reconcile.js"
 import { bump, compare, merge } from "../src/domain/VersionVector.js"
 import { rng } from "./support/rng.js"
 
@@ -83,6 +83,27 @@ describe("decide", () => {
     for (const [i, x] of versions.entries()) {
       for (const y of versions.slice(i + 1)) expect([remoteWins(x, y), remoteWins(y, x)].filter(Boolean)).toHaveLength(1)
     }
+  })
+})
+
+describe("appliedVersion", () => {
+  const C = "cccccccccccccccc"
+  const tombstone = (version: Record<string, number>) => rec({ deleted: true, size: 0, hash: "", blocks: [], version })
+
+  it("a newer record keeps its version; one that won over a concurrent one of ours is an edit of ours too", () => {
+    expect(appliedVersion(undefined, rec({ version: { [A]: 2 } }), C)).toEqual({ [A]: 2 })
+    expect(appliedVersion(rec({ version: { [A]: 1 } }), rec({ version: { [A]: 2, [B]: 1 } }), C)).toEqual({ [A]: 2, [B]: 1 })
+    expect(appliedVersion(tombstone({ [A]: 1, [B]: 2 }), rec({ version: { [A]: 2, [B]: 1 } }), C)).toEqual({ [A]: 2, [B]: 2, [C]: 1 })
+  })
+
+  it("never gives an edit over a deletion the version another replica gives two deletions merged", () => {
+    // replica C: its deletion {A:1,B:2}, then a peer's edit {A:2,B:1} wins over it (an edit beats a delete)
+    const edit = rec({ version: { [A]: 2, [B]: 1 } })
+    const onC = appliedVersion(tombstone({ [A]: 1, [B]: 2 }), edit, C)
+    // elsewhere, that edit's deletion {A:2,B:1} meets the same deletion {A:1,B:2}: same content, versions merged
+    const mergedDeletions = merge({ [A]: 2, [B]: 1 }, { [A]: 1, [B]: 2 })
+    expect(compare(onC, mergedDeletions)).toBe("newer")
+    expect(decide(tombstone(mergedDeletions), rec({ version: onC }))).toBe("apply")
   })
 })
 

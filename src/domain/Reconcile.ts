@@ -1,5 +1,5 @@
 import { type FileRecord, sameContent } from "./FileRecord.js"
-import { compare } from "./VersionVector.js"
+import { bump, compare, merge, type VersionVector } from "./VersionVector.js"
 
 /**
  * What to do with a record a peer announced, given ours:
@@ -54,4 +54,18 @@ export const conflictPath = (relPath: string, when: Date, replicaId: string): st
   const stamp = `${when.getUTCFullYear()}${pad(when.getUTCMonth() + 1)}${pad(when.getUTCDate())}-` +
     `${pad(when.getUTCHours())}${pad(when.getUTCMinutes())}${pad(when.getUTCSeconds())}`
   return `${dir}${stem}.sync-conflict-${stamp}-${replicaId.slice(0, 7)}${ext}`
+}
+
+/**
+ * The version of a peer's record once applied here over ours (`local`): both merged;
+ * and, where ours was concurrent (a conflict that the peer's side won), one more edit
+ * of this replica. The merge alone can equal what another replica makes of the same
+ * two versions with another outcome (two concurrent deletions merged there, the edit
+ * over a deletion applied here): two contents under one version, which no replica
+ * then takes from the other (seen in the convergence fuzz: a file on one node, its
+ * deletion on three). The extra edit makes ours newer, so the outcome spreads.
+ */
+export const appliedVersion = (local: FileRecord | undefined, remote: FileRecord, replica: string): VersionVector => {
+  const merged = merge(local?.version ?? {}, remote.version)
+  return local !== undefined && compare(local.version, remote.version) === "concurrent" ? bump(merged, replica) : merged
 }

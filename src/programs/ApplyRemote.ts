@@ -6,7 +6,7 @@ import * as path from "node:path"
 import { FsError, type UnsafePath } from "../domain/Errors.js"
 import { fsSync } from "../lib/FsTry.js"
 import type { FileRecord } from "../domain/FileRecord.js"
-import { conflictPath, decide } from "../domain/Reconcile.js"
+import { appliedVersion, conflictPath, decide } from "../domain/Reconcile.js"
 import { merge } from "../domain/VersionVector.js"
 import { validatePeerPath } from "../lib/SafePath.js"
 import { createPart, settlePart } from "../lib/PartFile.js"
@@ -33,10 +33,10 @@ const sentByOf = (remote: FileRecord, from: string | undefined) =>
   from === undefined ? {} : { sentBy: { session: from, version: remote.version } }
 
 /** What the index keeps of a peer's version put in place: the stat key is ours (so our watcher sees no change); content and version are the peer's. */
-const appliedRecord = (remote: FileRecord, local: LocalRecord | undefined, st: fs.Stats, from: string | undefined): NewRecord => ({
+const appliedRecord = (remote: FileRecord, local: LocalRecord | undefined, st: fs.Stats, from: string | undefined, replica: string): NewRecord => ({
   ...remote,
   mode: remote.mode & 0o777,
-  version: merge(local?.version ?? {}, remote.version),
+  version: appliedVersion(local, remote, replica),
   mtimeMs: st.mtimeMs,
   inode: st.ino,
   ...sentByOf(remote, from)
@@ -48,7 +48,7 @@ const storeApplied = (remote: FileRecord, local: LocalRecord | undefined, known:
     const index = yield* FileIndex
     const st = known ?? (yield* diskState(remote.path))
     if (!st) return yield* new FsError({ op: "stat", path: remote.path, cause: "vanished right after being written" })
-    yield* index.put(appliedRecord(remote, local, st, from))
+    yield* index.put(appliedRecord(remote, local, st, from, index.replicaId))
   })
 
 /** Does the index hold what the disk shows at the path (an edit not yet scanned does not)? */
@@ -125,7 +125,13 @@ interface ReceivedPart {
  * returns the record to store; undefined, having changed nothing, for anything else
  * (then commitPart does it all, under the same lock).
  */
-const renamedIntoFreePath = (disk: RootedFs, received: ReceivedPart, local: LocalRecord | undefined, from: string | undefined): NewRecord | undefined => {
+const renamedIntoFreePath = (
+  disk: RootedFs,
+  received: ReceivedPart,
+  local: LocalRecord | undefined,
+  from: string | undefined,
+  replica: string
+): NewRecord | undefined => {
   const { part, partStat, remote } = received
   if (partStat === undefined) return undefined
   try {
@@ -138,7 +144,7 @@ const renamedIntoFreePath = (disk: RootedFs, received: ReceivedPart, local: Loca
     return undefined // commitPart tries again, and reports the error
   }
   settlePart(disk, part)
-  return appliedRecord(remote, local, partStat, from)
+  return appliedRecord(remote, local, partStat, from, replica)
 }
 
 /**
@@ -151,7 +157,7 @@ const commitParts = (received: ReadonlyArray<ReceivedPart>, from: string | undef
     const folder = yield* Folder
     const index = yield* FileIndex
     const locals = yield* index.getMany(received.map((r) => r.remote.path))
-    const quick = folder.fs.batch(() => received.map((r, i) => renamedIntoFreePath(folder.fs, r, Option.getOrUndefined(locals[i]!), from)))
+    const quick = folder.fs.batch(() => received.map((r, i) => renamedIntoFreePath(folder.fs, r, Option.getOrUndefined(locals[i]!), from, index.replicaId)))
     yield* index.putMany(quick.filter((record) => record !== undefined))
     const outcomes: Array<Either.Either<string | undefined, FsError | UnsafePath>> = []
     for (const [i, r] of received.entries()) {
