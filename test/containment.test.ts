@@ -12,7 +12,7 @@ import { RootedFs } from "../src/lib/RootedFs.js"
 import { fileHash } from "../src/programs/Content.js"
 import { decodeFrame, encodeMessage } from "../src/lib/Wire.js"
 import { makeNetwork } from "../src/Testing.js"
-import { describeTree, eventually, folderWithOutside, readOr, tempDir } from "./support/fs.js"
+import { describeTree, eventually, folderWithOutside, partFilesIn, readOr, tempDir } from "./support/fs.js"
 import { askedFiles, EVIL_REPLICA, fileRecord, hostileClient, serveFiles, symlinkRecord } from "./support/hostile.js"
 import { captureLogs, memoryNode, write } from "./support/nodes.js"
 import { SMALL_BATCH } from "../src/programs/Puller.js"
@@ -197,7 +197,7 @@ describe("bounds: every number a peer sends", () => {
         Effect.timeout("10 seconds")
       )
       expect(flowed._tag).toBe("IndexBatch")
-      expect(fs.readdirSync(root).filter((n) => n.endsWith(".part"))).toEqual([])
+      expect(partFilesIn(root)).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(logs.layer))
   }, { timeout: 30_000 })
 })

@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { SyncNodeApi } from "../src/services/SyncNode.js"
 import { makeNetwork, partition } from "../src/Testing.js"
-import { describeTree, tempDir, walkTree } from "./support/fs.js"
+import { describeTree, partFilesIn, tempDir, walkTree } from "./support/fs.js"
 import { memoryNode } from "./support/nodes.js"
 import { type Rng, rng } from "./support/rng.js"
 
@@ -235,7 +235,7 @@ describe("randomized convergence", () => {
         }
         // no part file anywhere
         for (const root of roots) {
-          const parts = Object.keys(describeTree(root, { hash: false })).filter((p) => p.endsWith(".part"))
+          const parts = partFilesIn(root)
           if (parts.length > 0) throw failed(`part files left: ${parts.join(", ")}`)
         }
         // nothing a user wrote is lost

@@ -18,7 +18,7 @@ import { Hasher } from "../src/services/Hasher.js"
 import { Transfer } from "../src/services/Transfer.js"
 import { Upcoming } from "../src/services/Upcoming.js"
 import { makeNetwork } from "../src/Testing.js"
-import { eventually, readOr, tempDir } from "./support/fs.js"
+import { eventually, partFilesIn, readOr, tempDir } from "./support/fs.js"
 import { fileRecord, hostileClient } from "./support/hostile.js"
 import { captureLogs, memoryNode } from "./support/nodes.js"
 
@@ -69,7 +69,7 @@ describe("a head start (blocks fetched while the sender still hashes the file)",
       expect(late.blocks).toEqual([2]) // the one that did not hash as the record says
       yield* eventually("the file in place", () => fs.existsSync(path.join(a, "big.bin")))
       expect(fs.readFileSync(path.join(a, "big.bin")).equals(content)).toBe(true)
-      expect(fs.readdirSync(a).filter((n) => n.endsWith(".part"))).toEqual([])
+      expect(partFilesIn(a)).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
   }, { timeout: 30_000 })
 
@@ -102,10 +102,10 @@ describe("a head start (blocks fetched while the sender still hashes the file)",
         expect(fs.existsSync(path.join(a, "no"))).toBe(false)
         expect(fs.existsSync(path.join(parent, "escape.bin"))).toBe(false)
         expect(readOr(path.join(a, "mine.bin"))).toBe("keep")
-        expect(fs.readdirSync(a).filter((n) => n.endsWith(".part")).length).toBe(1) // first.bin's, waiting for blocks
+        expect(partFilesIn(a)).toEqual([expect.stringMatching(/^\.dsync\/parts\//)]) // first.bin's, waiting for blocks
       }).pipe(Effect.scoped)
       // the node stopped, no record came: the part file is gone
-      expect(fs.readdirSync(a).filter((n) => n.endsWith(".part"))).toEqual([])
+      expect(partFilesIn(a)).toEqual([])
     }).pipe(Effect.scoped), { timeout: 30_000 })
 
   it.live("a new large file is announced while it is hashed, and served by its token only then", () =>

@@ -6,7 +6,7 @@ import { FileRequest, IndexBatch } from "../src/domain/Messages.js"
 import { decodeFrame, encodeBlockData, encodeMessage } from "../src/lib/Wire.js"
 import type { HasherApi } from "../src/services/Hasher.js"
 import { makeNetwork } from "../src/Testing.js"
-import { eventually, readOr, tempDir } from "./support/fs.js"
+import { eventually, partFilesIn, readOr, tempDir } from "./support/fs.js"
 import { askedFiles, fileRecord, hostileClient } from "./support/hostile.js"
 import { captureLogs, memoryNode, write } from "./support/nodes.js"
 
@@ -47,7 +47,7 @@ describe("a hostile peer", () => {
       expect(fs.existsSync(path.join(parent, "escape.txt"))).toBe(false)
       expect(fs.existsSync(path.join(parent, "escape2.txt"))).toBe(false)
       expect(fs.existsSync(path.join(a, "bad.txt"))).toBe(false)
-      expect(fs.readdirSync(a).filter((n) => n.endsWith(".part"))).toEqual([])
+      expect(partFilesIn(a)).toEqual([])
 
       // garbage inside the encrypted channel: the node drops this connection and says why
       yield* channel.send(new Uint8Array([0, ...Buffer.from("{not json")]))
@@ -70,7 +70,7 @@ describe("a hostile peer", () => {
       yield* channel.send(encodeMessage(new IndexBatch({ records: [record("wanted.txt", "hello", hasher)], initialDone: true })))
       yield* eventually("stalled stream cancelled", () => logs.lines.some((l) => l.includes("the peer sent too slowly")))
       expect(fs.existsSync(path.join(a, "wanted.txt"))).toBe(false)
-      expect(fs.readdirSync(a).filter((n) => n.endsWith(".part"))).toEqual([])
+      expect(partFilesIn(a)).toEqual([])
       // a second hostile peer that says nothing after its hello is dropped as idle
       yield* hostileClient(network)
       yield* eventually("idle peer dropped", () => logs.lines.some((l) => l.includes("idle timeout")), 5_000)

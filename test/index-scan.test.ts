@@ -6,7 +6,7 @@ import * as path from "node:path"
 import * as FolderLocal from "../src/layers/FolderLocal.js"
 import * as HasherBlake3 from "../src/layers/HasherBlake3.js"
 import * as IndexSqlite from "../src/layers/IndexSqlite.js"
-import { createPart } from "../src/lib/PartFile.js"
+import { createPart, PART_DIR } from "../src/lib/PartFile.js"
 import { scanAll, scanPath, scanTree } from "../src/programs/Scanner.js"
 import { contentHashedAhead, fileHash } from "../src/programs/Content.js"
 import { Hasher } from "../src/services/Hasher.js"
@@ -200,24 +200,34 @@ describe("index and scanner", () => {
       const root = yield* tempDir()
       write(root, "sub/.dsync-0123abcd-89abcdef.part", "half a file")
       write(root, "sub/user.part", "not ours")
+      write(root, `${PART_DIR}/.dsync-0123abcd-0badcafe.part`, "half a file in the part folder")
+      const present = (rel: string) => fs.lstatSync(path.join(root, rel), { throwIfNoEntry: false }) !== undefined // (a link's target is not there)
       yield* withIndex(root, Effect.gen(function*() {
         const folder = yield* Folder
-        // a download in progress: its part file survives a later scan while its scope is open
+        // downloads in progress (in the part folder, and a symlink's beside its target):
+        // their part files survive a later scan while their scope is open
         const writing = yield* Effect.scoped(Effect.gen(function*() {
-          const part = yield* createPart(folder.fs, "sub/f.txt", "feedbeef", (p) => fs.closeSync(folder.fs.createExclusive(p, 0o600)))
+          const parts = [
+            yield* createPart(folder.fs, "sub/f.txt", "feedbeef", (p) => fs.closeSync(folder.fs.createExclusive(p, 0o600))),
+            yield* createPart(folder.fs, "sub/link", "0", (p) => folder.fs.symlink("f.txt", p), "beside")
+          ]
+          expect(parts.map((p) => path.posix.dirname(p))).toEqual([PART_DIR, "sub"])
           yield* scanAll
-          expect(fs.existsSync(path.join(root, part))).toBe(true)
-          // one left behind (a stopped run, or moved here with its folder) goes at once
+          expect(parts.map(present)).toEqual([true, true])
+          // those left behind (a stopped run, or moved here with its folder) go at once
           expect(fs.existsSync(path.join(root, "sub/.dsync-0123abcd-89abcdef.part"))).toBe(false)
-          return part
+          expect(fs.existsSync(path.join(root, PART_DIR, ".dsync-0123abcd-0badcafe.part"))).toBe(false)
+          return parts
         }))
-        // the download's scope closed successfully (renamed into place, here never): no longer in progress
+        // the downloads' scope closed successfully (renamed into place, here never): no longer in progress
         yield* scanAll
-        expect(fs.existsSync(path.join(root, writing))).toBe(false)
+        expect(writing.map(present)).toEqual([false, false])
       }))
       write(root, "sub/.dsync-0123abcd-01234567.part", "left by a run that stopped")
+      write(root, `${PART_DIR}/.dsync-0123abcd-01234567.part`, "left by a run that stopped")
       yield* withIndex(root, scanAll)
       expect(fs.existsSync(path.join(root, "sub/.dsync-0123abcd-01234567.part"))).toBe(false)
+      expect(fs.existsSync(path.join(root, PART_DIR, ".dsync-0123abcd-01234567.part"))).toBe(false)
       expect(fs.existsSync(path.join(root, "sub/user.part"))).toBe(true)
     }).pipe(Effect.scoped))
 

@@ -11,11 +11,13 @@ import * as TransferBlocks from "../src/layers/TransferBlocks.js"
 import { type BlockSource, Transfer } from "../src/services/Transfer.js"
 import { fileHash } from "../src/programs/Content.js"
 import { makePuller, SMALL_BATCH } from "../src/programs/Puller.js"
+import { applyRemoteFiles } from "../src/programs/ApplyRemote.js"
+import { Folder } from "../src/services/Folder.js"
 import { makeTransferSlots } from "../src/programs/TransferSlots.js"
 import { makePathLocks } from "../src/lib/PathLocks.js"
 import { Hasher, type HasherApi } from "../src/services/Hasher.js"
 import { FileIndex } from "../src/services/FileIndex.js"
-import { eventually, readOr, tempDir } from "./support/fs.js"
+import { eventually, partFilesIn, readOr, tempDir } from "./support/fs.js"
 
 const noRecheck = { add: () => Effect.void, writing: () => <A, E, R>(effect: Effect.Effect<A, E, R>) => effect, pending: () => false }
 
@@ -86,7 +88,7 @@ describe("puller", () => {
       yield* puller.offer(records.map((record) => ({ record, cost: 10 })))
       yield* eventually("all written", () => contents.every((c, i) => fs.existsSync(path.join(root, `f${i}.txt`)) && fs.readFileSync(path.join(root, `f${i}.txt`)).equals(c)), 20_000)
       yield* eventually("every record's cost returned", () => released === 10 * contents.length)
-      expect(fs.readdirSync(root).filter((n) => n.endsWith(".part"))).toEqual([])
+      expect(partFilesIn(root)).toEqual([])
       return most
     })
 
@@ -225,13 +227,20 @@ describe("puller", () => {
   it.live("a batch's file whose part file cannot be made fails alone: the others are written, and no part file is left", () =>
     Effect.gen(function*() {
       const { root, services, hasher } = yield* folderServices
-      fs.writeFileSync(path.join(root, "blocker"), "a file where the peer has a folder")
-      const contents = ["first", "under a file", "last"].map((text) => Buffer.from(text))
-      const records = ["a.txt", "blocker/b.txt", "c.txt"].map((p, i) => fileRecordOf(hasher, p, contents[i]!, i + 1))
+      const contents = ["first", "second", "last"].map((text) => Buffer.from(text))
+      const records = ["a.txt", "b.txt", "c.txt"].map((p, i) => fileRecordOf(hasher, p, contents[i]!, i + 1))
       const source: BlockSource = {
         peerId: "p",
         fetchBlocks: () => Effect.void,
         fetchFiles: (files, sink) => Effect.sync(() => files.forEach((_, i) => void sink(i, contents[i]!, false)))
+      }
+      // the second create fails (a full disk, no inodes left)
+      const disk = (yield* Effect.provide(Folder, services)).fs
+      const create = disk.createExclusive.bind(disk)
+      let creates = 0
+      disk.createExclusive = (rel, mode, makeParents) => {
+        if (++creates === 2) throw Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" })
+        return create(rel, mode, makeParents)
       }
       const parts = yield* Effect.scoped(Effect.gen(function*() {
         const transfer = yield* Transfer
@@ -243,6 +252,23 @@ describe("puller", () => {
       }).pipe(Effect.provide(services)))
       expect(parts).toHaveLength(2)
       // not renamed into place here: the scope's end removed them; the failed one left nothing
-      expect(fs.readdirSync(root).filter((n) => n !== ".dsync" && n !== ".dsyncignore")).toEqual(["blocker"])
+      expect(partFilesIn(root)).toEqual([])
+    }).pipe(Effect.scoped))
+
+  it.live("a batch's file whose folder cannot be made (a file is there) fails alone: the others are put in place, and no part file is left", () =>
+    Effect.gen(function*() {
+      const { root, services, hasher } = yield* folderServices
+      fs.writeFileSync(path.join(root, "blocker"), "a file where the peer has a folder")
+      const contents = ["first", "under a file", "last"].map((text) => Buffer.from(text))
+      const records = ["a.txt", "blocker/b.txt", "c.txt"].map((p, i) => fileRecordOf(hasher, p, contents[i]!, i + 1))
+      const source: BlockSource = {
+        peerId: "p",
+        fetchBlocks: () => Effect.void,
+        fetchFiles: (files, sink) => Effect.sync(() => files.forEach((file, i) => void sink(i, contents[records.findIndex((r) => r.path === file.path)]!, false)))
+      }
+      const outcomes = yield* applyRemoteFiles(records, source).pipe(Effect.provide(services), Effect.scoped)
+      expect(outcomes).toEqual([true, false, true])
+      expect(["a.txt", "c.txt", "blocker"].map((p) => readOr(path.join(root, p)))).toEqual(["first", "last", "a file where the peer has a folder"])
+      expect(partFilesIn(root)).toEqual([])
     }).pipe(Effect.scoped))
 })

@@ -11,7 +11,7 @@ import { scanAll } from "../src/programs/Scanner.js"
 import { FileIndex } from "../src/services/FileIndex.js"
 import { Hasher } from "../src/services/Hasher.js"
 import { type BlockSource, BlockUnavailable, Transfer } from "../src/services/Transfer.js"
-import { tempDir } from "./support/fs.js"
+import { partFilesIn, tempDir } from "./support/fs.js"
 import { fileRecord } from "./support/hostile.js"
 
 const services = (root: string) =>
@@ -70,12 +70,13 @@ describe("Transfer (TransferBlocks)", () => {
         })
         const fetched = yield* Effect.scoped(transfer.fetch(record, source(false)))
         expect(fetched.fetched).toBe(3)
+        expect(fetched.part).toMatch(/^\.dsync\/parts\/\.dsync-[0-9a-f]+-[0-9a-f]+\.part$/) // where the watcher does not look
         expect(fs.readFileSync(path.join(root, fetched.part)).equals(content)).toBe(true)
         expect(fs.statSync(path.join(root, fetched.part)).mode & 0o7777).toBe(0o755) // no setuid from a peer
         fs.rmSync(path.join(root, fetched.part))
         const bad = yield* Effect.scoped(transfer.fetch({ ...record, path: "d/bad.bin" }, source(true))).pipe(Effect.flip)
         expect(bad._tag === "BlockUnavailable" && bad.reason).toMatch(/failed its hash check/)
-        expect(fs.readdirSync(path.join(root, "d")).filter((n) => n.endsWith(".part"))).toEqual([])
+        expect(partFilesIn(root)).toEqual([])
       }).pipe(Effect.provide(services(root)))
     }).pipe(Effect.scoped))
 
@@ -138,7 +139,7 @@ describe("Transfer (TransferBlocks)", () => {
           expect(fs.statSync(path.join(root, fetched[1]!.part)).mode & 0o7777).toBe(0o640) // no setgid from a peer
           expect(fs.readFileSync(path.join(root, fetched[2]!.part)).length).toBe(0)
           // the failed ones left nothing
-          expect(fs.readdirSync(path.join(root, "d")).filter((n) => n.endsWith(".part")).length).toBe(3)
+          expect(partFilesIn(root).length).toBe(3)
           return fetched.map((f) => f.part)
         }))
         // none was renamed into place: the scope took them all away

@@ -54,13 +54,14 @@ const verifiedBlock = (hasher: HasherApi, received: Uint8Array, compressed: bool
 }
 
 /**
- * A new part file next to `relPath`, open for writing, with a writer for its blocks;
- * closed with the scope (see createPart), once the writes queued in it are done.
+ * A new part file for `relPath` (in the part folder, made if missing), open for writing,
+ * with a writer for its blocks; closed with the scope (see createPart), once the writes
+ * queued in it are done.
  */
-const openPart = (disk: RootedFs, relPath: string, tag: string, makeParents = true) =>
+const openPart = (disk: RootedFs, relPath: string, tag: string) =>
   Effect.gen(function*() {
     let fd = -1
-    const part = yield* createPart(disk, relPath, tag, (p) => void (fd = disk.createExclusive(p, 0o600, makeParents)))
+    const part = yield* createPart(disk, relPath, tag, (p) => void (fd = disk.createExclusive(p, 0o600)))
     yield* Effect.addFinalizer(() => Effect.sync(() => fs.closeSync(fd)))
     const writer = new BlockWriter(fd)
     yield* Effect.addFinalizer(() => writer.drained) // (finalizers run last first: before the close)
@@ -158,7 +159,7 @@ const reportTransfer = (
   })
 
 /**
- * Download `remote` into a `.part` file next to its target: blocks found locally are
+ * Download `remote` into a `.part` file in the part folder: blocks found locally are
  * copied, the rest fetched from the peer; every block is hash-checked, the file fsynced,
  * its mode and mtime set through the descriptor. The part file is removed if anything
  * fails or the fiber is interrupted. With a head start for it, its part file is taken
@@ -238,8 +239,8 @@ const fetchInto = (remote: FileRecord, source: BlockSource, head: HeadStart | un
 
 /**
  * Fetch the blocks of `file`, announced by `source` while it hashes it, into a part file
- * next to its target, each block's hash computed as it is written (see HeadStart). Only
- * for a path where nothing is, in a folder that exists: no folder is made, and nothing
+ * (in the part folder), each block's hash computed as it is written (see HeadStart). Only
+ * for a path where nothing is, in a folder that exists: no folder of the user's is made, and nothing
  * of ours is replaced or looked at, before the record is there to be checked. Not for
  * a file whose first block we have: likely a copy or a rename, which costs no transfer.
  */
@@ -258,7 +259,7 @@ const startHeadStart = (file: UpcomingFile, source: BlockSource) =>
     yield* ensureSpace(disk, file.size)
     const shape = announcedShape(file.size)
     const scope = yield* Scope.make()
-    const made = yield* Effect.either(Scope.extend(openPart(disk, file.path, file.token.slice(0, 8), false), scope))
+    const made = yield* Effect.either(Scope.extend(openPart(disk, file.path, file.token.slice(0, 8)), scope))
     if (Either.isLeft(made)) return yield* Effect.as(Scope.close(scope, Exit.void), undefined)
     const { part, fd, writer } = made.right
     const head: HeadStart = {

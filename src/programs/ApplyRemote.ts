@@ -9,7 +9,7 @@ import type { FileRecord } from "../domain/FileRecord.js"
 import { appliedVersion, conflictPath, decide } from "../domain/Reconcile.js"
 import { merge } from "../domain/VersionVector.js"
 import { validatePeerPath } from "../lib/SafePath.js"
-import { createPart, settlePart } from "../lib/PartFile.js"
+import { createPart, placePart, settlePart } from "../lib/PartFile.js"
 import type { RootedFs } from "../lib/RootedFs.js"
 import { printable, showPath } from "../lib/Printable.js"
 import { FileIndex, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
@@ -20,10 +20,13 @@ import { type BlockSource, type BlockUnavailable, type Fetched, Transfer } from 
 import { diskState, scanLocked, scanPath, statMatches } from "./Scanner.js"
 import { moveToTrash, numbered, preserveInTrash } from "./Trash.js"
 
-/** Create a symlink at a temporary name, to be renamed over the target (never followed). */
+/**
+ * Create a symlink at a temporary name beside the target, to be renamed over it (never
+ * followed): beside it, as no copy could stand in for a link where a mount is between.
+ */
 const symlinkToPart = (remote: FileRecord) =>
   Effect.flatMap(Folder, (folder) =>
-    createPart(folder.fs, remote.path, "0", (p) => folder.fs.symlink(remote.target ?? "", p)))
+    createPart(folder.fs, remote.path, "0", (p) => folder.fs.symlink(remote.target ?? "", p), "beside"))
 
 /**
  * The session `remote` came in, when known (`from`): the record stored for it is that
@@ -105,9 +108,9 @@ const commitPart = (remote: FileRecord, part: string, partStat: fs.Stats | undef
     } else if (present?.isDirectory()) {
       yield* fsSync("rmdir", remote.path, () => folder.fs.rmdir(remote.path)) // only if empty: never drop a tree
     }
-    yield* fsSync("rename", part, () => folder.fs.rename(part, remote.path))
+    const copied = yield* fsSync("rename", part, () => placePart(folder.fs, part, remote.path))
     settlePart(folder.fs, part)
-    yield* storeApplied(remote, local, partStat, from)
+    yield* storeApplied(remote, local, copied ?? partStat, from)
     return conflictCopy
   })
 
@@ -123,7 +126,7 @@ interface ReceivedPart {
  * The common case of `commitPart`, all synchronous: nothing is at the path, the index
  * agrees, and the peer's version wins (a new file). Renames the part into place and
  * returns the record to store; undefined, having changed nothing, for anything else
- * (then commitPart does it all, under the same lock).
+ * (then commitPart does it all, under the same lock: a rename across filesystems too).
  */
 const renamedIntoFreePath = (
   disk: RootedFs,

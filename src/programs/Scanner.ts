@@ -15,7 +15,7 @@ import { Folder } from "../services/Folder.js"
 import { Hasher } from "../services/Hasher.js"
 import { Upcoming } from "../services/Upcoming.js"
 import { letEventLoopTurn } from "../lib/EventLoop.js"
-import { PART_FILE, partInProgress } from "../lib/PartFile.js"
+import { PART_DIR, PART_FILE, partInProgress } from "../lib/PartFile.js"
 import type { RootedFs } from "../lib/RootedFs.js"
 import { type Content, contentHashedAhead, hashAhead, hashFileContent } from "./Content.js"
 import type { SmallFileHash } from "../lib/HashWorkers.js"
@@ -236,6 +236,19 @@ const removeStalePart = (rel: string) =>
     Effect.ignore
   )
 
+/** One of our part files: a download's, or a symlink's to be renamed into place. */
+const isOurPart = (entry: Dirent) => (entry.isFile() || entry.isSymbolicLink()) && PART_FILE.test(entry.name)
+
+/** Our part files in the part folder that no download in progress holds (left by a run that stopped). */
+const removeStaleParts = Effect.gen(function*() {
+  const folder = yield* Folder
+  const entries = yield* fsSync("read", PART_DIR, () => folder.fs.readdir(PART_DIR)).pipe(Effect.orElseSucceed(() => []))
+  for (const entry of entries) {
+    const rel = `${PART_DIR}/${entry.name}`
+    if (isOurPart(entry) && !partInProgress(folder.fs, rel)) yield* removeStalePart(rel)
+  }
+})
+
 /**
  * Look again at what the index held in a folder (`known`, read before its entries were
  * scanned) that its listing `entries` lacks, each becoming a tombstone if it is gone;
@@ -272,7 +285,7 @@ const prepareBatch = (relDir: string, batch: ReadonlyArray<Dirent>, indexed: Rea
     const entries: Array<Dirent> = []
     const newFiles: Array<string> = []
     for (const entry of batch) {
-      const part = entry.isFile() && PART_FILE.test(entry.name)
+      const part = isOurPart(entry)
       if (!part && (yield* folder.isIgnored(relDir === "" ? entry.name : `${relDir}/${entry.name}`, entry.isDirectory()))) continue
       entries.push(entry)
       if (!part && entry.isFile() && !indexed.has(entry.name)) newFiles.push(entry.name)
@@ -359,7 +372,7 @@ const walkEntries = (relDir: string, entries: ReadonlyArray<Dirent>, ahead: Hash
       Effect.gen(function*() {
         const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
         if (indexed.has(rel)) return
-        if (entry.isFile() && PART_FILE.test(entry.name)) {
+        if (isOurPart(entry)) {
           return partInProgress(folder.fs, rel) ? undefined : yield* removeStalePart(rel)
         }
         seen.count++
@@ -379,6 +392,7 @@ export const scanTree = (relDir: string) => walk(relDir, { count: 0 })
  */
 export const scanAll: Effect.Effect<number, never, FileIndex | Folder | Hasher> = Effect.gen(function*() {
   const seen = { count: 0 }
+  yield* removeStaleParts
   yield* walk("", seen)
   return seen.count
 })

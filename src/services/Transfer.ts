@@ -59,7 +59,7 @@ export interface ServedBlock {
 
 /** A download finished into its part file, not yet in place. */
 export interface Fetched {
-  /** The part file, folder-relative, next to the target. */
+  /** The part file, folder-relative (in the part folder, see PartFile.PART_DIR). */
   readonly part: string
   /** Blocks and bytes that came from the peer (the rest were copied from local files). */
   readonly fetched: number
@@ -89,7 +89,7 @@ export interface TransferApi {
     into: (index: number, size: number) => Uint8Array
   ) => Stream.Stream<ServedBlock, BlockUnavailable>
   /**
-   * Fetch `record` from `source` into a new part file next to its target: every block
+   * Fetch `record` from `source` into a new part file (see PartFile.PART_DIR): every block
    * hash-checked, the file fsynced, its mode (permission bits only) and mtime set. The
    * part file is removed if the scope closes with a failure. A head start for it
    * (`headStart`) is taken over: its part file, and the blocks in it that hash as listed.

@@ -67,6 +67,16 @@ export const walkTree = (root: string, visit: (entry: fs.Dirent, abs: string, re
   walk(root, "")
 }
 
+/** Our part files (`*.part`) anywhere under `root`: beside their targets, or in `.dsync/parts`. */
+export const partFilesIn = (root: string): Array<string> => {
+  const found: Array<string> = []
+  walkTree(root, (entry, _abs, rel) => {
+    if (rel === ".dsync/trash") return false
+    if (entry.isFile() && entry.name.endsWith(".part")) found.push(rel)
+  })
+  return found
+}
+
 export interface TreeEntry {
   readonly kind: "dir" | "file" | "symlink" | "other"
   readonly size?: number
