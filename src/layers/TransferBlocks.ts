@@ -239,10 +239,11 @@ const fetchInto = (remote: FileRecord, source: BlockSource, head: HeadStart | un
 
 /**
  * Fetch the blocks of `file`, announced by `source` while it hashes it, into a part file
- * (in the part folder), each block's hash computed as it is written (see HeadStart). Only
- * for a path where nothing is, in a folder that exists: no folder of the user's is made, and nothing
- * of ours is replaced or looked at, before the record is there to be checked. Not for
- * a file whose first block we have: likely a copy or a rename, which costs no transfer.
+ * (in the part folder), each block's hash computed as it is written (see HeadStart).
+ * Only for a path where nothing is, in a folder that exists: no folder of the user's is
+ * made, and nothing of ours is replaced or looked at, before the record is there to be
+ * checked. Not for a file whose first block we have: likely a copy or a rename, which
+ * costs no transfer.
  */
 const startHeadStart = (file: UpcomingFile, source: BlockSource) =>
   Effect.gen(function*() {

@@ -141,8 +141,10 @@ export const placePart = (disk: RootedFs, part: string, target: string): fs.Stat
   const beside = partName(target, "x", "beside")
   registry.add(beside) // in progress: a scan meanwhile leaves it
   try {
+    const original = disk.lstat(part)
+    if (original === undefined) throw Object.assign(new Error(`ENOENT: ${part} is gone`), { code: "ENOENT" })
     disk.linkNew(part, beside) // (a copy: no link crosses filesystems)
-    const st = syncedCopy(disk, beside, disk.lstat(part)!)
+    const st = syncedCopy(disk, beside, original)
     disk.rename(beside, target)
     registry.delete(beside)
     try {
@@ -163,7 +165,7 @@ export const placePart = (disk: RootedFs, part: string, target: string): fs.Stat
 const syncedCopy = (disk: RootedFs, rel: string, original: fs.Stats): fs.Stats => {
   const fd = disk.openRead(rel)
   try {
-    fs.futimesSync(fd, original.atime, original.mtime)
+    fs.futimesSync(fd, original.atimeMs / 1000, original.mtimeMs / 1000)
     fs.fsyncSync(fd)
     return fs.fstatSync(fd)
   } finally {

@@ -225,7 +225,7 @@ export class RootedFs {
 
   /**
    * Run `f` on entries `from` and `to`, their parents held open (`to`'s made first): one
-   * walk when both are in the same directory (a part file made beside its target and it).
+   * walk when both are in the same directory (a symlink's part file and its target are).
    */
   private inParents<A>(from: string, to: string, f: (source: string, target: string) => A): A {
     if (parentOf(from) !== parentOf(to)) return this.inParent(from, (source) => this.inParent(to, (target) => f(source, target), true))
