@@ -73,6 +73,24 @@ describe("a head start (blocks fetched while the sender still hashes the file)",
     }).pipe(Effect.scoped, Effect.provide(logs.layer), logs.level)
   }, { timeout: 30_000 })
 
+  it.live("cut short (the peer stopped sending), keeps the blocks that came and fetches the rest with the record", () =>
+    Effect.gen(function*() {
+      const a = yield* tempDir()
+      const network = makeNetwork()
+      yield* memoryNode(network, "a", a, [])
+      const { channel, hasher } = yield* hostileClient(network)
+      yield* channel.send(encodeMessage(new UpcomingMessage({ token: TOKEN, path: "big.bin", size: content.length, first: hasher.hash(blockOf(0)) })))
+      // blocks 0 and 3 only: the part file is shorter than the file, with a hole
+      yield* answerRequest(channel, (i) => (i === 0 || i === 3 ? blockOf(i) : undefined))
+      const record = fileRecord("big.bin", content, hasher)
+      yield* channel.send(encodeMessage(new IndexBatch({ records: [record], initialDone: true })))
+      const late = yield* answerRequest(channel, blockOf)
+      expect(late.blocks).toEqual([1, 2, 4, 5])
+      yield* eventually("the file in place", () => fs.existsSync(path.join(a, "big.bin")))
+      expect(fs.readFileSync(path.join(a, "big.bin")).equals(content)).toBe(true)
+      expect(partFilesIn(a)).toEqual([])
+    }).pipe(Effect.scoped), { timeout: 30_000 })
+
   it.live("is not taken where a file or nothing is, for a copy of a file we have, outside the folder, or twice at once; its part file goes with the node", () =>
     Effect.gen(function*() {
       const parent = yield* tempDir()
