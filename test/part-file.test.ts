@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { PART_DIR, partName, placePart } from "../src/lib/PartFile.js"
+import { PART_DIR, PART_FILE, partName, placePart } from "../src/lib/PartFile.js"
 import { RootedFs } from "../src/lib/RootedFs.js"
 import { partFilesIn, tempDir } from "./support/fs.js"
 
@@ -41,6 +41,8 @@ describe("part files", () => {
     expect(partName("sub/f.txt", "cafe")).toMatch(/^\.dsync\/parts\/\.dsync-cafe-[0-9a-f]+\.part$/)
     expect(partName("sub/link", "0", "beside")).toMatch(/^sub\/\.dsync-0-[0-9a-f]+\.part$/)
     expect(partName("f.txt", "a") === partName("f.txt", "a")).toBe(false)
+    // always a name the scanner and the watcher know as ours, whatever the tag
+    for (const tag of ["cafe", "0", "not hex", ""]) expect(path.posix.basename(partName("d/f", tag, "beside"))).toMatch(PART_FILE)
   })
 
   it.live("placePart renames a finished part over its target", () =>

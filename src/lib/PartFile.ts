@@ -27,7 +27,10 @@ export const PART_DIR = ".dsync/parts"
 const partPrefix = randomBytes(4).toString("hex")
 let partCounter = 0
 
-const uniqueName = (tag: string) => `.dsync-${tag}-${partPrefix}${(partCounter++).toString(16)}.part`
+const HEX = /^[0-9a-f]+$/
+
+/** A new part file name; `tag` (hex, else "0") says what it is for, to whoever looks. */
+const uniqueName = (tag: string) => `.dsync-${HEX.test(tag) ? tag : "0"}-${partPrefix}${(partCounter++).toString(16)}.part`
 
 /** Where a part file for `relPath` goes: the part folder, or `beside` its target. */
 export type PartPlace = "parts" | "beside"
@@ -138,7 +141,7 @@ export const placePart = (disk: RootedFs, part: string, target: string): fs.Stat
     if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e
   }
   const registry = registryOf(disk)
-  const beside = partName(target, "x", "beside")
+  const beside = partName(target, "c", "beside")
   registry.add(beside) // in progress: a scan meanwhile leaves it
   try {
     const original = disk.lstat(part)
