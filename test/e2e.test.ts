@@ -10,10 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   describeTree,
   type DsyncProcess,
-  findFiles,
   freePorts,
   logsOf,
   mainJs,
+  partFilesIn,
   sha256File,
   startDsync,
   stopAll,
@@ -214,7 +214,7 @@ describe.skipIf(!fs.existsSync(mainJs))("dsync end to end (two processes on 127.
     expect(stopB.code, summary).toBe(0)
     expect(stopA.ms, summary).toBeLessThan(2_000)
     expect(stopB.ms, summary).toBeLessThan(2_000)
-    expect([...findFiles(dirA, ".part"), ...findFiles(dirB, ".part")]).toEqual([])
+    expect([...partFilesIn(dirA), ...partFilesIn(dirB)]).toEqual([])
   })
 
   it("a port already in use: exits non-zero with one `dsync:` line on stderr", async () => {
@@ -254,13 +254,13 @@ describe.skipIf(!fs.existsSync(mainJs))("dsync end to end (two processes on 127.
     await d.startup(30_000)
     const e = startDsync({ folder: dirE, port: portE!, name: "node-e", peerPorts: [portD!], configHome })
     others.push(e)
-    await waitUntil("E to start downloading", () => findFiles(dirE, ".part").length > 0, 30_000)
+    await waitUntil("E to start downloading", () => partFilesIn(dirE).length > 0, 30_000)
     const stopped = await e.stop(5_000, "SIGINT")
     const details = `${JSON.stringify(stopped)}\n${logsOf(d, e)}`
     expect(stopped.killed, details).toBe(false)
     expect(stopped.code, details).toBe(0)
     expect(stopped.ms, details).toBeLessThan(2_000)
-    expect(findFiles(dirE, ".part"), details).toEqual([])
+    expect(partFilesIn(dirE), details).toEqual([])
     expect(fs.existsSync(path.join(dirE, "large.bin")), details).toBe(false)
   }, 120_000)
 })

@@ -230,23 +230,24 @@ const scanMissingUnder = (dirPath: string) =>
  */
 export const vanishedFolder = (relDir: string) => Effect.asVoid(Effect.zipRight(scanMissingUnder(relDir), scanPath(relDir)))
 
-const removeStalePart = (rel: string) =>
-  Effect.flatMap(Folder, (folder) => fsSync("unlink", rel, () => folder.fs.unlink(rel))).pipe(
-    Effect.zipRight(Effect.logDebug(`removed stale partial file ${showPath(rel)}`)),
-    Effect.ignore
-  )
+/** Remove our part file `rel` unless a download in progress holds it (one left by a run that stopped, or moved away from its download). */
+const removeIfStale = (rel: string) =>
+  Effect.flatMap(Folder, (folder) =>
+    partInProgress(folder.fs, rel)
+      ? Effect.void
+      : fsSync("unlink", rel, () => folder.fs.unlink(rel)).pipe(
+        Effect.zipRight(Effect.logDebug(`removed stale partial file ${showPath(rel)}`)),
+        Effect.ignore
+      ))
 
 /** One of our part files: a download's, or a symlink's to be renamed into place. */
 const isOurPart = (entry: Dirent) => (entry.isFile() || entry.isSymbolicLink()) && PART_FILE.test(entry.name)
 
-/** Our part files in the part folder that no download in progress holds (left by a run that stopped). */
+/** Our stale part files in the part folder (see removeIfStale). */
 const removeStaleParts = Effect.gen(function*() {
   const folder = yield* Folder
   const entries = yield* fsSync("read", PART_DIR, () => folder.fs.readdir(PART_DIR)).pipe(Effect.orElseSucceed(() => []))
-  for (const entry of entries) {
-    const rel = `${PART_DIR}/${entry.name}`
-    if (isOurPart(entry) && !partInProgress(folder.fs, rel)) yield* removeStalePart(rel)
-  }
+  for (const entry of entries) if (isOurPart(entry)) yield* removeIfStale(`${PART_DIR}/${entry.name}`)
 })
 
 /**
@@ -365,16 +366,13 @@ const indexHashedAhead = (rels: ReadonlyArray<string>, ahead: HashedAhead) =>
 /** `walk`'s work on `entries` of folder `relDir` (none ignored): new files hashed ahead at once, the others a few at a time. */
 const walkEntries = (relDir: string, entries: ReadonlyArray<Dirent>, ahead: HashedAhead, seen: { count: number }) =>
   Effect.gen(function*() {
-    const folder = yield* Folder
     const indexed = ahead.size === 0 ? new Set<string>() : yield* indexHashedAhead([...ahead.keys()], ahead)
     seen.count += indexed.size
     yield* Effect.forEach(entries, (entry) =>
       Effect.gen(function*() {
         const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
         if (indexed.has(rel)) return
-        if (isOurPart(entry)) {
-          return partInProgress(folder.fs, rel) ? undefined : yield* removeStalePart(rel)
-        }
+        if (isOurPart(entry)) return yield* removeIfStale(rel)
         seen.count++
         yield* letEventLoopTurn // peers are served while a long scan runs
         // most files of a rescan, and of a folder walked again, are as indexed: no lock taken

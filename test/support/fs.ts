@@ -67,12 +67,12 @@ export const walkTree = (root: string, visit: (entry: fs.Dirent, abs: string, re
   walk(root, "")
 }
 
-/** Our part files (`*.part`) anywhere under `root`: beside their targets, or in `.dsync/parts`. */
+/** Part files (`*.part`, a download's or a symlink's) anywhere under `root` but the trash: beside their targets, or in `.dsync/parts`. */
 export const partFilesIn = (root: string): Array<string> => {
   const found: Array<string> = []
   walkTree(root, (entry, _abs, rel) => {
     if (rel === ".dsync/trash") return false
-    if (entry.isFile() && entry.name.endsWith(".part")) found.push(rel)
+    if (!entry.isDirectory() && entry.name.endsWith(".part")) found.push(rel)
   })
   return found
 }

@@ -3,7 +3,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as net from "node:net"
 import * as path from "node:path"
-import { walkTree } from "./fs.js"
 
 export const repoRoot = path.join(import.meta.dirname, "..", "..")
 /** The bundled CLI, as users run it (`npm run build` makes it). */
@@ -240,13 +239,4 @@ export const logsOf = (...procs: ReadonlyArray<DsyncProcess | undefined>) =>
     .map((p) => `=== ${p.name} (pid ${p.pid}) stderr ===\n${tail(p.stderr(), 60)}`)
     .join("\n")
 
-/** Every path under `root` (all of it, `.dsync/` included) whose name ends in `suffix`. */
-export const findFiles = (root: string, suffix: string): Array<string> => {
-  const found: Array<string> = []
-  walkTree(root, (entry, abs) => {
-    if (entry.name.endsWith(suffix)) found.push(abs)
-  })
-  return found
-}
-
-export { describeTree, sha256File, type TreeEntry } from "./fs.js"
+export { describeTree, partFilesIn, sha256File, type TreeEntry } from "./fs.js"
