@@ -3,6 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import type { FileRecord } from "../domain/FileRecord.js"
+import { MAX_REQUEST_FILES } from "../domain/Messages.js"
 import { showPath } from "../lib/Printable.js"
 import type { BlockSource } from "../services/Transfer.js"
 import type { ProgressTicket } from "./IndexProgress.js"
@@ -13,8 +14,13 @@ import type { Backlog } from "./Backlog.js"
 
 /** Files applied at once within one session (the node-wide limit is the transfer slots). */
 const SESSION_CONCURRENCY = 16
-/** Small files (one block) fetched together, in one request under one transfer slot. */
-export const SMALL_BATCH = 32
+/**
+ * Small files (one block) fetched together, in one request under one transfer slot: as
+ * many as a request may name. Per batch come a request, a lookup of local blocks, an
+ * index commit and a round of fiber steps; 64 to a batch against 32, 10,000 files took
+ * 6.0-6.6 s against 6.5-7.1 s and the receiver 5.4-6.0 CPU-s against 6.2-6.7.
+ */
+export const SMALL_BATCH = MAX_REQUEST_FILES
 /** Bytes of one batch of small files: held in memory until written (16 batches in flight at most). */
 const SMALL_BATCH_BYTES = 1024 * 1024
 const MAX_ATTEMPTS = 5
