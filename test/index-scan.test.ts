@@ -152,6 +152,51 @@ describe("index and scanner", () => {
       }))
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  it.live("a rescan looks up no unchanged file's record, and still finds each change by its stat", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      const old = new Date(2020, 0, 1)
+      for (let i = 0; i < 300; i++) write(root, `d/f${i}.txt`, `file ${String(i).padStart(3, "0")}`, old)
+      write(root, "same-size.txt", "aaaa", old)
+      write(root, "replaced.txt", "bbbb", old)
+      write(root, "mode.sh", "cccc", old)
+      // what the scan asks the index for, path by path
+      const lookups: Array<string> = []
+      const counting = Layer.effect(
+        FileIndex,
+        Effect.map(FileIndex, (index) => ({
+          ...index,
+          get: (p: string) => Effect.zipRight(Effect.sync(() => lookups.push(p)), index.get(p)),
+          getMany: (paths: ReadonlyArray<string>) => Effect.zipRight(Effect.sync(() => lookups.push(...paths)), index.getMany(paths))
+        }))
+      ).pipe(Layer.provideMerge(IndexSqlite.layer(root)))
+      const layer = Layer.mergeAll(counting, FolderLocal.layer(root, []), HasherBlake3.layer)
+      yield* Effect.provide(Effect.gen(function*() {
+        const index = yield* FileIndex
+        yield* scanAll
+        const before = yield* index.sequence
+        lookups.length = 0
+        yield* scanAll
+        expect(yield* index.sequence).toBe(before)
+        expect(lookups.filter((p) => p.startsWith("d/f"))).toEqual([])
+
+        // same size, new mtime; a new inode with the old size and mtime; a chmod alone
+        write(root, "same-size.txt", "AAAA", new Date(2021, 0, 1))
+        write(root, "replaced.tmp", "BBBB", old)
+        fs.renameSync(path.join(root, "replaced.tmp"), path.join(root, "replaced.txt"))
+        fs.chmodSync(path.join(root, "mode.sh"), 0o755)
+        lookups.length = 0
+        yield* scanAll
+        expect(yield* index.sequence).toBe(before + 3)
+        // (a folder is looked at each time: what it holds may be new)
+        expect([...new Set(lookups)].sort()).toEqual(["d", "mode.sh", "replaced.txt", "same-size.txt"])
+        const hashOf = (text: string) => Effect.map(Hasher, (hasher) => fileHash(hasher, [hasher.hash(Buffer.from(text))], text.length))
+        expect((yield* get("same-size.txt"))!.hash).toBe(yield* hashOf("AAAA"))
+        expect((yield* get("replaced.txt"))!.hash).toBe(yield* hashOf("BBBB"))
+        expect((yield* get("mode.sh"))!.mode).toBe(0o755)
+      }), layer)
+    }).pipe(Effect.scoped))
+
   it.live("makes a new version for a content or mode change, not for a touch", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()

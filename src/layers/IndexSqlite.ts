@@ -113,6 +113,12 @@ const toRow = (r: LocalRecord): FileRow => ({
   sent_version: r.sentBy ? JSON.stringify(r.sentBy.version) : null
 })
 
+/** A LiveEntry's columns, named as its fields. */
+const LIVE_COLUMNS = "path, kind, size, mtime_ms AS mtimeMs, mode, inode"
+
+/** A pending record as a LiveEntry. */
+const liveEntryOf = ({ path, kind, size, mtimeMs, mode, inode }: LocalRecord): LiveEntry => ({ path, kind, size, mtimeMs, mode, inode })
+
 /** How long a start waits for the index of a dsync that is stopping on the same folder. */
 const BUSY_TIMEOUT_MS = 2000
 
@@ -181,12 +187,12 @@ const make = (file: string) =>
         "SELECT * FROM files WHERE sequence > ? AND sequence <= ? AND (sent_by IS NOT ? OR sent_version IS NOT version) ORDER BY sequence"
       ),
       // a folder's entries are the paths between "dir/" and "dir0" ('0' follows '/'), by the primary key
-      liveTop: db.prepare<[], LiveEntry>("SELECT path, kind FROM files WHERE deleted = 0 AND instr(path, '/') = 0 ORDER BY path"),
+      liveTop: db.prepare<[], LiveEntry>(`SELECT ${LIVE_COLUMNS} FROM files WHERE deleted = 0 AND instr(path, '/') = 0 ORDER BY path`),
       liveChildren: db.prepare<[string, string, number], LiveEntry>(
-        "SELECT path, kind FROM files WHERE path > ? AND path < ? AND deleted = 0 AND instr(substr(path, ?), '/') = 0 ORDER BY path"
+        `SELECT ${LIVE_COLUMNS} FROM files WHERE path > ? AND path < ? AND deleted = 0 AND instr(substr(path, ?), '/') = 0 ORDER BY path`
       ),
       liveUnder: db.prepare<[string, string, number], LiveEntry>(
-        "SELECT path, kind FROM files WHERE path > ? AND path < ? AND deleted = 0 ORDER BY path DESC LIMIT ?"
+        `SELECT ${LIVE_COLUMNS} FROM files WHERE path > ? AND path < ? AND deleted = 0 ORDER BY path DESC LIMIT ?`
       ),
       findBlock: db.prepare<[number, string], BlockLocation>("SELECT path, offset, size FROM blocks WHERE key = ? AND hash = ? LIMIT 1"),
       moveBlocks: db.prepare<[string, string]>("UPDATE blocks SET path = ? WHERE path = ?"),
@@ -318,7 +324,7 @@ const make = (file: string) =>
           const held = pending.filter((r) => parentOf(r.path) === dir)
           if (held.length === 0) return stored
           const byPath = new Map(stored.map((r) => [r.path, r]))
-          for (const r of held) r.deleted ? byPath.delete(r.path) : byPath.set(r.path, { path: r.path, kind: r.kind })
+          for (const r of held) r.deleted ? byPath.delete(r.path) : byPath.set(r.path, liveEntryOf(r))
           return [...byPath.values()]
         }),
       liveUnder: (dir, limit, before) => committed(() => q.liveUnder.all(`${dir}/`, before ?? `${dir}0`, limit)),

@@ -10,7 +10,7 @@ import { fsSync } from "../lib/FsTry.js"
 import { printable, showPath } from "../lib/Printable.js"
 import { asTombstone, blockSizeFor, type FileKind, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
 import { bump } from "../domain/VersionVector.js"
-import { FileIndex, type LiveEntry, type LocalRecord, type NewRecord } from "../services/FileIndex.js"
+import { FileIndex, type LiveEntry, type LocalRecord, type NewRecord, type StatKey } from "../services/FileIndex.js"
 import { Folder } from "../services/Folder.js"
 import { Hasher } from "../services/Hasher.js"
 import { Upcoming } from "../services/Upcoming.js"
@@ -57,8 +57,11 @@ export const statOrGone = (disk: RootedFs, relPath: string): Stats | undefined =
   }
 }
 
+/** What the index says of a path, as far as a scan compares it with the disk (a live entry is no tombstone). */
+type Indexed = StatKey & { readonly deleted?: boolean }
+
 /** Does the disk still look like what the index says (so the stored hash can be trusted)? */
-export const statMatches = (record: LocalRecord, st: Stats | undefined): boolean => {
+export const statMatches = (record: Indexed, st: Stats | undefined): boolean => {
   if (record.deleted) return st === undefined
   if (st === undefined || kindOf(st) !== record.kind) return false
   if (record.kind === "dir") return (st.mode & 0o777) === record.mode
@@ -67,20 +70,27 @@ export const statMatches = (record: LocalRecord, st: Stats | undefined): boolean
 }
 
 /** A file or link that the disk shows just as the index holds it: a scan would find nothing. */
-export const indexedAsIs = (known: LocalRecord | undefined, st: Stats | undefined): boolean =>
+export const indexedAsIs = (known: Indexed | undefined, st: Stats | undefined): boolean =>
   known !== undefined && st !== undefined && !st.isDirectory() && statMatches(known, st)
 
 /**
- * `indexedAsIs` for `relPath`, read without the path's lock: a commit halfway through
- * shows as a difference (its new file beside the old record, or the reverse), and a
- * difference is scanned under the lock. A path the index lacks is not even stat'ed.
+ * Which of `entries` of folder `relDir` (files and links) the disk shows just as the
+ * index entries `known` (by name) hold them: one batch of lstats, their folder opened
+ * once, without their locks (a commit halfway through shows as a difference, and a
+ * difference is scanned under the lock). `known` was read as the folder's walk began:
+ * what changed since then differs from it too, or brought a watcher event. An unchanged
+ * rescan of 100,000 files, looked at one by one (an index read with its block list, a
+ * folder opened, an lstat, a round of fiber steps each) took 5.8 s.
  */
-const unchangedOnDisk = (relPath: string) =>
-  Effect.gen(function*() {
-    const known = Option.getOrUndefined(yield* (yield* FileIndex).get(relPath))
-    if (known === undefined || known.deleted || known.kind === "dir") return false
-    return indexedAsIs(known, yield* diskState(relPath).pipe(Effect.orElseSucceed(() => undefined)))
-  })
+const unchangedAmong = (relDir: string, entries: ReadonlyArray<Dirent>, known: ReadonlyMap<string, LiveEntry>) =>
+  Effect.map(Folder, (folder) =>
+    folder.fs.batch(() =>
+      new Set(entries.flatMap((entry) => {
+        const record = known.get(entry.name)
+        const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
+        return record !== undefined && indexedAsIs(record, statOrGone(folder.fs, rel)) ? [rel] : []
+      }))
+    ))
 
 /**
  * Smallest new file announced to peers while it is hashed (`Upcoming`), so its blocks
@@ -278,9 +288,9 @@ const WALK_BATCH = 256
 /**
  * `batch` of folder `relDir`'s entries without the ignored ones (each looked up once; our
  * part files stay, `walkEntries` deals with them), and its files that the index lacks
- * there (`indexed`) hashed ahead.
+ * there (`known`, by name) hashed ahead.
  */
-const prepareBatch = (relDir: string, batch: ReadonlyArray<Dirent>, indexed: ReadonlySet<string>) =>
+const prepareBatch = (relDir: string, batch: ReadonlyArray<Dirent>, known: ReadonlyMap<string, LiveEntry>) =>
   Effect.gen(function*() {
     const folder = yield* Folder
     const entries: Array<Dirent> = []
@@ -289,7 +299,7 @@ const prepareBatch = (relDir: string, batch: ReadonlyArray<Dirent>, indexed: Rea
       const part = isOurPart(entry)
       if (!part && (yield* folder.isIgnored(relDir === "" ? entry.name : `${relDir}/${entry.name}`, entry.isDirectory()))) continue
       entries.push(entry)
-      if (!part && entry.isFile() && !indexed.has(entry.name)) newFiles.push(entry.name)
+      if (!part && entry.isFile() && !known.has(entry.name)) newFiles.push(entry.name)
     }
     return { entries, ahead: yield* hashAhead(folder.fs, relDir, newFiles) }
   })
@@ -319,17 +329,17 @@ const walk = (relDir: string, seen: { count: number }): Effect.Effect<void, neve
       if (gone) return yield* vanishedFolder(relDir)
       return yield* Effect.logWarning(`cannot read folder ${showPath(relDir || ".")}: ${printable(listed.left.message)}`)
     }
-    const known = yield* index.liveChildren(relDir)
-    const indexed = new Set(known.map((record) => path.posix.basename(record.path)))
+    // what the index holds in this folder, by name
+    const known = new Map((yield* index.liveChildren(relDir)).map((record) => [path.posix.basename(record.path), record]))
     const batches: Array<ReadonlyArray<Dirent>> = []
     for (let i = 0; i < listed.right.length; i += WALK_BATCH) batches.push(listed.right.slice(i, i + WALK_BATCH))
-    let next = yield* Effect.fork(prepareBatch(relDir, batches[0] ?? [], indexed))
+    let next = yield* Effect.fork(prepareBatch(relDir, batches[0] ?? [], known))
     for (let i = 0; i < batches.length; i++) {
       const { entries, ahead } = yield* Fiber.join(next)
-      if (i + 1 < batches.length) next = yield* Effect.fork(prepareBatch(relDir, batches[i + 1]!, indexed))
-      yield* walkEntries(relDir, entries, ahead, seen)
+      if (i + 1 < batches.length) next = yield* Effect.fork(prepareBatch(relDir, batches[i + 1]!, known))
+      yield* walkEntries(relDir, entries, ahead, known, seen)
     }
-    yield* scanVanished(known, listed.right)
+    yield* scanVanished([...known.values()], listed.right)
   })
 
 /**
@@ -364,19 +374,28 @@ const indexHashedAhead = (rels: ReadonlyArray<string>, ahead: HashedAhead) =>
   })
 
 /** `walk`'s work on `entries` of folder `relDir` (none ignored): new files hashed ahead at once, the others a few at a time. */
-const walkEntries = (relDir: string, entries: ReadonlyArray<Dirent>, ahead: HashedAhead, seen: { count: number }) =>
+const walkEntries = (
+  relDir: string,
+  entries: ReadonlyArray<Dirent>,
+  ahead: HashedAhead,
+  known: ReadonlyMap<string, LiveEntry>,
+  seen: { count: number }
+) =>
   Effect.gen(function*() {
-    const indexed = ahead.size === 0 ? new Set<string>() : yield* indexHashedAhead([...ahead.keys()], ahead)
-    seen.count += indexed.size
-    yield* Effect.forEach(entries, (entry) =>
+    const relOf = (entry: Dirent) => (relDir === "" ? entry.name : `${relDir}/${entry.name}`)
+    const indexedAhead = ahead.size === 0 ? new Set<string>() : yield* indexHashedAhead([...ahead.keys()], ahead)
+    // most files of a rescan, and of a folder walked again, are as indexed: no lock taken
+    const others = entries.filter((entry) => !indexedAhead.has(relOf(entry)) && !isOurPart(entry) && !entry.isDirectory())
+    const asIndexed = yield* unchangedAmong(relDir, others, known)
+    seen.count += indexedAhead.size + asIndexed.size
+    const rest = entries.filter((entry) => !indexedAhead.has(relOf(entry)) && !asIndexed.has(relOf(entry)))
+    yield* Effect.forEach(rest, (entry) =>
       Effect.gen(function*() {
-        const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
-        if (indexed.has(rel)) return
+        const rel = relOf(entry)
         if (isOurPart(entry)) return yield* removeIfStale(rel)
         seen.count++
         yield* letEventLoopTurn // peers are served while a long scan runs
-        // most files of a rescan, and of a folder walked again, are as indexed: no lock taken
-        if (!(yield* unchangedOnDisk(rel))) yield* scanPath(rel, ahead)
+        yield* scanPath(rel, ahead)
         if (entry.isDirectory()) yield* walk(rel, seen)
       }), { discard: true, concurrency: 4 })
   })

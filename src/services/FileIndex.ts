@@ -2,7 +2,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import type { FileKind, FileRecord } from "../domain/FileRecord.js"
+import type { FileRecord } from "../domain/FileRecord.js"
 import type { VersionVector } from "../domain/VersionVector.js"
 
 /**
@@ -33,10 +33,12 @@ export interface BlockLocation {
   readonly size: number
 }
 
-/** An index entry that is not a tombstone, without its block list. */
-export interface LiveEntry {
+/** What a scan compares with the disk to trust a stored hash (Scanner.statMatches). */
+export type StatKey = Pick<LocalRecord, "kind" | "size" | "mtimeMs" | "mode" | "inode">
+
+/** An index entry that is not a tombstone, without its block list or version: its path, kind and stat key. */
+export interface LiveEntry extends StatKey {
   readonly path: string
-  readonly kind: FileKind
 }
 
 /** A run of the index read by `since`. */
@@ -68,7 +70,7 @@ export interface FileIndexApi {
    * peer holds): left out here, they are not read back only to be dropped.
    */
   readonly since: (after: number, limit: number, leaveOut?: string) => Effect.Effect<IndexRun>
-  /** Path and kind of the entries directly in folder `dir` ("" for the top) that are not tombstones. */
+  /** The entries directly in folder `dir` ("" for the top) that are not tombstones. */
   readonly liveChildren: (dir: string) => Effect.Effect<ReadonlyArray<LiveEntry>>
   /**
    * Up to `limit` entries below folder `dir` (not the top) that are not tombstones, in descending
