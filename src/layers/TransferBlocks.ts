@@ -394,27 +394,30 @@ const fetchFilesInto = (remotes: ReadonlyArray<FileRecord>, source: BlockSource)
  * Read whole one-block files, each into the buffer `into(position, size)` gives: those
  * still what the index holds for the version asked, opened once, never through a link.
  * Any other is left out (the receiver sees it missing); a short read means it changed.
- * All at once, in order: a few small files are one step, not a stream of them.
+ * All at once, in order: a few small files are one step, not a stream of them, their
+ * records looked up together and their folders opened once (a batch).
  */
 const serveFilesFrom = (files: ReadonlyArray<FileVersion>, into: (index: number, size: number) => Uint8Array) =>
   Effect.gen(function*() {
-    const index = yield* FileIndex
-    const folder = yield* Folder
+    const records = yield* (yield* FileIndex).getMany(files.map((file) => file.path))
+    const disk = (yield* Folder).fs
     const served: Array<ServedBlock> = []
-    for (const [position, file] of files.entries()) {
-      const record = Option.getOrUndefined(yield* index.get(file.path))
-      if (!record || record.deleted || record.kind !== "file" || record.hash !== file.hash || record.blocks.length !== 1) continue
-      const data = into(position, record.size)
-      let fd = -1
-      try {
-        fd = folder.fs.openRead(record.path)
-        if (fs.readSync(fd, data, 0, record.size, 0) === record.size) served.push({ index: position, data })
-      } catch {
-        // left out: the receiver sees it missing
-      } finally {
-        if (fd >= 0) fs.closeSync(fd)
-      }
-    }
+    disk.batch(() =>
+      files.forEach((file, position) => {
+        const record = Option.getOrUndefined(records[position]!)
+        if (!record || record.deleted || record.kind !== "file" || record.hash !== file.hash || record.blocks.length !== 1) return
+        const data = into(position, record.size)
+        let fd = -1
+        try {
+          fd = disk.openRead(record.path)
+          if (fs.readSync(fd, data, 0, record.size, 0) === record.size) served.push({ index: position, data })
+        } catch {
+          // left out: the receiver sees it missing
+        } finally {
+          if (fd >= 0) fs.closeSync(fd)
+        }
+      })
+    )
     return served as ReadonlyArray<ServedBlock>
   })
 
