@@ -16,6 +16,9 @@ export const MAX_DEPTH = 64
 /** The folder holding entry `rel` (folder-relative, `/`-separated): "" for a top-level entry. */
 export const parentOf = (rel: string): string => rel.slice(0, Math.max(0, rel.lastIndexOf("/")))
 
+/** Entry `name` of folder `dir` (folder-relative, "" for the top): `parentOf`'s inverse. */
+export const childOf = (dir: string, name: string): string => (dir === "" ? name : `${dir}/${name}`)
+
 const utf8Length = (s: string) => Buffer.byteLength(s, "utf8")
 
 /**

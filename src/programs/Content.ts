@@ -5,6 +5,7 @@ import { blockSizeFor } from "../domain/FileRecord.js"
 import type { RootedFs } from "../lib/RootedFs.js"
 import { hashChunk, HashReadError } from "../lib/BlockHashing.js"
 import type { SmallFileHash } from "../lib/HashWorkers.js"
+import { childOf } from "../lib/SafePath.js"
 import { Hasher, type HasherApi } from "../services/Hasher.js"
 
 /** What hashing a file gives: its hash, its block size and the hex hash of each block. */
@@ -105,7 +106,7 @@ export const hashAhead = (disk: RootedFs, relDir: string, names: ReadonlyArray<s
     )
     if (folder === undefined) return hashed
     const results = yield* hashSmallFiles(names.map(folder.at), SMALL_FILE, blockSizeFor(SMALL_FILE))
-    results.forEach((result, i) => result && hashed.set(relDir === "" ? names[i]! : `${relDir}/${names[i]!}`, result))
+    results.forEach((result, i) => result && hashed.set(childOf(relDir, names[i]!), result))
     return hashed
   }).pipe(Effect.scoped)
 

@@ -8,6 +8,7 @@ import * as path from "node:path"
 import type { FsError } from "../domain/Errors.js"
 import { fsSync } from "../lib/FsTry.js"
 import { printable, showPath } from "../lib/Printable.js"
+import { childOf } from "../lib/SafePath.js"
 import { asTombstone, blockSizeFor, type FileKind, MIN_BLOCK_SIZE } from "../domain/FileRecord.js"
 import { bump } from "../domain/VersionVector.js"
 import { FileIndex, type LiveEntry, type LocalRecord, type NewRecord, type StatKey } from "../services/FileIndex.js"
@@ -87,7 +88,7 @@ const unchangedAmong = (relDir: string, entries: ReadonlyArray<Dirent>, known: R
     folder.fs.batch(() =>
       new Set(entries.flatMap((entry) => {
         const record = known.get(entry.name)
-        const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`
+        const rel = childOf(relDir, entry.name)
         return record !== undefined && indexedAsIs(record, statOrGone(folder.fs, rel)) ? [rel] : []
       }))
     ))
@@ -297,7 +298,7 @@ const prepareBatch = (relDir: string, batch: ReadonlyArray<Dirent>, known: Reado
     const newFiles: Array<string> = []
     for (const entry of batch) {
       const part = isOurPart(entry)
-      if (!part && (yield* folder.isIgnored(relDir === "" ? entry.name : `${relDir}/${entry.name}`, entry.isDirectory()))) continue
+      if (!part && (yield* folder.isIgnored(childOf(relDir, entry.name), entry.isDirectory()))) continue
       entries.push(entry)
       if (!part && entry.isFile() && !known.has(entry.name)) newFiles.push(entry.name)
     }
@@ -382,14 +383,13 @@ const walkEntries = (
   seen: { count: number }
 ) =>
   Effect.gen(function*() {
-    const relOf = (entry: Dirent) => (relDir === "" ? entry.name : `${relDir}/${entry.name}`)
+    const relOf = (entry: Dirent) => childOf(relDir, entry.name)
     const indexedAhead = ahead.size === 0 ? new Set<string>() : yield* indexHashedAhead([...ahead.keys()], ahead)
+    const notAhead = entries.filter((entry) => !indexedAhead.has(relOf(entry)))
     // most files of a rescan, and of a folder walked again, are as indexed: no lock taken
-    const others = entries.filter((entry) => !indexedAhead.has(relOf(entry)) && !isOurPart(entry) && !entry.isDirectory())
-    const asIndexed = yield* unchangedAmong(relDir, others, known)
+    const asIndexed = yield* unchangedAmong(relDir, notAhead.filter((entry) => !isOurPart(entry) && !entry.isDirectory()), known)
     seen.count += indexedAhead.size + asIndexed.size
-    const rest = entries.filter((entry) => !indexedAhead.has(relOf(entry)) && !asIndexed.has(relOf(entry)))
-    yield* Effect.forEach(rest, (entry) =>
+    yield* Effect.forEach(notAhead.filter((entry) => !asIndexed.has(relOf(entry))), (entry) =>
       Effect.gen(function*() {
         const rel = relOf(entry)
         if (isOurPart(entry)) return yield* removeIfStale(rel)
