@@ -29,6 +29,7 @@
  */
 import { constants, PerformanceObserver } from "node:perf_hooks"
 import { getHeapSpaceStatistics, setFlagsFromString } from "node:v8"
+import type { Worker } from "node:worker_threads"
 
 const NORMAL = 100
 const STREAMING = 200
@@ -56,6 +57,7 @@ export const tuneHeapGrowth = (): void => {
   setFlagsFromString(`--heap-growing-percent=${current}`)
   let majors = 0
   let growth = 2
+  const setGrowth = (factor: number) => setFlagsFromString(`--semi-space-growth-factor=${growth = factor}`)
   // after each batch of collections: the young generation only grows at the end of one
   const observer = new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {
@@ -63,9 +65,15 @@ export const tuneHeapGrowth = (): void => {
     }
     if (growth === 1) return // capped for good: no statistics to gather after each collection
     const next = youngGrowthFactor(growth, youngBytes())
-    if (next !== growth) setFlagsFromString(`--semi-space-growth-factor=${growth = next}`)
+    if (next !== growth) setGrowth(next)
   })
   observer.observe({ entryTypes: ["gc"] })
+  // Each new isolate (a worker thread's, as the hash workers come and go) sets V8's factor
+  // back to 2 for the whole process as it starts: capped again once the worker runs.
+  // Without, the first hash worker lifted the cap (1 GiB sent: 2 x 16 MB, +17 MB RSS).
+  process.on("worker", (worker: Worker) => {
+    worker.once("online", () => growth === 1 && setGrowth(1))
+  })
   setInterval(() => {
     const next = growingPercent(current, majors)
     majors = 0
