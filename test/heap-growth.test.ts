@@ -25,27 +25,12 @@ describe("heap growth between full collections (CLI)", () => {
     expect(youngGrowthFactor(1, YOUNG_CAP / 4)).toBe(1) // shrunk at idle: stays
   })
 
-  // V8 alone grows it to 2 x 16 MB under this load (32 MiB): a process of its own, since
-  // the flags are the whole process's
-  it.skipIf(!existsSync(built))("keeps a busy process's young generation at the cap (a real V8, `npm test` builds first)", () => {
-    const program = `
-      import { tuneHeapGrowth } from ${JSON.stringify(built)}
-      import { getHeapSpaceStatistics } from "node:v8"
-      tuneHeapGrowth()
-      let kept = []
-      for (let round = 0; round < 300; round++) {
-        for (let i = 0; i < 20000; i++) { kept.push({ i, list: [i] }); if (kept.length > 60000) kept = [] }
-        await new Promise((resolve) => setImmediate(resolve))
-      }
-      process.stdout.write(String(getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size))`
-    const young = Number(execFileSync(process.execPath, ["--input-type=module", "-e", program], { encoding: "utf8", timeout: 60_000 }))
-    expect(young).toBeGreaterThan(0)
-    expect(young).toBeLessThanOrEqual(YOUNG_CAP)
-  })
-
-  // each new isolate sets V8's growth factor back to 2 for the whole process: the hash
-  // workers come and go, and the cap went with the first of them (1 GiB: 2 x 16 MB again)
-  it.skipIf(!existsSync(built))("keeps the cap once worker threads have started and gone", () => {
+  /**
+   * The young generation's size in a process of its own (the flags are the whole
+   * process's), tuned, after `body` ran there: `churn(rounds)` allocates short-lived
+   * objects, a load under which V8 alone grows it to 2 x 16 MB (32 MiB).
+   */
+  const youngAfter = (body: string) => {
     const program = `
       import { tuneHeapGrowth } from ${JSON.stringify(built)}
       import { getHeapSpaceStatistics } from "node:v8"
@@ -58,14 +43,27 @@ describe("heap growth between full collections (CLI)", () => {
           await new Promise((resolve) => setImmediate(resolve))
         }
       }
+      ${body}
+      process.stdout.write(String(getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size))`
+    return Number(execFileSync(process.execPath, ["--input-type=module", "-e", program], { encoding: "utf8", timeout: 60_000 }))
+  }
+
+  it.skipIf(!existsSync(built))("keeps a busy process's young generation at the cap (a real V8, `npm test` builds first)", () => {
+    const young = youngAfter("await churn(300)")
+    expect(young).toBeGreaterThan(0)
+    expect(young).toBeLessThanOrEqual(YOUNG_CAP)
+  })
+
+  // each new isolate sets V8's growth factor back to 2 for the whole process: the hash
+  // workers come and go, and the cap went with the first of them (1 GiB: 2 x 16 MB again)
+  it.skipIf(!existsSync(built))("keeps the cap once worker threads have started and gone", () => {
+    const young = youngAfter(`
       await churn(100)
       for (let w = 0; w < 3; w++) {
         const worker = new Worker("setTimeout(() => {}, 20)", { eval: true })
         await new Promise((resolve) => worker.once("exit", resolve))
         await churn(100)
-      }
-      process.stdout.write(String(getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size))`
-    const young = Number(execFileSync(process.execPath, ["--input-type=module", "-e", program], { encoding: "utf8", timeout: 60_000 }))
+      }`)
     expect(young).toBeGreaterThan(0)
     expect(young).toBeLessThanOrEqual(YOUNG_CAP)
   })

@@ -70,7 +70,7 @@ export const tuneHeapGrowth = (): void => {
   observer.observe({ entryTypes: ["gc"] })
   // Each new isolate (a worker thread's, as the hash workers come and go) sets V8's factor
   // back to 2 for the whole process as it starts: capped again once the worker runs.
-  // Without, the first hash worker lifted the cap (1 GiB sent: 2 x 16 MB, +17 MB RSS).
+  // Without, the first hash worker lifted the cap (sending 1 GiB: 2 x 16 MB again).
   process.on("worker", (worker: Worker) => {
     worker.once("online", () => growth === 1 && setGrowth(1))
   })
